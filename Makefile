@@ -1,0 +1,45 @@
+# Front door: make, make check, make demo, make bench.  Each target installs
+# what is missing first (scripts/install-deps.sh is idempotent).
+PY := /usr/bin/python3
+BUILD := build
+ASAN_BUILD := build-asan
+
+.PHONY: all deps build check check-unit check-asan check-functional demo bench clean
+
+all: build
+
+deps:
+	@scripts/install-deps.sh
+
+$(BUILD)/build.ninja: | deps
+	./configure --builddir=$(BUILD)
+
+build: deps $(BUILD)/build.ninja
+	ninja -C $(BUILD)
+
+$(ASAN_BUILD)/build.ninja: | deps
+	./configure --builddir=$(ASAN_BUILD) -Db_sanitize=address,undefined -Db_lundef=false
+
+check-unit: build
+	meson test -C $(BUILD) --print-errorlogs --suite unit
+
+# The unit tests again under ASan+UBSan: any report fails the run.
+check-asan: deps $(ASAN_BUILD)/build.ninja
+	ninja -C $(ASAN_BUILD)
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+	    meson test -C $(ASAN_BUILD) --print-errorlogs --suite unit
+
+check-functional: build
+	AMBER_BUILD=$(abspath $(BUILD)) $(PY) -m pytest -q -ra tests/functional
+
+check: check-unit check-asan check-functional
+
+demo: build
+	@scripts/demo.sh $(BUILD)
+
+bench: build
+	AMBER_WITH_QEMU=1 scripts/install-deps.sh
+	$(PY) tests/bench/run.py --build $(BUILD)
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD)

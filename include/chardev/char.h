@@ -1,0 +1,44 @@
+/*
+ * Character devices: the byte pipes that the serial port and the
+ * monitors talk through.  Specs follow QEMU's words:
+ *   stdio | null | file:PATH | unix:PATH[,server=on][,wait=off]
+ * A unix server accepts one client at a time; a new client may connect
+ * after the previous one left.  All I/O is driven by the GLib main loop
+ * of the main thread (the default GMainContext).
+ */
+#ifndef AMBER_CHARDEV_CHAR_H
+#define AMBER_CHARDEV_CHAR_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "util/error.h"
+
+typedef struct Chardev Chardev;
+
+typedef struct ChardevHandlers {
+    /* Bytes arrived from the peer. */
+    void (*read)(void *opaque, const uint8_t *buf, size_t len);
+    /* A client connected (unix server) or the chardev opened (stdio). */
+    void (*opened)(void *opaque);
+    /* The peer went away (EOF or error). */
+    void (*closed)(void *opaque);
+} ChardevHandlers;
+
+Chardev *chardev_new(const char *spec, Error **errp);
+void chardev_free(Chardev *chr);
+/* Handlers run on the main thread; NULL members are allowed. */
+void chardev_set_handlers(Chardev *chr, const ChardevHandlers *h, void *opaque);
+/*
+ * Write all of buf, or drop it when no peer is connected.  Thread-safe
+ * (the serial port writes from vCPU threads).  Returns false on a write
+ * error other than "no peer".
+ */
+bool chardev_write(Chardev *chr, const void *buf, size_t len);
+/* Receive SCM_RIGHTS fds that arrived with the last read (unix only): -1 if none. */
+int chardev_take_fd(Chardev *chr);
+bool chardev_is_connected(Chardev *chr);
+const char *chardev_spec(Chardev *chr);
+
+#endif

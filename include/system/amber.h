@@ -1,0 +1,54 @@
+/*
+ * The process: one Amber context owns the machine, the monitors and (later)
+ * the migration state.  QMP handlers receive it as their first argument;
+ * nothing reaches it through a global.
+ */
+#ifndef AMBER_SYSTEM_AMBER_H
+#define AMBER_SYSTEM_AMBER_H
+
+#include <stdbool.h>
+#include <glib.h>
+#include <json-glib/json-glib.h>
+
+#include "system/machine.h"
+
+typedef struct Amber Amber;
+
+/* Receives every event; runs on the main thread. `data` may be NULL. */
+typedef void (*AmberEventSink)(void *opaque, const char *event, JsonObject *data,
+                               gint64 timestamp_us);
+
+struct Amber {
+    Machine *machine;
+    GMainLoop *loop;
+    GPtrArray *event_sinks;         /* of AmberEventSinkEntry, see amber.c */
+    GMutex event_lock;
+    GQueue pending_events;          /* events emitted off the main thread */
+    guint event_source;
+    int exit_code;                  /* process status once the loop ends */
+    bool quit_requested;
+    void *monitors;                 /* monitor/ state, opaque here */
+    void *migration;                /* migration/ state, opaque here */
+};
+
+/*
+ * Emit an event to every sink.  Thread-safe: from another thread the event
+ * is queued and delivered from the main loop (with the timestamp taken
+ * here).  Takes ownership of `data` (may be NULL).
+ */
+void amber_emit_event(Amber *s, const char *event, JsonObject *data);
+void amber_add_event_sink(Amber *s, AmberEventSink fn, void *opaque);
+void amber_remove_event_sink(Amber *s, AmberEventSink fn, void *opaque);
+
+/*
+ * Run-state transitions with their events, as QEMU's vm_stop / vm_start:
+ * stop parks every vCPU before it returns (STOP), start resumes (RESUME).
+ */
+bool amber_vm_stop(Amber *s, RunState new_state, Error **errp);
+bool amber_vm_start(Amber *s, Error **errp);
+/* SHUTDOWN event {guest, reason}; the main loop ends with exit_code. */
+void amber_request_quit(Amber *s, ShutdownCause cause, int exit_code);
+/* RESET event; devices and vCPUs back to power-on. */
+bool amber_system_reset(Amber *s, Error **errp);
+
+#endif

@@ -1,0 +1,155 @@
+/*
+ * The machine: one context that owns RAM, vCPUs, devices and run state.
+ *
+ * There is no global "current machine": everything that needs the machine
+ * is handed a Machine * (devices get it at realize time, monitors at
+ * creation, migration per MigrationState).
+ *
+ * Threads: the main thread runs the GLib main loop (monitors, chardevs,
+ * requests from vCPUs); every vCPU has its own thread.  Functions marked
+ * "main thread" must only be called there.
+ */
+#ifndef AMBER_SYSTEM_MACHINE_H
+#define AMBER_SYSTEM_MACHINE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stddef.h>
+#include <pthread.h>
+#include <glib.h>
+
+#include "util/error.h"
+#include "system/ram.h"
+#include "system/runstate.h"
+
+#define AMBER_MAX_CPUS 8
+
+typedef struct Machine Machine;
+typedef struct CPUState CPUState;
+typedef struct AccelOps AccelOps;
+typedef struct Chardev Chardev;
+
+/* What the command line (or a test) asks for; owned by the Machine. */
+typedef struct MachineOptions {
+    uint64_t ram_size;          /* -m, bytes */
+    int smp;                    /* -smp, 1..AMBER_MAX_CPUS */
+    char *accel;                /* "kvm" */
+    char *kernel;               /* -kernel, NULL = built-in guest */
+    char *append;               /* -append */
+    char *initrd;               /* -initrd */
+    char *name;                 /* -name */
+    char *memory_backend;       /* -machine memory-backend=ID */
+    GPtrArray *backends;        /* of RamBackendOptions *, from -object */
+    bool start_paused;          /* -S */
+} MachineOptions;
+
+/* ---- port I/O bus ------------------------------------------------------ */
+
+typedef struct IoOps {
+    /* off is relative to the registered base; size is 1, 2 or 4. */
+    uint32_t (*read)(void *opaque, uint16_t off, unsigned size);
+    void (*write)(void *opaque, uint16_t off, uint32_t val, unsigned size);
+} IoOps;
+
+/*
+ * Device callbacks run on the vCPU thread that did the access, with the
+ * machine's device lock held: devices need no lock of their own against
+ * each other or against the main loop, which takes the same lock
+ * (machine_lock_devices) before touching device state.
+ */
+bool machine_register_io(Machine *m, uint16_t base, uint16_t len,
+                         const IoOps *ops, void *opaque, Error **errp);
+void machine_lock_devices(Machine *m);
+void machine_unlock_devices(Machine *m);
+
+/* Drive an interrupt line of the in-kernel irqchip (GSI 0..23). */
+void machine_set_irq(Machine *m, int gsi, int level);
+
+/* ---- devices ------------------------------------------------------------ */
+
+/*
+ * A device type registers itself from its own file with
+ * DEVICE_REGISTER(info); machine_create() realizes every registered type
+ * in ascending `order`.  The per-machine instance lives in `opaque`.
+ */
+typedef struct DeviceInfo {
+    const char *name;           /* "serial", "i8042", "debug-exit" */
+    int order;
+    /* Create the device's state for m; *opaque receives it. */
+    bool (*realize)(Machine *m, void **opaque, Error **errp);
+    void (*reset)(void *opaque);            /* system_reset */
+    void (*unrealize)(void *opaque);
+} DeviceInfo;
+
+void device_register_type(const DeviceInfo *info);
+#define DEVICE_REGISTER(info)                                            \
+    static void __attribute__((constructor)) register_##info(void)      \
+    {                                                                    \
+        device_register_type(&(info));                                   \
+    }
+/* The instance of a realized device type, or NULL. */
+void *machine_find_device(Machine *m, const char *name);
+
+/* ---- life cycle --------------------------------------------------------- */
+
+typedef enum ShutdownCause {
+    SHUTDOWN_CAUSE_NONE,
+    SHUTDOWN_CAUSE_HOST_QMP_QUIT,       /* "host-qmp-quit" */
+    SHUTDOWN_CAUSE_HOST_SIGNAL,         /* "host-signal" */
+    SHUTDOWN_CAUSE_GUEST_SHUTDOWN,      /* "guest-shutdown": debug-exit port */
+    SHUTDOWN_CAUSE_GUEST_RESET,         /* "guest-reset": i8042 0xfe */
+    SHUTDOWN_CAUSE_GUEST_PANIC,         /* "guest-panic": triple fault, emulation failure */
+} ShutdownCause;
+const char *shutdown_cause_name(ShutdownCause cause);
+
+/*
+ * Build the VM: accelerator, RAM, vCPUs (created, not running), devices,
+ * and the guest image loaded (opts->kernel or the built-in guest).
+ * Main thread.  Takes ownership of opts.
+ */
+Machine *machine_create(MachineOptions *opts, Error **errp);
+/* Start the vCPU threads; runstate becomes running (or stays prelaunch/paused). */
+bool machine_start(Machine *m, Error **errp);
+/* Stop everything and free; safe on a half-built machine. */
+void machine_destroy(Machine *m);
+
+/*
+ * Pause: returns only once every vCPU is parked outside KVM_RUN with any
+ * pending I/O completed (so its state may be read).  Resume restarts them.
+ * Both are idempotent and may be called from any non-vCPU thread.
+ */
+bool machine_pause(Machine *m, Error **errp);
+void machine_resume(Machine *m);
+/* Reset devices and vCPUs to power-on and reload the guest image. */
+bool machine_reset(Machine *m, Error **errp);
+
+/*
+ * Requests from vCPU threads (debug-exit, i8042 reset, fatal exits) are
+ * queued here and handled on the main thread, which calls the notifier
+ * that vl.c installs.  exit_code is the process exit status amber should
+ * end with for a guest shutdown.
+ */
+void machine_request_shutdown(Machine *m, ShutdownCause cause, int exit_code);
+void machine_request_reset(Machine *m);
+typedef void (*MachineRequestNotify)(Machine *m, void *opaque);
+void machine_set_request_notify(Machine *m, MachineRequestNotify fn, void *opaque);
+/* Main thread: take a pending request (cause NONE when there is none). */
+ShutdownCause machine_take_shutdown_request(Machine *m, int *exit_code);
+bool machine_take_reset_request(Machine *m);
+
+/* ---- accessors ------------------------------------------------------------ */
+
+RunState machine_runstate(Machine *m);
+/* Change state and emit nothing: the caller (monitor) emits events. */
+void machine_set_runstate(Machine *m, RunState s);
+int machine_ncpus(Machine *m);
+CPUState *machine_cpu(Machine *m, int index);
+const MachineOptions *machine_options(Machine *m);
+RamBlockList *machine_ram(Machine *m);
+
+/* Guest-physical access for devices, the loader and pmemsave. */
+void *machine_gpa_to_hva(Machine *m, uint64_t gpa, uint64_t len);
+bool machine_read_phys(Machine *m, uint64_t gpa, void *buf, uint64_t len, Error **errp);
+bool machine_write_phys(Machine *m, uint64_t gpa, const void *buf, uint64_t len, Error **errp);
+
+#endif

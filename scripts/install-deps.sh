@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Install what amber needs to build, test and benchmark, from Debian's archive.
+# Idempotent: packages already present are skipped, and apt is touched only when
+# something is missing.
+set -euo pipefail
+
+need=(
+    gcc make binutils pkg-config meson ninja-build
+    libglib2.0-dev libjson-glib-dev
+    python3 python3-pytest python3-matplotlib
+    socat
+)
+# The reference VMM for side-by-side benchmarks and the "same image under QEMU"
+# test; optional everywhere else (tests skip with the reason when it is absent).
+optional=(qemu-system-x86)
+
+missing=()
+for p in "${need[@]}" ${AMBER_WITH_QEMU:+"${optional[@]}"}; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "install-deps: missing packages: ${missing[*]} (run as root to install them)" >&2
+    exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+# Refresh the package lists once per boot at most: a fresh machine has none.
+stamp=/var/lib/apt/periodic/amber-update-stamp
+if [ ! -e "$stamp" ] || [ "$(stat -c %Y "$stamp")" -lt "$(date -d "$(uptime -s)" +%s)" ]; then
+    apt-get update -q
+    mkdir -p "$(dirname "$stamp")" && touch "$stamp"
+fi
+apt-get install -y -q --no-install-recommends "${missing[@]}"

@@ -1,0 +1,129 @@
+"""Launch amber (or QEMU) for functional tests and watch what the guest says.
+
+Every VM gets its own temporary directory for the serial log, sockets and
+dumps.  Serial output goes to a file so tests can read it at any time.
+"""
+import os
+import re
+import signal
+import subprocess
+import tempfile
+import time
+
+BUILD = os.environ.get("AMBER_BUILD",
+                       os.path.join(os.path.dirname(__file__), "..", "..", "build"))
+AMBER = os.path.abspath(os.path.join(BUILD, "amber"))
+GUEST_ELF = os.path.abspath(os.path.join(BUILD, "guest", "amber-guest.elf"))
+
+REPORT_RE = re.compile(
+    r"^vcpu=(\d+) pass=(\d+) pos=(\d+) writes/s=(\d+) maxstall_us=(\d+) p99_us=(\d+)$")
+
+
+def parse_reports(text):
+    """All guest report lines, as dicts of ints, in order."""
+    out = []
+    for line in text.splitlines():
+        m = REPORT_RE.match(line.strip())
+        if m:
+            k = ("vcpu", "pass", "pos", "writes", "maxstall_us", "p99_us")
+            out.append(dict(zip(k, map(int, m.groups()))))
+    return out
+
+
+def run(args, timeout=30, **kw):
+    """Run amber to completion; returns CompletedProcess with text output."""
+    return subprocess.run([AMBER] + list(args), capture_output=True, text=True,
+                          timeout=timeout, **kw)
+
+
+class Vm:
+    """A running amber process.  Use as a context manager."""
+
+    def __init__(self, args=(), binary=None, serial=True, tmpdir=None):
+        self.tmp = tmpdir or tempfile.mkdtemp(prefix="amber-test-")
+        self.serial_path = os.path.join(self.tmp, "serial.log")
+        self.binary = binary or AMBER
+        self.args = list(args)
+        if serial:
+            self.args += ["-serial", "file:" + self.serial_path]
+        self.proc = None
+
+    def path(self, name):
+        return os.path.join(self.tmp, name)
+
+    def start(self):
+        self.stderr_path = self.path("stderr.log")
+        self._stderr = open(self.stderr_path, "w")
+        self.proc = subprocess.Popen([self.binary] + self.args,
+                                     stdin=subprocess.DEVNULL,
+                                     stdout=self._stderr, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        return self
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.kill()
+
+    def serial(self):
+        try:
+            with open(self.serial_path, errors="replace") as f:
+                return f.read()
+        except FileNotFoundError:
+            return ""
+
+    def output(self):
+        with open(self.stderr_path, errors="replace") as f:
+            return f.read()
+
+    def reports(self):
+        return parse_reports(self.serial())
+
+    def wait_serial(self, pattern, timeout=30, count=1):
+        """Wait until `pattern` (regex) has matched `count` times in the log."""
+        rx = re.compile(pattern, re.M)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = rx.findall(self.serial())
+            if len(found) >= count:
+                return found
+            if self.proc and self.proc.poll() is not None:
+                raise AssertionError("amber exited (%s) before %r; output:\n%s\nserial:\n%s"
+                                     % (self.proc.returncode, pattern, self.output(),
+                                        self.serial()[-2000:]))
+            time.sleep(0.05)
+        raise AssertionError("timeout waiting for %r; serial:\n%s"
+                             % (pattern, self.serial()[-2000:]))
+
+    def wait_reports(self, ncpus, rounds=1, timeout=30):
+        """Wait until every vCPU has reported `rounds` more times; returns them."""
+        start = len(self.reports())
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            new = self.reports()[start:]
+            seen = {}
+            for r in new:
+                seen[r["vcpu"]] = seen.get(r["vcpu"], 0) + 1
+            if len(seen) == ncpus and min(seen.values()) >= rounds:
+                return new
+            if self.proc.poll() is not None:
+                raise AssertionError("amber exited (%s); output:\n%s"
+                                     % (self.proc.returncode, self.output()))
+            time.sleep(0.05)
+        raise AssertionError("timeout waiting for reports; serial:\n%s"
+                             % self.serial()[-2000:])
+
+    def wait(self, timeout=30):
+        return self.proc.wait(timeout=timeout)
+
+    def kill(self):
+        if self.proc and self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.proc.wait(timeout=10)
+        if getattr(self, "_stderr", None):
+            self._stderr.close()
+            self._stderr = None
