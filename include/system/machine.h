@@ -41,6 +41,7 @@ typedef struct MachineOptions {
     char *memory_backend;       /* -machine memory-backend=ID */
     GPtrArray *backends;        /* of RamBackendOptions *, from -object */
     bool start_paused;          /* -S */
+    char *serial;               /* -serial spec for COM1, default "null" */
 } MachineOptions;
 
 /* ---- port I/O bus ------------------------------------------------------ */
