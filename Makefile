@@ -39,7 +39,7 @@ demo: build
 
 bench: build
 	AMBER_WITH_QEMU=1 scripts/install-deps.sh
-	$(PY) tests/bench/run.py --build $(BUILD)
+	$(PY) tests/bench/run.py --build $(BUILD) --doc
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)

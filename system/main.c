@@ -1,1 +1,7 @@
-int main(void) { return 0; }  /* replaced by the CLI (system/vl.c) */
+/* The amber executable: everything happens in system/vl.c. */
+#include "system/cli.h"
+
+int main(int argc, char **argv)
+{
+    return amber_main(argc, argv);
+}

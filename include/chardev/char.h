@@ -11,6 +11,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #include "util/error.h"
@@ -40,5 +41,14 @@ bool chardev_write(Chardev *chr, const void *buf, size_t len);
 int chardev_take_fd(Chardev *chr);
 bool chardev_is_connected(Chardev *chr);
 const char *chardev_spec(Chardev *chr);
+
+/*
+ * Check a spec's syntax without opening anything (the command line does
+ * this before it starts the VM).  *is_stdio (may be NULL) says whether it
+ * names stdio, which only one user may have.
+ */
+bool chardev_check_spec(const char *spec, bool *is_stdio, Error **errp);
+/* Output bytes dropped so far because the peer was too slow. */
+uint64_t chardev_dropped_bytes(Chardev *chr);
 
 #endif

@@ -17,4 +17,12 @@ bool monitor_add(Amber *s, MonitorKind kind, const char *spec, Error **errp);
 /* Close every monitor (at exit). */
 void monitor_cleanup_all(Amber *s);
 
+/*
+ * Take the descriptor a QMP client passed with `getfd` under `name`
+ * (for URIs such as fd:NAME).  The monitor running the current command is
+ * searched first, then every other one.  The caller owns the returned fd;
+ * -1 with errp set when there is none.
+ */
+int monitor_fd_get(Amber *s, const char *name, Error **errp);
+
 #endif

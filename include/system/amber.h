@@ -29,7 +29,13 @@ struct Amber {
     bool quit_requested;
     void *monitors;                 /* monitor/ state, opaque here */
     void *migration;                /* migration/ state, opaque here */
+    GThread *main_thread;           /* the thread that runs `loop` */
 };
+
+/* A context with no machine yet, owned by the calling (main) thread. */
+Amber *amber_new(void);
+/* Frees the context itself; machine and monitors are torn down by the caller first. */
+void amber_free(Amber *s);
 
 /*
  * Emit an event to every sink.  Thread-safe: from another thread the event
@@ -39,6 +45,7 @@ struct Amber {
 void amber_emit_event(Amber *s, const char *event, JsonObject *data);
 void amber_add_event_sink(Amber *s, AmberEventSink fn, void *opaque);
 void amber_remove_event_sink(Amber *s, AmberEventSink fn, void *opaque);
+bool amber_has_event_sink(Amber *s, AmberEventSink fn, void *opaque);
 
 /*
  * Run-state transitions with their events, as QEMU's vm_stop / vm_start:
@@ -50,5 +57,7 @@ bool amber_vm_start(Amber *s, Error **errp);
 void amber_request_quit(Amber *s, ShutdownCause cause, int exit_code);
 /* RESET event; devices and vCPUs back to power-on. */
 bool amber_system_reset(Amber *s, Error **errp);
+/* The same for a reset the guest asked for (i8042): RESET {guest: true, "guest-reset"}. */
+bool amber_guest_reset(Amber *s, Error **errp);
 
 #endif

@@ -153,4 +153,40 @@ void *machine_gpa_to_hva(Machine *m, uint64_t gpa, uint64_t len);
 bool machine_read_phys(Machine *m, uint64_t gpa, void *buf, uint64_t len, Error **errp);
 bool machine_write_phys(Machine *m, uint64_t gpa, const void *buf, uint64_t len, Error **errp);
 
+/* ---- vCPUs and accelerator state ------------------------------------------- */
+
+typedef struct AccelState AccelState;
+
+/* Free options not handed to machine_create (machine_create takes ownership). */
+void machine_options_free(MachineOptions *opts);
+void ram_backend_options_free(RamBackendOptions *o);
+
+int cpu_index(CPUState *cpu);
+/* Host thread id of the vCPU thread (query-cpus-fast), 0 before start. */
+int cpu_thread_id(CPUState *cpu);
+/* True while the vCPU is outside the guest (paused, not started or stopped). */
+bool cpu_is_paused(CPUState *cpu);
+/*
+ * Run fn on the vCPU's own thread while it is parked outside KVM_RUN (a
+ * running vCPU is kicked out for the call, then continues) and wait for it.
+ * Before machine_start, fn runs on the calling thread.  Not from a device
+ * callback (the vCPU might be the caller's own).
+ */
+void cpu_run_on(CPUState *cpu, void (*fn)(CPUState *cpu, void *data), void *data);
+/*
+ * Full accelerator state of one vCPU (for kvm: KvmVcpuState from
+ * accel/kvm-state.h, machine_accel_ops(m)->vcpu_state_size bytes), read or
+ * written on the vCPU's thread.  Pause the machine first for a consistent
+ * snapshot.
+ */
+bool cpu_get_state(CPUState *cpu, void *state, Error **errp);
+bool cpu_put_state(CPUState *cpu, const void *state, Error **errp);
+/* VM-wide accelerator state (for kvm: KvmVmState): clock, irqchips, PIT. */
+bool machine_get_vm_state(Machine *m, void *state, Error **errp);
+bool machine_put_vm_state(Machine *m, const void *state, Error **errp);
+const AccelOps *machine_accel_ops(Machine *m);
+AccelState *machine_accel(Machine *m);
+/* The guest TSC frequency in kHz as KVM reports it (0 if unknown). */
+uint32_t machine_tsc_khz(Machine *m);
+
 #endif

@@ -71,6 +71,10 @@ RAMBlock *ram_block_new(const char *idstr, const RamBackendOptions *opts, Error 
 void ram_block_free(RAMBlock *rb);
 /* Lay out `rb` in guest-physical space: low RAM below 3 GiB, the rest at 4 GiB. */
 bool ram_map_guest(RamBlockList *l, RAMBlock *rb, Error **errp);
+/* Free every block of l and empty it. */
+void ram_block_list_clear(RamBlockList *l);
+/* "memory-backend-ram", "memory-backend-memfd", "memory-backend-file". */
+const char *ram_backend_kind_name(RamBackendKind kind);
 RAMBlock *ram_block_by_name(RamBlockList *l, const char *idstr);
 /* Guest-physical address -> host pointer, or NULL if [gpa, gpa+len) is not all RAM. */
 void *ram_gpa_to_hva(RamBlockList *l, uint64_t gpa, uint64_t len);

@@ -1,0 +1,570 @@
+/*
+ * Character devices: spec parsing, the shared output path, and the null,
+ * stdio and file backends.  Unix sockets live in char-socket.c.
+ *
+ * Output may come from any thread (the serial port writes from vCPU
+ * threads), so it goes through one lock and never blocks: what the peer
+ * cannot take at once is kept in a bounded buffer that the main loop
+ * flushes when the fd becomes writable, and anything beyond that bound is
+ * dropped.  Input and connection changes happen on the main loop only.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+#include <glib-unix.h>
+
+#include "char-internal.h"
+#include "util/trace.h"
+
+/* ---- spec parsing --------------------------------------------------------- */
+
+static bool parse_onoff(const char *name, const char *val, bool *out, Error **errp)
+{
+    if (!strcmp(val, "on") || !strcmp(val, "yes") || !strcmp(val, "true")) {
+        *out = true;
+        return true;
+    }
+    if (!strcmp(val, "off") || !strcmp(val, "no") || !strcmp(val, "false")) {
+        *out = false;
+        return true;
+    }
+    error_setg(errp, "%s=%s: expected on or off", name, val);
+    return false;
+}
+
+static bool parse_unix_option(ChardevConfig *cfg, const char *opt, bool *wait_set,
+                              Error **errp)
+{
+    const char *eq = strchr(opt, '=');
+    g_autofree char *key = eq ? g_strndup(opt, eq - opt) : g_strdup(opt);
+    const char *val = eq ? eq + 1 : "on";
+
+    if (!strcmp(key, "server")) {
+        return parse_onoff(key, val, &cfg->server, errp);
+    }
+    if (!strcmp(key, "wait")) {
+        *wait_set = true;
+        return parse_onoff(key, val, &cfg->wait, errp);
+    }
+    if (!strcmp(key, "nowait") && !eq) {     /* QEMU's old spelling */
+        *wait_set = true;
+        cfg->wait = false;
+        return true;
+    }
+    error_setg(errp, "unknown unix socket option '%s' (use server=on|off, wait=on|off)",
+               key);
+    return false;
+}
+
+static bool parse_unix(ChardevConfig *cfg, const char *rest, Error **errp)
+{
+    g_auto(GStrv) parts = g_strsplit(rest, ",", -1);
+    bool wait_set = false;
+
+    if (!parts[0] || !*parts[0]) {
+        error_setg(errp, "unix: needs a socket path (unix:PATH[,server=on,wait=off])");
+        return false;
+    }
+    if (strlen(parts[0]) >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
+        error_setg(errp, "unix socket path '%s' is too long (at most %zu bytes)",
+                   parts[0], sizeof(((struct sockaddr_un *)0)->sun_path) - 1);
+        return false;
+    }
+    cfg->path = g_strdup(parts[0]);
+    cfg->wait = true;               /* QEMU's default for a server */
+    for (int i = 1; parts[i]; i++) {
+        if (!parse_unix_option(cfg, parts[i], &wait_set, errp)) {
+            return false;
+        }
+    }
+    if (wait_set && !cfg->server) {
+        error_setg(errp, "wait= only applies to a listening socket (server=on)");
+        return false;
+    }
+    return true;
+}
+
+static bool no_argument(const char *backend, const char *colon, Error **errp)
+{
+    if (colon) {
+        error_setg(errp, "chardev backend '%s' takes no argument", backend);
+        return false;
+    }
+    return true;
+}
+
+bool chardev_parse_config(const char *spec, ChardevConfig *cfg, Error **errp)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    if (!spec || !*spec) {
+        error_setg(errp, "empty chardev spec (use stdio, null, file:PATH or unix:PATH)");
+        return false;
+    }
+    const char *colon = strchr(spec, ':');
+    g_autofree char *backend = colon ? g_strndup(spec, colon - spec) : g_strdup(spec);
+
+    if (!strcmp(backend, "null") || !strcmp(backend, "none")) {
+        cfg->kind = CHARDEV_NULL;
+        return no_argument(backend, colon, errp);
+    }
+    if (!strcmp(backend, "stdio")) {
+        cfg->kind = CHARDEV_STDIO;
+        return no_argument(backend, colon, errp);
+    }
+    if (!strcmp(backend, "file")) {
+        cfg->kind = CHARDEV_FILE;
+        if (!colon || !colon[1]) {
+            error_setg(errp, "file: needs a path (file:PATH)");
+            return false;
+        }
+        cfg->path = g_strdup(colon + 1);
+        return true;
+    }
+    if (!strcmp(backend, "unix")) {
+        cfg->kind = CHARDEV_UNIX;
+        if (!parse_unix(cfg, colon ? colon + 1 : "", errp)) {
+            chardev_config_clear(cfg);
+            return false;
+        }
+        return true;
+    }
+    error_setg(errp, "unknown chardev backend '%s' (use stdio, null, file:PATH or "
+               "unix:PATH[,server=on,wait=off])", backend);
+    return false;
+}
+
+void chardev_config_clear(ChardevConfig *cfg)
+{
+    g_free(cfg->path);
+    cfg->path = NULL;
+}
+
+bool chardev_check_spec(const char *spec, bool *is_stdio, Error **errp)
+{
+    ChardevConfig cfg;
+
+    if (!chardev_parse_config(spec, &cfg, errp)) {
+        return false;
+    }
+    if (is_stdio) {
+        *is_stdio = cfg.kind == CHARDEV_STDIO;
+    }
+    chardev_config_clear(&cfg);
+    return true;
+}
+
+/* ---- output ------------------------------------------------------------------ */
+
+/* Write what the fd takes without blocking; -1 (errno set) on a real error. */
+static ssize_t write_nonblock(Chardev *chr, const uint8_t *buf, size_t len)
+{
+    size_t done = 0;
+
+    while (done < len) {
+        ssize_t n;
+        if (chr->is_socket) {
+            /* MSG_NOSIGNAL: a vanished peer must not kill the process. */
+            n = send(chr->out_fd, buf + done, len - done, MSG_NOSIGNAL | MSG_DONTWAIT);
+        } else {
+            n = write(chr->out_fd, buf + done, len - done);
+        }
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            break;
+        }
+        if (n < 0) {
+            return -1;
+        }
+        if (n == 0) {
+            break;
+        }
+        done += n;
+    }
+    return done;
+}
+
+static bool is_hangup(int err)
+{
+    return err == EPIPE || err == ECONNRESET || err == ENOTCONN;
+}
+
+/* Push buffered output out; lock held.  false on an error that is not a hangup. */
+static bool flush_locked(Chardev *chr)
+{
+    if (chr->out_fd < 0 || chr->out_dead || !chr->out_buf->len) {
+        return true;
+    }
+    ssize_t n = write_nonblock(chr, chr->out_buf->data, chr->out_buf->len);
+    if (n < 0) {
+        int err = errno;
+        g_byte_array_set_size(chr->out_buf, 0);
+        chr->out_dead = is_hangup(err);
+        return chr->out_dead;
+    }
+    g_byte_array_remove_range(chr->out_buf, 0, n);
+    return true;
+}
+
+static void drop_out_watch_locked(Chardev *chr)
+{
+    if (chr->out_watch) {
+        g_source_destroy(chr->out_watch);
+        g_source_unref(chr->out_watch);
+        chr->out_watch = NULL;
+    }
+}
+
+static gboolean out_writable(gint fd, GIOCondition cond, gpointer opaque)
+{
+    Chardev *chr = opaque;
+    gboolean again;
+
+    g_mutex_lock(&chr->lock);
+    flush_locked(chr);
+    again = chr->out_buf->len > 0 && !chr->out_dead && chr->out_fd >= 0;
+    if (!again) {
+        g_source_unref(chr->out_watch);
+        chr->out_watch = NULL;
+    }
+    g_mutex_unlock(&chr->lock);
+    return again;
+}
+
+/* Keep what did not fit, within the bound, and have the main loop flush it. */
+static void queue_locked(Chardev *chr, const uint8_t *buf, size_t len)
+{
+    size_t room = CHARDEV_OUT_MAX - MIN(chr->out_buf->len, CHARDEV_OUT_MAX);
+    size_t keep = MIN(room, len);
+
+    g_byte_array_append(chr->out_buf, buf, keep);
+    if (keep < len) {
+        trace(chardev_drop, "%s: %zu bytes, peer too slow", chr->spec, len - keep);
+    }
+    chr->dropped += len - keep;
+    if (chr->out_buf->len && !chr->out_watch) {
+        chr->out_watch = g_unix_fd_source_new(chr->out_fd, G_IO_OUT);
+        g_source_set_callback(chr->out_watch, (GSourceFunc)(void (*)(void))out_writable,
+                              chr, NULL);
+        g_source_attach(chr->out_watch, NULL);
+    }
+}
+
+bool chardev_write(Chardev *chr, const void *buf, size_t len)
+{
+    const uint8_t *p = buf;
+    bool ok = true;
+
+    g_mutex_lock(&chr->lock);
+    if (chr->out_fd < 0 || chr->out_dead) {
+        goto out;                   /* no peer: the bytes are dropped */
+    }
+    if (!chr->out_buf->len) {
+        ssize_t n = write_nonblock(chr, p, len);
+        if (n < 0) {
+            chr->out_dead = is_hangup(errno);
+            ok = chr->out_dead;
+            goto out;
+        }
+        p += n;
+        len -= n;
+    }
+    if (len) {
+        queue_locked(chr, p, len);
+    }
+out:
+    g_mutex_unlock(&chr->lock);
+    return ok;
+}
+
+bool chardev_is_connected(Chardev *chr)
+{
+    bool connected;
+
+    g_mutex_lock(&chr->lock);
+    connected = chr->out_fd >= 0 && !chr->out_dead;
+    g_mutex_unlock(&chr->lock);
+    return connected;
+}
+
+uint64_t chardev_dropped_bytes(Chardev *chr)
+{
+    uint64_t n;
+
+    g_mutex_lock(&chr->lock);
+    n = chr->dropped;
+    g_mutex_unlock(&chr->lock);
+    return n;
+}
+
+/* ---- input and peers (main thread) ----------------------------------------------- */
+
+static void close_received_fds(Chardev *chr)
+{
+    for (int i = 0; i < chr->nfds; i++) {
+        close(chr->fds[i]);
+    }
+    chr->nfds = 0;
+}
+
+void chardev_keep_received_fds(Chardev *chr, const int *fds, int n)
+{
+    /* As QEMU does: fds stay until the next batch arrives or the peer goes. */
+    close_received_fds(chr);
+    for (int i = 0; i < n; i++) {
+        if (i < CHARDEV_MAX_FDS) {
+            chr->fds[chr->nfds++] = fds[i];
+        } else {
+            close(fds[i]);
+        }
+    }
+}
+
+int chardev_take_fd(Chardev *chr)
+{
+    if (!chr->nfds) {
+        return -1;
+    }
+    int fd = chr->fds[0];
+    chr->nfds--;
+    memmove(chr->fds, chr->fds + 1, chr->nfds * sizeof(int));
+    return fd;
+}
+
+static void input_gone(Chardev *chr)
+{
+    trace(chardev_peer_gone, "%s", chr->spec);
+    if (chr->cfg.kind == CHARDEV_STDIO) {
+        chr->in_fd = -1;            /* stdout stays usable after stdin's EOF */
+    } else {
+        chardev_detach_peer(chr);
+    }
+    if (chr->h.closed) {
+        chr->h.closed(chr->opaque);
+    }
+    if (chr->cfg.kind == CHARDEV_UNIX) {
+        chardev_unix_peer_gone(chr);
+    }
+}
+
+static gboolean in_readable(gint fd, GIOCondition cond, gpointer opaque)
+{
+    Chardev *chr = opaque;
+    uint8_t buf[4096];
+    ssize_t n;
+
+    if (chr->is_socket) {
+        n = chardev_unix_recv(chr, buf, sizeof(buf));
+    } else {
+        n = read(fd, buf, sizeof(buf));
+    }
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+        return G_SOURCE_CONTINUE;
+    }
+    if (n <= 0) {
+        chr->in_watch = 0;          /* removed by returning G_SOURCE_REMOVE */
+        input_gone(chr);
+        return G_SOURCE_REMOVE;
+    }
+    if (chr->h.read) {
+        chr->h.read(chr->opaque, buf, n);
+    }
+    return G_SOURCE_CONTINUE;
+}
+
+void chardev_attach_peer(Chardev *chr, int in_fd, int out_fd, bool is_socket)
+{
+    chr->in_fd = in_fd;
+    if (in_fd >= 0) {
+        chr->in_watch = g_unix_fd_add(in_fd, G_IO_IN | G_IO_HUP | G_IO_ERR,
+                                      in_readable, chr);
+    }
+    g_mutex_lock(&chr->lock);
+    chr->out_fd = out_fd;
+    chr->out_dead = false;
+    chr->is_socket = is_socket;
+    g_byte_array_set_size(chr->out_buf, 0);
+    g_mutex_unlock(&chr->lock);
+}
+
+void chardev_detach_peer(Chardev *chr)
+{
+    int in_fd = chr->in_fd, out_fd;
+
+    if (chr->in_watch) {
+        g_source_remove(chr->in_watch);
+        chr->in_watch = 0;
+    }
+    g_mutex_lock(&chr->lock);
+    drop_out_watch_locked(chr);
+    g_byte_array_set_size(chr->out_buf, 0);
+    out_fd = chr->out_fd;
+    chr->out_fd = -1;
+    chr->out_dead = false;
+    g_mutex_unlock(&chr->lock);
+
+    chr->in_fd = -1;
+    if (in_fd >= 0) {
+        close(in_fd);
+    }
+    if (out_fd >= 0 && out_fd != in_fd) {
+        close(out_fd);
+    }
+    close_received_fds(chr);
+}
+
+static gboolean opened_idle(gpointer opaque)
+{
+    Chardev *chr = opaque;
+
+    chr->open_idle = 0;
+    if (chr->h.opened && chardev_is_connected(chr)) {
+        chr->h.opened(chr->opaque);
+    }
+    return G_SOURCE_REMOVE;
+}
+
+void chardev_schedule_opened(Chardev *chr)
+{
+    if (!chr->open_idle) {
+        chr->open_idle = g_idle_add(opened_idle, chr);
+    }
+}
+
+void chardev_set_handlers(Chardev *chr, const ChardevHandlers *h, void *opaque)
+{
+    if (h) {
+        chr->h = *h;
+    } else {
+        memset(&chr->h, 0, sizeof(chr->h));
+    }
+    chr->opaque = opaque;
+    /*
+     * A chardev that is already open announces it from the main loop, not
+     * from here, so the caller finishes setting itself up first.
+     */
+    if (chr->h.opened && chardev_is_connected(chr)) {
+        chardev_schedule_opened(chr);
+    }
+}
+
+/* ---- backends ------------------------------------------------------------------------ */
+
+static bool open_stdio(Chardev *chr, Error **errp)
+{
+    int flags = fcntl(STDOUT_FILENO, F_GETFL);
+    struct stat st;
+
+    if (flags < 0) {
+        error_setg_errno(errp, errno, "stdio: standard output is not open");
+        return false;
+    }
+    /*
+     * A terminal or pipe that stops reading must not stall a vCPU, so
+     * stdout becomes non-blocking (restored at free); a regular file never
+     * blocks for long and is left alone.
+     */
+    if (fstat(STDOUT_FILENO, &st) == 0 && !S_ISREG(st.st_mode) && !(flags & O_NONBLOCK)) {
+        chr->stdout_saved_flags = flags;
+        fcntl(STDOUT_FILENO, F_SETFL, flags | O_NONBLOCK);
+    }
+    chardev_attach_peer(chr, STDIN_FILENO, STDOUT_FILENO, false);
+    return true;
+}
+
+static bool open_file(Chardev *chr, Error **errp)
+{
+    int fd = open(chr->cfg.path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+
+    if (fd < 0) {
+        error_setg_errno(errp, errno, "cannot open '%s' for writing", chr->cfg.path);
+        return false;
+    }
+    chardev_attach_peer(chr, -1, fd, false);
+    return true;
+}
+
+static bool open_backend(Chardev *chr, Error **errp)
+{
+    switch (chr->cfg.kind) {
+    case CHARDEV_NULL:
+        return true;
+    case CHARDEV_STDIO:
+        return open_stdio(chr, errp);
+    case CHARDEV_FILE:
+        return open_file(chr, errp);
+    case CHARDEV_UNIX:
+        return chardev_unix_open(chr, errp);
+    }
+    g_assert_not_reached();
+}
+
+Chardev *chardev_new(const char *spec, Error **errp)
+{
+    Chardev *chr = g_new0(Chardev, 1);
+
+    g_mutex_init(&chr->lock);
+    chr->out_buf = g_byte_array_new();
+    chr->in_fd = chr->out_fd = chr->listen_fd = -1;
+    chr->stdout_saved_flags = -1;
+    chr->spec = g_strdup(spec);
+    if (!chardev_parse_config(spec, &chr->cfg, errp) || !open_backend(chr, errp)) {
+        chardev_free(chr);
+        return NULL;
+    }
+    return chr;
+}
+
+static void close_stdio(Chardev *chr)
+{
+    if (chr->in_watch) {
+        g_source_remove(chr->in_watch);
+        chr->in_watch = 0;
+    }
+    g_mutex_lock(&chr->lock);
+    drop_out_watch_locked(chr);
+    chr->out_fd = -1;
+    g_mutex_unlock(&chr->lock);
+    if (chr->stdout_saved_flags >= 0) {
+        fcntl(STDOUT_FILENO, F_SETFL, chr->stdout_saved_flags);
+    }
+}
+
+void chardev_free(Chardev *chr)
+{
+    if (!chr) {
+        return;
+    }
+    if (chr->open_idle) {
+        g_source_remove(chr->open_idle);
+    }
+    /* Last chance for buffered output (a reply the monitor just queued). */
+    g_mutex_lock(&chr->lock);
+    flush_locked(chr);
+    g_mutex_unlock(&chr->lock);
+
+    if (chr->cfg.kind == CHARDEV_STDIO) {
+        close_stdio(chr);
+    } else {
+        chardev_detach_peer(chr);
+    }
+    if (chr->cfg.kind == CHARDEV_UNIX) {
+        chardev_unix_close(chr);
+    }
+    close_received_fds(chr);
+    chardev_config_clear(&chr->cfg);
+    g_byte_array_unref(chr->out_buf);
+    g_mutex_clear(&chr->lock);
+    g_free(chr->spec);
+    g_free(chr);
+}
+
+const char *chardev_spec(Chardev *chr)
+{
+    return chr->spec;
+}

@@ -1,0 +1,157 @@
+/*
+ * i8042 keyboard controller: status and command byte for guests that
+ * probe it, and the CPU reset line.  Writing 0xfe (pulse output line 0)
+ * to the command port, or an output-port value with bit 0 clear, asks the
+ * machine for a reset; the main loop performs it.
+ */
+#include <string.h>
+#include <glib.h>
+
+#include "hw/i8042.h"
+#include "system/machine.h"
+
+typedef struct I8042Device {
+    I8042State st;
+    Machine *m;
+} I8042Device;
+
+static void outq_push(I8042State *st, uint8_t byte)
+{
+    if (st->outq_len < I8042_OUTQ_SIZE) {
+        st->outq[st->outq_len++] = byte;
+    }
+}
+
+static uint8_t outq_pop(I8042State *st)
+{
+    if (!st->outq_len) {
+        return 0;
+    }
+    uint8_t byte = st->outq[0];
+    memmove(st->outq, st->outq + 1, --st->outq_len);
+    return byte;
+}
+
+static void command(I8042Device *d, uint8_t cmd)
+{
+    I8042State *st = &d->st;
+
+    switch (cmd) {
+    case 0x20:                  /* read command byte */
+        outq_push(st, st->cmd_byte);
+        break;
+    case 0x60:                  /* write command byte: data follows */
+    case 0xd1:                  /* write output port: data follows */
+        st->pending_cmd = cmd;
+        break;
+    case 0xa7: st->cmd_byte |= 0x20; break;     /* disable aux */
+    case 0xa8: st->cmd_byte &= ~0x20; break;    /* enable aux */
+    case 0xad: st->cmd_byte |= 0x10; break;     /* disable keyboard */
+    case 0xae: st->cmd_byte &= ~0x10; break;    /* enable keyboard */
+    case 0xaa:                  /* controller self-test */
+        st->status |= I8042_STR_SYSFLAG;
+        outq_push(st, 0x55);
+        break;
+    case 0xab:                  /* keyboard interface test: no error */
+        outq_push(st, 0x00);
+        break;
+    case 0xd0:                  /* read output port: reset line high, A20 on */
+        outq_push(st, 0x03);
+        break;
+    default:
+        /* 0xf0-0xff pulse output lines low; line 0 is the CPU reset. */
+        if ((cmd & 0xf0) == 0xf0 && !(cmd & 0x01)) {
+            machine_request_reset(d->m);
+        }
+        break;
+    }
+}
+
+static void data_write(I8042Device *d, uint8_t val)
+{
+    I8042State *st = &d->st;
+    uint8_t cmd = st->pending_cmd;
+
+    st->pending_cmd = 0;
+    if (cmd == 0x60) {
+        st->cmd_byte = val;
+    } else if (cmd == 0xd1) {
+        if (!(val & 0x01)) {
+            machine_request_reset(d->m);
+        }
+    } else {
+        outq_push(st, 0xfa);    /* keyboard command: acknowledge it */
+    }
+}
+
+static uint32_t data_read(void *opaque, uint16_t off, unsigned size)
+{
+    I8042Device *d = opaque;
+
+    return outq_pop(&d->st);
+}
+
+static void data_io_write(void *opaque, uint16_t off, uint32_t val, unsigned size)
+{
+    I8042Device *d = opaque;
+
+    d->st.status &= ~I8042_STR_CMDDAT;
+    data_write(d, val);
+}
+
+static uint32_t status_read(void *opaque, uint16_t off, unsigned size)
+{
+    I8042Device *d = opaque;
+
+    return d->st.status | (d->st.outq_len ? I8042_STR_OBF : 0);
+}
+
+static void cmd_io_write(void *opaque, uint16_t off, uint32_t val, unsigned size)
+{
+    I8042Device *d = opaque;
+
+    d->st.status |= I8042_STR_CMDDAT;
+    command(d, val);
+}
+
+static const IoOps data_ops = { .read = data_read, .write = data_io_write };
+static const IoOps cmd_ops = { .read = status_read, .write = cmd_io_write };
+
+static void i8042_reset(void *opaque)
+{
+    I8042Device *d = opaque;
+
+    memset(&d->st, 0, sizeof(d->st));
+    d->st.status = I8042_STR_SYSFLAG;
+    d->st.cmd_byte = 0x30;      /* keyboard and aux disabled until the guest enables them */
+}
+
+static bool i8042_realize(Machine *m, void **opaque, Error **errp)
+{
+    I8042Device *d = g_new0(I8042Device, 1);
+
+    d->m = m;
+    i8042_reset(d);
+    /* Two one-port ranges: 0x61-0x63 belong to the in-kernel PIT and others. */
+    if (!machine_register_io(m, I8042_DATA_PORT, 1, &data_ops, d, errp) ||
+        !machine_register_io(m, I8042_CMD_PORT, 1, &cmd_ops, d, errp)) {
+        g_free(d);
+        return false;
+    }
+    *opaque = d;
+    return true;
+}
+
+static void i8042_unrealize(void *opaque)
+{
+    g_free(opaque);
+}
+
+static const DeviceInfo i8042_info = {
+    .name = "i8042",
+    .order = 20,
+    .realize = i8042_realize,
+    .reset = i8042_reset,
+    .unrealize = i8042_unrealize,
+};
+DEVICE_REGISTER(i8042_info)

@@ -1,0 +1,235 @@
+/*
+ * QMP request handling without a VM: stream framing, request checks,
+ * negotiation, argument checking with QEMU's messages, reply shapes.
+ */
+#include <string.h>
+#include <glib.h>
+
+#include "../../monitor/monitor-int.h"
+#include "qapi-commands.h"
+
+/* ---- framing ---------------------------------------------------------------- */
+
+typedef struct Got {
+    GPtrArray *texts;
+    GPtrArray *errors;
+} Got;
+
+static void collect(void *opaque, const char *text, size_t len, const char *error)
+{
+    Got *g = opaque;
+
+    if (text) {
+        g_assert_cmpuint(strlen(text), ==, len);
+        g_ptr_array_add(g->texts, g_strdup(text));
+    } else {
+        g_ptr_array_add(g->errors, g_strdup(error));
+    }
+}
+
+static void got_init(Got *g, JsonStream *js)
+{
+    g->texts = g_ptr_array_new_with_free_func(g_free);
+    g->errors = g_ptr_array_new_with_free_func(g_free);
+    json_stream_init(js, 1024, 8, collect, g);
+}
+
+static void got_free(Got *g, JsonStream *js)
+{
+    g_ptr_array_free(g->texts, TRUE);
+    g_ptr_array_free(g->errors, TRUE);
+    json_stream_destroy(js);
+}
+
+static void feed(JsonStream *js, const char *s)
+{
+    json_stream_feed(js, (const uint8_t *)s, strlen(s));
+}
+
+static void test_stream_bytewise(void)
+{
+    const char *in = "{\"execute\": \"a}{\\\"\"}  {\"x\": [1, {\"y\": 2}]}\n";
+    JsonStream js;
+    Got g;
+
+    got_init(&g, &js);
+    /* One byte at a time: framing must not depend on read boundaries. */
+    for (const char *p = in; *p; p++) {
+        json_stream_feed(&js, (const uint8_t *)p, 1);
+    }
+    g_assert_cmpuint(g.texts->len, ==, 2);
+    g_assert_cmpstr(g.texts->pdata[0], ==, "{\"execute\": \"a}{\\\"\"}");
+    g_assert_cmpstr(g.texts->pdata[1], ==, "{\"x\": [1, {\"y\": 2}]}");
+    g_assert_cmpuint(g.errors->len, ==, 0);
+    got_free(&g, &js);
+}
+
+static void test_stream_oversize_resyncs(void)
+{
+    g_autoptr(GString) big = g_string_new("{\"execute\": \"x\", \"arguments\": {\"s\": \"");
+    JsonStream js;
+    Got g;
+
+    got_init(&g, &js);
+    for (int i = 0; i < 5000; i++) {
+        g_string_append(big, i % 7 ? "a" : "}{");     /* braces inside the string */
+    }
+    g_string_append(big, "\"}}\n{\"execute\": \"ok\"}\n");
+    feed(&js, big->str);
+    g_assert_cmpuint(g.errors->len, ==, 1);
+    g_assert_nonnull(strstr(g.errors->pdata[0], "larger than 1024 bytes"));
+    g_assert_cmpuint(g.texts->len, ==, 1);
+    g_assert_cmpstr(g.texts->pdata[0], ==, "{\"execute\": \"ok\"}");
+    /* Memory stays bounded: nothing of the skipped value was kept. */
+    g_assert_cmpuint(js.buf->len, ==, 0);
+    got_free(&g, &js);
+}
+
+static void test_stream_depth_and_garbage(void)
+{
+    JsonStream js;
+    Got g;
+
+    got_init(&g, &js);
+    feed(&js, "[[[[[[[[[[[[1]]]]]]]]]]]] } 42 {\"a\": 1}");
+    g_assert_cmpuint(g.errors->len, ==, 2);
+    g_assert_nonnull(strstr(g.errors->pdata[0], "nesting deeper than 8"));
+    g_assert_nonnull(strstr(g.errors->pdata[1], "unbalanced"));
+    g_assert_cmpuint(g.texts->len, ==, 2);
+    g_assert_cmpstr(g.texts->pdata[0], ==, "42");
+    g_assert_cmpstr(g.texts->pdata[1], ==, "{\"a\": 1}");
+    got_free(&g, &js);
+}
+
+static void test_json_output(void)
+{
+    g_autoptr(JsonParser) p = json_parser_new();
+    g_autofree char *out = NULL;
+
+    g_assert_true(json_parser_load_from_data(
+        p, "{\"a\": [1, true, null, \"\\u00e9\\n\"], \"b\": {}}", -1, NULL));
+    out = qmp_json_to_string(json_parser_get_root(p));
+    /* QEMU's separators and escapes. */
+    g_assert_cmpstr(out, ==, "{\"a\": [1, true, null, \"\\u00E9\\n\"], \"b\": {}}");
+}
+
+/* ---- dispatch ------------------------------------------------------------------ */
+
+/* Run one request text; return the reply serialized. */
+static char *run(Amber *s, bool *negotiated, const char *req)
+{
+    g_autoptr(JsonParser) p = json_parser_new();
+    JsonNode *reply;
+    char *out;
+
+    g_assert_true(json_parser_load_from_data(p, req, -1, NULL));
+    reply = qmp_dispatch(s, json_parser_get_root(p), negotiated);
+    g_assert_nonnull(reply);
+    out = qmp_json_to_string(reply);
+    json_node_unref(reply);
+    return out;
+}
+
+#define GENERIC(msg) "{\"error\": {\"class\": \"GenericError\", \"desc\": \"" msg "\"}}"
+
+typedef struct Case {
+    const char *request;
+    const char *reply;
+} Case;
+
+static const Case after_negotiation[] = {
+    { "{\"execute\": \"pmemsave\", \"arguments\": {\"size\": 1, \"filename\": \"f\"}}",
+      GENERIC("Parameter 'val' is missing") },
+    { "{\"execute\": \"pmemsave\", \"arguments\": {\"val\": 0, \"size\": \"1\", \"filename\": \"f\"}}",
+      GENERIC("Invalid parameter type for 'size', expected: integer") },
+    { "{\"execute\": \"pmemsave\", \"arguments\": {\"val\": 0, \"size\": 1.5, \"filename\": \"f\"}}",
+      GENERIC("Invalid parameter type for 'size', expected: integer") },
+    { "{\"execute\": \"pmemsave\", \"arguments\": {\"val\": 0, \"size\": 1, \"filename\": 3}}",
+      GENERIC("Invalid parameter type for 'filename', expected: string") },
+    { "{\"execute\": \"pmemsave\", \"arguments\": {\"val\": 0, \"size\": 1, \"filename\": \"f\", \"x\": 1}}",
+      GENERIC("Parameter 'x' is unexpected") },
+    { "{\"execute\": \"query-status\", \"arguments\": {\"x\": 1}}",
+      GENERIC("Parameter 'x' is unexpected") },
+    /* Arguments fine: the handler runs and says why it cannot work. */
+    { "{\"execute\": \"pmemsave\", \"arguments\": {\"val\": 0, \"size\": 1, \"filename\": \"f\"}}",
+      GENERIC("The machine is not created yet") },
+    { "{\"execute\": \"nope\", \"id\": 7}",
+      "{\"error\": {\"class\": \"CommandNotFound\", \"desc\": \"The command nope has not been found\"}, \"id\": 7}" },
+    { "{\"execute\": \"qmp_capabilities\"}",
+      "{\"error\": {\"class\": \"CommandNotFound\", \"desc\": "
+      "\"Capabilities negotiation is already complete, command ignored\"}}" },
+    { "[1, 2]", GENERIC("QMP input must be a JSON object") },
+    { "{\"id\": 1}", "{\"error\": {\"class\": \"GenericError\", \"desc\": "
+      "\"QMP input lacks member 'execute'\"}, \"id\": 1}" },
+    { "{\"execute\": 1}", GENERIC("QMP input member 'execute' must be a string") },
+    { "{\"execute\": \"stop\", \"arguments\": []}",
+      GENERIC("QMP input member 'arguments' must be an object") },
+    { "{\"execute\": \"stop\", \"argument\": {}}",
+      GENERIC("QMP input member 'argument' is unexpected") },
+    { "{\"execute\": \"human-monitor-command\", \"arguments\": {\"command-line\": \"frobnicate\"}}",
+      "{\"return\": \"unknown command: 'frobnicate'\\r\\n\"}" },
+    { "{\"execute\": \"query-version\", \"id\": {\"a\": [\"b\"]}}",
+      "{\"return\": {\"qemu\": {\"major\": 0, \"minor\": 1, \"micro\": 0}, "
+      "\"package\": \"amber-0.1.0\"}, \"id\": {\"a\": [\"b\"]}}" },
+};
+
+static void test_dispatch(void)
+{
+    Amber s = { 0 };
+    bool negotiated = false;
+    char *r;
+
+    r = run(&s, &negotiated, "{\"execute\": \"query-version\"}");
+    g_assert_cmpstr(r, ==, "{\"error\": {\"class\": \"CommandNotFound\", \"desc\": "
+                    "\"Expecting capabilities negotiation with 'qmp_capabilities'\"}}");
+    g_free(r);
+    g_assert_false(negotiated);
+    r = run(&s, &negotiated, "{\"execute\": \"qmp_capabilities\", "
+            "\"arguments\": {\"enable\": [\"oob\"]}}");
+    g_assert_cmpstr(r, ==, GENERIC("Capability 'oob' not available"));
+    g_free(r);
+    r = run(&s, &negotiated, "{\"execute\": \"qmp_capabilities\", "
+            "\"arguments\": {\"enable\": [\"fast\"]}}");
+    g_assert_cmpstr(r, ==, GENERIC("Parameter 'enable[0]' does not accept value 'fast'"));
+    g_free(r);
+    g_assert_false(negotiated);
+    r = run(&s, &negotiated, "{\"execute\": \"qmp_capabilities\", \"id\": \"x\"}");
+    g_assert_cmpstr(r, ==, "{\"return\": {}, \"id\": \"x\"}");
+    g_free(r);
+    g_assert_true(negotiated);
+    for (gsize i = 0; i < G_N_ELEMENTS(after_negotiation); i++) {
+        r = run(&s, &negotiated, after_negotiation[i].request);
+        g_assert_cmpstr(r, ==, after_negotiation[i].reply);
+        g_free(r);
+    }
+}
+
+static void test_query_commands(void)
+{
+    Amber s = { 0 };
+    bool negotiated = true;
+    g_autofree char *r = run(&s, &negotiated, "{\"execute\": \"query-commands\"}");
+    static const char *const expected[] = {
+        "qmp_capabilities", "query-version", "query-commands", "query-status", "stop",
+        "cont", "quit", "system_reset", "query-cpus-fast", "pmemsave", "query-name",
+        "human-monitor-command", "getfd", "closefd",
+    };
+
+    for (gsize i = 0; i < G_N_ELEMENTS(expected); i++) {
+        g_autofree char *item = g_strdup_printf("{\"name\": \"%s\"}", expected[i]);
+
+        g_assert_nonnull(strstr(r, item));
+    }
+}
+
+int main(int argc, char **argv)
+{
+    g_test_init(&argc, &argv, NULL);
+    g_test_add_func("/qmp/stream/bytewise", test_stream_bytewise);
+    g_test_add_func("/qmp/stream/oversize-resyncs", test_stream_oversize_resyncs);
+    g_test_add_func("/qmp/stream/depth-and-garbage", test_stream_depth_and_garbage);
+    g_test_add_func("/qmp/json-output", test_json_output);
+    g_test_add_func("/qmp/dispatch", test_dispatch);
+    g_test_add_func("/qmp/query-commands", test_query_commands);
+    return g_test_run();
+}
