@@ -62,7 +62,8 @@ static void pio_one(Machine *m, uint16_t port, bool is_write, uint8_t *data, uns
     const IoRegion *r = find_io(m, port);
     uint32_t val = 0;
     if (!r) {
-        trace(ioport_unassigned, "%s port=0x%x size=%u", is_write ? "write" : "read", port, size);
+        trace(ioport_unassigned, "%s port=0x%x size=%u", is_write ? "write" : "read",
+              port, size);
         if (!is_write) {
             memset(data, 0xff, size);
         }

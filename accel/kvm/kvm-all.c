@@ -317,6 +317,9 @@ static AccelRunResult fatal_exit(AccelCPU *c, const char *what)
                      what, (unsigned long long)run->fail_entry.hardware_entry_failure_reason,
                      rip);
         break;
+    case KVM_EXIT_SHUTDOWN:
+        error_report("vCPU %d: %s at RIP 0x%" PRIx64, c->index, what, rip);
+        break;
     default:
         error_report("vCPU %d: %s (exit reason %u) at RIP 0x%" PRIx64, c->index, what,
                      run->exit_reason, rip);
