@@ -100,6 +100,16 @@ void con_print(const char *s)
 
 void guest_exit(uint32_t code)
 {
+    /*
+     * Wait (bounded) for a line another vCPU is printing, so the run does
+     * not end in the middle of it; the lock is never released.
+     */
+    for (int i = 0; i < 10000000; i++) {
+        if (!__atomic_exchange_n(&G.com_lock, 1, __ATOMIC_ACQUIRE)) {
+            break;
+        }
+        cpu_relax();
+    }
     outl(DEBUG_EXIT_PORT, code);
     /* Without a debug-exit device the write is ignored: stay put quietly. */
     for (;;) {

@@ -4,6 +4,11 @@
  */
 #include "guest.h"
 
+/*
+ * The one piece of state shared by the vCPUs.  It is a global because the
+ * APs come up through the boot path with nothing but their index; each
+ * vCPU's own state (struct cpu) is passed down from here on.
+ */
 struct guest G;
 
 void guest_cpu_main(uint32_t index);
