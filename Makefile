@@ -38,7 +38,6 @@ demo: build
 	@scripts/demo.sh $(BUILD)
 
 bench: build
-	AMBER_WITH_QEMU=1 scripts/install-deps.sh
 	$(PY) tests/bench/run.py --build $(BUILD) --doc
 
 clean:

@@ -9,13 +9,13 @@ need=(
     libglib2.0-dev libjson-glib-dev
     python3 python3-pytest python3-matplotlib
     socat
+    # The reference VMM: the "same image under QEMU" tests and the side-by-side
+    # benchmarks (tests skip with the reason when it is absent).
+    qemu-system-x86
 )
-# The reference VMM for side-by-side benchmarks and the "same image under QEMU"
-# test; optional everywhere else (tests skip with the reason when it is absent).
-optional=(qemu-system-x86)
 
 missing=()
-for p in "${need[@]}" ${AMBER_WITH_QEMU:+"${optional[@]}"}; do
+for p in "${need[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
 done
 [ ${#missing[@]} -eq 0 ] && exit 0
