@@ -8,7 +8,6 @@ need=(
     gcc make binutils pkg-config meson ninja-build
     libglib2.0-dev libjson-glib-dev
     python3 python3-pytest python3-matplotlib
-    socat
     # The reference VMM: the "same image under QEMU" tests and the side-by-side
     # benchmarks (tests skip with the reason when it is absent).
     qemu-system-x86
