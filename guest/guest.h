@@ -122,6 +122,7 @@ struct params {
     uint64_t tsc_khz;           /* 0 = calibrate */
     uint64_t passes;            /* 0 = forever */
     uint64_t duration_ms;       /* 0 = forever */
+    uint64_t cpus;              /* vCPUs to wait for; 0 = count who answers */
 };
 
 #define HIST_BUCKETS 496

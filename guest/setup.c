@@ -266,6 +266,7 @@ static void parse_param(char *tok, size_t n)
         { "tsc_khz", &G.p.tsc_khz, 1000, 100000000 },
         { "passes", &G.p.passes, 1, 0xfffffffeull },
         { "duration", &G.p.duration_ms, 1, 1ull << 40 },
+        { "cpus", &G.p.cpus, 1, GUEST_MAX_VCPUS },
     };
     size_t k = 0;
 
@@ -398,15 +399,17 @@ static void send_ipi(uint32_t icr_low)
 
 /*
  * INIT-SIPI-SIPI to all others, then count who checks in: each AP takes
- * an index in ring 0 (ap_next) and bumps G.checked_in in ring 3.  The
- * count is final once nobody new arrived for 100 ms; then the gate is
- * closed (ap_next pushed out of range) so a late AP parks in ring 0.
+ * an index in ring 0 (ap_next) and bumps G.checked_in in ring 3.  With
+ * cpus=N (amber passes it) the count is final once N-1 APs are in, or
+ * after 60 s; without it, once nobody new arrived for 100 ms.  Then the
+ * gate is closed (ap_next pushed out of range) so a late AP parks in ring 0.
  */
 static uint32_t start_aps(void)
 {
     const uint32_t sipi = 0x000c4600 | (GUEST_TRAMPOLINE >> 12);
     uint64_t quiet = ms_to_cycles(100), now = rdtsc();
-    uint64_t deadline = now + quiet, hard = now + ms_to_cycles(3000);
+    uint64_t hard = now + ms_to_cycles(G.p.cpus ? 60000 : 3000);
+    uint64_t deadline = G.p.cpus ? hard : now + quiet;
     uint32_t seen = 0, taken;
 
     memcpy((void *)GUEST_TRAMPOLINE, ap_tramp_start, ap_tramp_end - ap_tramp_start);
@@ -421,11 +424,11 @@ static uint32_t start_aps(void)
     while ((now = rdtsc()) < deadline && now < hard) {
         uint32_t n = G.checked_in;
 
-        if (n != seen) {
+        if (n != seen && !G.p.cpus) {
             seen = n;
             deadline = now + quiet;
         }
-        if (n >= GUEST_MAX_VCPUS - 1) {
+        if (n >= GUEST_MAX_VCPUS - 1 || (G.p.cpus && n >= G.p.cpus - 1)) {
             break;
         }
         cpu_relax();

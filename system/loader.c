@@ -357,13 +357,19 @@ static bool has_word_prefix(const char *s, const char *prefix)
     return false;
 }
 
-char *multiboot_cmdline(const char *append, uint32_t tsc_khz)
+static void append_word(GString *s, const char *key, uint32_t value)
 {
-    const char *a = append ? append : "";
-    if (tsc_khz == 0 || has_word_prefix(a, "tsc_khz=")) {
-        return g_strdup(a);
+    if (value && !has_word_prefix(s->str, key)) {
+        g_string_append_printf(s, "%s%s%u", s->len ? " " : "", key, value);
     }
-    return g_strdup_printf("%s%stsc_khz=%u", a, *a ? " " : "", tsc_khz);
+}
+
+char *multiboot_cmdline(const char *append, uint32_t tsc_khz, uint32_t ncpus)
+{
+    GString *s = g_string_new(append ? append : "");
+    append_word(s, "tsc_khz=", tsc_khz);
+    append_word(s, "cpus=", ncpus);
+    return g_string_free(s, false);
 }
 
 /* -kernel / -initrd, or the built-in guest, into m's RAM and onto its BSP. */
@@ -400,7 +406,13 @@ bool loader_load_guest(Machine *m, Error **errp)
         in.initrd_len = ilen;
         in.initrd_name = o->initrd;
     }
-    g_autofree char *cmdline = multiboot_cmdline(o->append, m->tsc_khz);
+    /*
+     * The built-in guest is told how many vCPUs to wait for: counting the
+     * APs that answer within a quiet period undercounts on a loaded host,
+     * where an AP's emulated ring-0 start-up can take longer than that.
+     */
+    g_autofree char *cmdline = multiboot_cmdline(o->append, m->tsc_khz,
+                                                 o->kernel ? 0 : (uint32_t)m->ncpus);
     in.cmdline = cmdline;
     BootCpuState boot;
     if (!multiboot_load(&m->ram, &in, &boot, errp)) {

@@ -32,7 +32,10 @@ typedef struct MultibootInput {
 bool multiboot_load(RamBlockList *ram, const MultibootInput *in, BootCpuState *boot,
                     Error **errp);
 
-/* The command line amber gives the guest: append plus tsc_khz= unless given. */
-char *multiboot_cmdline(const char *append, uint32_t tsc_khz);
+/*
+ * The command line amber gives the guest: append, plus tsc_khz= and cpus=
+ * (when non-zero) unless append already has them.
+ */
+char *multiboot_cmdline(const char *append, uint32_t tsc_khz, uint32_t ncpus);
 
 #endif

@@ -224,12 +224,16 @@ static void test_elf64_and_flags(void)
 
 static void test_cmdline(void)
 {
-    g_autofree char *a = multiboot_cmdline("workload=wave", 2100000);
+    g_autofree char *a = multiboot_cmdline("workload=wave", 2100000, 0);
     g_assert_cmpstr(a, ==, "workload=wave tsc_khz=2100000");
-    g_autofree char *b = multiboot_cmdline("tsc_khz=1000 seed=3", 2100000);
+    g_autofree char *b = multiboot_cmdline("tsc_khz=1000 seed=3", 2100000, 0);
     g_assert_cmpstr(b, ==, "tsc_khz=1000 seed=3");
-    g_autofree char *c = multiboot_cmdline(NULL, 2100000);
+    g_autofree char *c = multiboot_cmdline(NULL, 2100000, 0);
     g_assert_cmpstr(c, ==, "tsc_khz=2100000");
+    g_autofree char *d = multiboot_cmdline("seed=1", 2100000, 4);
+    g_assert_cmpstr(d, ==, "seed=1 tsc_khz=2100000 cpus=4");
+    g_autofree char *e = multiboot_cmdline("cpus=2", 0, 4);
+    g_assert_cmpstr(e, ==, "cpus=2");
 }
 
 int main(int argc, char **argv)
