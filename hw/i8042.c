@@ -8,6 +8,7 @@
 #include <glib.h>
 
 #include "hw/i8042.h"
+#include "migration/vmstate.h"
 #include "system/machine.h"
 
 typedef struct I8042Device {
@@ -147,11 +148,63 @@ static void i8042_unrealize(void *opaque)
     g_free(opaque);
 }
 
+/* A command waiting for its data byte can only be one that takes one. */
+static bool i8042_state_check(const I8042State *st, Error **errp)
+{
+    if (st->pending_cmd != 0 && st->pending_cmd != 0x60 && st->pending_cmd != 0xd1) {
+        error_setg(errp, "i8042: invalid pending command 0x%02x", st->pending_cmd);
+        return false;
+    }
+    return true;
+}
+
+static bool i8042_post_load(void *opaque, int version_id, Error **errp)
+{
+    return i8042_state_check(opaque, errp);
+}
+
+const VMStateDescription vmstate_i8042 = {
+    .name = "i8042",
+    .version_id = 1,
+    .minimum_version_id = 1,
+    .post_load = i8042_post_load,
+    .fields = (const VMStateField[]) {
+        VMSTATE_UINT8(status, I8042State),
+        VMSTATE_UINT8(cmd_byte, I8042State),
+        VMSTATE_UINT8(pending_cmd, I8042State),
+        VMSTATE_UINT8_BOUNDED(outq_len, I8042State, I8042_OUTQ_SIZE),
+        VMSTATE_BUFFER(outq, I8042State),
+        VMSTATE_END_OF_LIST()
+    },
+};
+
+static void i8042_get_state(void *opaque, void *state)
+{
+    I8042Device *d = opaque;
+
+    memcpy(state, &d->st, sizeof(d->st));
+}
+
+static bool i8042_put_state(void *opaque, const void *state, Error **errp)
+{
+    I8042Device *d = opaque;
+
+    if (!i8042_state_check(state, errp)) {
+        return false;
+    }
+    memcpy(&d->st, state, sizeof(d->st));
+    return true;
+}
+
 static const DeviceInfo i8042_info = {
     .name = "i8042",
     .order = 20,
     .realize = i8042_realize,
     .reset = i8042_reset,
     .unrealize = i8042_unrealize,
+    .vmsd = &vmstate_i8042,
+    .state_size = sizeof(I8042State),
+    .get_state = i8042_get_state,
+    .put_state = i8042_put_state,
 };
 DEVICE_REGISTER(i8042_info)

@@ -11,6 +11,7 @@
 #include <glib.h>
 
 #include "hw/serial.h"
+#include "migration/vmstate.h"
 
 struct SerialDevice {
     SerialState st;
@@ -300,6 +301,81 @@ SerialState *serial_state(SerialDevice *s)
     return &s->st;
 }
 
+/* ---- migration ------------------------------------------------------------------ */
+
+/* What a saved state must satisfy beyond each field's own range. */
+static bool serial_state_check(const SerialState *st, Error **errp)
+{
+    if (st->fcr & ~0xc9) {
+        error_setg(errp, "serial: invalid FCR value 0x%02x", st->fcr);
+        return false;
+    }
+    if (st->rx_head >= SERIAL_FIFO_SIZE || st->rx_count > rx_capacity(st)) {
+        error_setg(errp, "serial: receive FIFO of %u bytes at %u does not fit a FIFO of "
+                   "%u bytes (FCR 0x%02x)", st->rx_count, st->rx_head, rx_capacity(st),
+                   st->fcr);
+        return false;
+    }
+    if (!(st->lsr & UART_LSR_DR) != !st->rx_count) {
+        error_setg(errp, "serial: LSR data-ready bit disagrees with %u received bytes",
+                   st->rx_count);
+        return false;
+    }
+    return true;
+}
+
+static bool serial_post_load(void *opaque, int version_id, Error **errp)
+{
+    return serial_state_check(opaque, errp);
+}
+
+const VMStateDescription vmstate_serial = {
+    .name = "serial",
+    .version_id = 1,
+    .minimum_version_id = 1,
+    .post_load = serial_post_load,
+    .fields = (const VMStateField[]) {
+        VMSTATE_UINT8_BOUNDED(ier, SerialState, 0x0f),
+        VMSTATE_UINT8(fcr, SerialState),
+        VMSTATE_UINT8(lcr, SerialState),
+        VMSTATE_UINT8_BOUNDED(mcr, SerialState, 0x1f),
+        VMSTATE_UINT8(lsr, SerialState),
+        VMSTATE_UINT8(msr, SerialState),
+        VMSTATE_UINT8(scr, SerialState),
+        VMSTATE_UINT8(dll, SerialState),
+        VMSTATE_UINT8(dlm, SerialState),
+        VMSTATE_UINT8_BOUNDED(thr_ipending, SerialState, 1),
+        VMSTATE_UINT8_BOUNDED(irq_level, SerialState, 1),
+        VMSTATE_UINT8_BOUNDED(rx_head, SerialState, SERIAL_FIFO_SIZE - 1),
+        VMSTATE_UINT8_BOUNDED(rx_count, SerialState, SERIAL_FIFO_SIZE),
+        VMSTATE_BUFFER(rx_fifo, SerialState),
+        VMSTATE_END_OF_LIST()
+    },
+};
+
+void serial_get_state(SerialDevice *s, SerialState *state)
+{
+    *state = s->st;
+}
+
+/*
+ * The saved line level is driven again whatever the device believes the
+ * line is: a restored interrupt controller does not know the level of its
+ * input lines, and a level-triggered line left unasserted there would
+ * lose the interrupt the guest is waiting for.
+ */
+bool serial_put_state(SerialDevice *s, const SerialState *state, Error **errp)
+{
+    if (!serial_state_check(state, errp)) {
+        return false;
+    }
+    s->st = *state;
+    if (s->irq) {
+        s->irq(s->irq_opaque, s->st.irq_level);
+    }
+    return true;
+}
+
 /* ---- the machine's COM1 ------------------------------------------------------ */
 
 static void com1_set_irq(void *opaque, int level)
@@ -339,11 +415,25 @@ static void serial_unrealize(void *opaque)
     serial_free(opaque);
 }
 
+static void serial_get_state_cb(void *opaque, void *state)
+{
+    serial_get_state(opaque, state);
+}
+
+static bool serial_put_state_cb(void *opaque, const void *state, Error **errp)
+{
+    return serial_put_state(opaque, state, errp);
+}
+
 static const DeviceInfo serial_info = {
     .name = "serial",
     .order = 10,
     .realize = serial_realize,
     .reset = serial_reset_cb,
     .unrealize = serial_unrealize,
+    .vmsd = &vmstate_serial,
+    .state_size = sizeof(SerialState),
+    .get_state = serial_get_state_cb,
+    .put_state = serial_put_state_cb,
 };
 DEVICE_REGISTER(serial_info)

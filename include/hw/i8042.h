@@ -8,6 +8,8 @@
 
 #include <stdint.h>
 
+#include "migration/vmstate.h"
+
 #define I8042_DATA_PORT 0x60
 #define I8042_CMD_PORT  0x64
 
@@ -25,5 +27,8 @@ typedef struct I8042State {
     uint8_t outq[I8042_OUTQ_SIZE];
     uint8_t outq_len;
 } I8042State;
+
+/* Migration: describes an I8042State. */
+extern const VMStateDescription vmstate_i8042;
 
 #endif

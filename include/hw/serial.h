@@ -11,6 +11,7 @@
 #include <stddef.h>
 
 #include "chardev/char.h"
+#include "migration/vmstate.h"
 #include "system/machine.h"
 
 #define SERIAL_COM1_BASE 0x3f8
@@ -85,6 +86,15 @@ void serial_reset(SerialDevice *s);
 SerialState *serial_state(SerialDevice *s);
 /* Bytes from the outside world into the receive FIFO; caller holds the device lock. */
 void serial_receive(SerialDevice *s, const uint8_t *buf, size_t len);
+
+/*
+ * Migration: vmstate_serial describes a SerialState.  put checks the
+ * state, loads it and drives the interrupt line at its saved level.
+ * Caller holds the device lock.
+ */
+extern const VMStateDescription vmstate_serial;
+void serial_get_state(SerialDevice *s, SerialState *state);
+bool serial_put_state(SerialDevice *s, const SerialState *state, Error **errp);
 
 /* Port handlers; opaque is the SerialDevice, offsets relative to the base. */
 extern const IoOps serial_io_ops;

@@ -33,6 +33,12 @@ bool machine_state_capture(Machine *m, MachineStateImage *img, Error **errp);
  * Register one FULL section per vCPU ("cpu", instance = vCPU index), the
  * VM-level accelerator state and each device that has state, all reading
  * from / loading into img.  Section order = the order they are written.
+ *
+ * Saving: register after machine_state_capture().  Loading: register on
+ * an image never captured; "cpu" is then also accepted for indexes the
+ * machine lacks (up to AMBER_MAX_CPUS), so that machine_state_complete()
+ * can refuse the stream with "the stream has 4 vCPUs, this machine has 2"
+ * rather than the loader stopping at an unknown section.
  */
 bool machine_state_register(Machine *m, MachineStateImage *img,
                             SaveStateRegistry *r, Error **errp);

@@ -80,6 +80,18 @@ typedef struct DeviceInfo {
     bool (*realize)(Machine *m, void **opaque, Error **errp);
     void (*reset)(void *opaque);            /* system_reset */
     void (*unrealize)(void *opaque);
+    /*
+     * Migratable state, for devices that have any (all NULL otherwise):
+     * vmsd describes a plain struct of state_size bytes; get_state copies
+     * the device's state into one, put_state loads one back (checking it)
+     * and re-drives the device's interrupt line from it.  Both are called
+     * with the machine's device lock held; put_state after the accelerator's
+     * interrupt controllers have been restored.
+     */
+    const struct VMStateDescription *vmsd;
+    size_t state_size;
+    void (*get_state)(void *opaque, void *state);
+    bool (*put_state)(void *opaque, const void *state, Error **errp);
 } DeviceInfo;
 
 void device_register_type(const DeviceInfo *info);
