@@ -7,6 +7,7 @@
 #include <inttypes.h>
 #include <unistd.h>
 
+#include "migration/migration.h"
 #include "monitor-int.h"
 #include "qapi-commands.h"
 #include "qapi-config.h"
@@ -76,7 +77,10 @@ void qmp_stop(Amber *s, Error **errp)
     Machine *m = need_machine(s, errp);
 
     /* Not running: only the state changes (prelaunch -> paused), no event. */
-    if (m) {
+    if (m && machine_runstate(m) == RUN_STATE_INMIGRATE) {
+        /* As QEMU: the loaded guest will stay paused; no vCPU runs before. */
+        migration_incoming_set_autostart(s, false);
+    } else if (m) {
         amber_vm_stop(s, RUN_STATE_PAUSED, errp);
     }
 }
@@ -95,8 +99,12 @@ void qmp_cont(Amber *s, Error **errp)
         return;
     }
     if (rs == RUN_STATE_INMIGRATE) {
-        error_setg(errp, "The VM is waiting for an incoming migration; "
-                   "it starts when the migration completes");
+        /* As QEMU documents: the guest starts once the stream is loaded. */
+        migration_incoming_set_autostart(s, true);
+        return;
+    }
+    if (rs == RUN_STATE_FINISH_MIGRATE) {
+        error_setg(errp, "Migration is not finalized yet");
         return;
     }
     if (rs != RUN_STATE_RUNNING) {

@@ -16,6 +16,7 @@
 #include <unistd.h>
 #include <glib-unix.h>
 
+#include "migration/migration.h"
 #include "monitor/monitor.h"
 #include "system/amber.h"
 #include "system/cli.h"
@@ -59,13 +60,10 @@ static bool apply_trace(CliOptions *cli, bool *done, Error **errp)
     return true;
 }
 
+/* -incoming URI|defer: a URI that cannot be parsed fails before KVM is opened. */
 static bool check_incoming(CliOptions *cli, Error **errp)
 {
-    if (cli->incoming) {
-        error_setg(errp, "-incoming is not supported yet");
-        return false;
-    }
-    return true;
+    return !cli->incoming || migration_incoming_check_uri(cli->incoming, errp);
 }
 
 /* ---- -daemonize and -pidfile ------------------------------------------------------ */
@@ -250,7 +248,13 @@ static bool setup(Vl *vl, Error **errp)
         return false;
     }
     machine_set_request_notify(vl->s->machine, on_machine_request, vl);
+    if (cli->incoming) {
+        migration_incoming_prepare(vl->s);
+    }
     if (!add_monitors(vl, errp) || !machine_start(vl->s->machine, errp)) {
+        return false;
+    }
+    if (cli->incoming && !migration_incoming_begin(vl->s, cli->incoming, errp)) {
         return false;
     }
     daemonize_finish(vl);
@@ -261,6 +265,7 @@ static void teardown(Vl *vl)
 {
     if (vl->s) {
         remove_signals(vl);
+        migration_shutdown(vl->s);
         monitor_cleanup_all(vl->s);
         machine_destroy(vl->s->machine);
         vl->s->machine = NULL;

@@ -41,7 +41,7 @@ BAD = [
     (["-machine", "type=q35"], "amber: -machine type=q35: unsupported machine property 'type'"),
     (["-m", "512", "-object", "memory-backend-ram,id=m,size=1G", "-machine", "memory-backend=m"],
      "amber: -m (512 MiB) does not match the size of memory backend 'm'"),
-    (["-incoming", "defer"], "amber: -incoming is not supported yet"),
+    (["-incoming", "bogus:x"], "amber: -incoming bogus:x: unknown migration URI scheme"),
     (["-trace", "no_such_event_anywhere"], "amber: -trace no_such_event_anywhere:"),
 ]
 

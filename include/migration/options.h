@@ -1,0 +1,47 @@
+/*
+ * Migration capabilities and parameters, with QEMU's names.
+ *
+ * One MigrationOptions lives in the MigrationState of an Amber context.
+ * A capability may depend on the kernel or exclude another: every rule is
+ * one row of the table in options.c, checked when the capabilities are
+ * set and again when a migration starts (the kernel or the machine may
+ * have changed in between, e.g. a feature needs the memory backend).
+ */
+#ifndef AMBER_MIGRATION_OPTIONS_H
+#define AMBER_MIGRATION_OPTIONS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "util/error.h"
+#include "qapi-types.h"
+
+typedef struct Machine Machine;
+
+/* Defaults: no bandwidth limit (see qapi/migration.json), QEMU's 300 ms. */
+#define MIGRATE_DEFAULT_MAX_BANDWIDTH   0
+#define MIGRATE_DEFAULT_DOWNTIME_LIMIT  300
+/* QEMU's bound for downtime-limit: 2000 seconds, in ms. */
+#define MIGRATE_MAX_DOWNTIME_LIMIT      2000000
+
+typedef struct MigrationOptions {
+    bool caps[MIGRATION_CAPABILITY__MAX];
+    uint64_t max_bandwidth;         /* bytes/s, 0 = unlimited */
+    uint64_t downtime_limit;        /* ms */
+} MigrationOptions;
+
+void migrate_options_init(MigrationOptions *o);
+
+/*
+ * Whether the capability set `caps` can be used on machine m (may be
+ * NULL before the machine exists): each rule names the capability and why.
+ */
+bool migrate_caps_check(const bool caps[MIGRATION_CAPABILITY__MAX], Machine *m,
+                        Error **errp);
+
+static inline bool migrate_events(const MigrationOptions *o)
+{
+    return o->caps[MIGRATION_CAPABILITY_EVENTS];
+}
+
+#endif

@@ -1,0 +1,1101 @@
+/*
+ * Background snapshot engine (see include/migration/background-snapshot.h
+ * and docs/devel/background-snapshot.md).
+ *
+ * Every host page of every block has three bits:
+ *  - skip:  unpopulated at the instant (built by arm(), read-only after);
+ *  - saved: someone owns the capture of the page's old contents; won by an
+ *           atomic test-and-set, by the saver or a fault thread, never both;
+ *  - done:  the owner finished capturing (copied into the pool, given to
+ *           the sink, or nothing to copy because of skip).
+ * A page may be unprotected only once it is done.  Either side may lift the
+ * protection of a page the other side has done (merging ranges saves
+ * ioctls), but never of a page that is saved and not done: its owner is
+ * still copying, and a write let through now would tear the copy.
+ */
+#include "migration/background-snapshot.h"
+#include "util/bitmap.h"
+#include "util/trace.h"
+#include "util/uffd.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <unistd.h>
+#include <glib.h>
+
+#define FAULT_MSGS_PER_READ 32
+#define SCAN_REGIONS 256
+
+typedef struct BgBlock {
+    RAMBlock *rb;
+    uint8_t *host;
+    uint64_t len;               /* used_length rounded up to page_size */
+    size_t page_size;
+    size_t npages;
+    unsigned long *saved;
+    unsigned long *done;
+    unsigned long *skip;
+    bool registered;
+} BgBlock;
+
+/* A fault copy waiting for the saver. */
+typedef struct BgQueued {
+    int block;
+    size_t page;
+    int slot;
+} BgQueued;
+
+typedef struct BgFaultThread {
+    BgSnapshot *s;
+    pthread_t tid;
+    bool started;
+    size_t *claimed;            /* pages of the chunk this thread captured */
+    int *slots;                 /* pool slots reserved for the chunk */
+} BgFaultThread;
+
+struct BgSnapshot {
+    BgSnapshotConfig cfg;
+    BgBlock *blocks;
+    int nblocks;
+    BgSnapshotPutPage sink;
+    void *opaque;
+
+    int uffd;
+    int stop_fd;                /* eventfd: makes the fault threads return */
+    int pagemap_fd;
+    uint64_t features;          /* the kernel's, after the test mask */
+    bool wp_unpopulated;
+    bool armed;
+    BgFaultThread *threads;
+    int nthreads;
+
+    /* Copy pool and queue; everything below is under lock. */
+    pthread_mutex_t lock;
+    pthread_cond_t cond;        /* slot freed, copy queued, stop or failure */
+    size_t slot_size;
+    int nslots;
+    uint8_t *pool;
+    int *free_slots;
+    int nfree;
+    BgQueued *queue;            /* ring of nslots entries */
+    int qhead, qlen;
+    int in_use;                 /* slots reserved by fault threads or queued */
+    Error *failure;             /* first fault-thread error */
+
+    int stopping;               /* atomic: disarm in progress */
+    int cancelled;              /* atomic */
+    int failed;                 /* atomic: failure is set */
+
+    /* statistics, atomic */
+    uint64_t st_normal, st_zero, st_skipped, st_bytes;
+    uint64_t st_faults, st_fault_pages, st_unprotects, st_stalls;
+    uint64_t st_pool_hw;
+    uint64_t st_pause_us, st_run_us, st_stall_max;
+    uint64_t st_hist[BG_STALL_BUCKETS];
+};
+
+#define ATOMIC_ADD(p, v) __atomic_fetch_add((p), (v), __ATOMIC_RELAXED)
+#define ATOMIC_GET(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
+#define ATOMIC_SET(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
+
+void bg_snapshot_config_default(BgSnapshotConfig *cfg)
+{
+    *cfg = (BgSnapshotConfig) {
+        .pool_bytes = 16 << 20,
+        .chunk_bytes = 64 << 10,
+        .batch_bytes = 256 << 10,
+        .fault_threads = 1,
+        .use_wp_unpopulated = true,
+    };
+}
+
+/* --- support check --- */
+
+bool bg_snapshot_kernel_features(uint64_t *features, Error **errp)
+{
+    const char *mask_str = getenv(BG_SNAPSHOT_FEATURES_MASK_ENV);
+    uint64_t have, mask = UINT64_MAX;
+
+    if (!uffd_query_features(&have, errp)) {
+        return false;
+    }
+    if (mask_str && *mask_str) {
+        char *end;
+
+        errno = 0;
+        mask = strtoull(mask_str, &end, 0);
+        if (errno || *end) {
+            error_setg(errp, "%s=%s is not a number",
+                       BG_SNAPSHOT_FEATURES_MASK_ENV, mask_str);
+            return false;
+        }
+    }
+    *features = have & mask;
+    return true;
+}
+
+static bool block_is_shmem_like(const RAMBlock *rb)
+{
+    return rb->fd >= 0 || rb->kind != RAM_BACKEND_RAM || rb->hugetlbfs;
+}
+
+/* The features a uffd for these blocks asks for. */
+static uint64_t wanted_features(RAMBlock *const *blocks, int nblocks)
+{
+    uint64_t want = UFFD_FEATURE_PAGEFAULT_FLAG_WP;
+    int i;
+
+    for (i = 0; i < nblocks; i++) {
+        if (block_is_shmem_like(blocks[i])) {
+            want |= UFFD_FEATURE_WP_HUGETLBFS_SHMEM;
+        }
+    }
+    return want;
+}
+
+static bool check_features(RAMBlock *const *blocks, int nblocks,
+                           uint64_t have, Error **errp)
+{
+    int i;
+
+    if (!uffd_check_features(UFFD_FEATURE_PAGEFAULT_FLAG_WP, have,
+                             "background-snapshot", errp)) {
+        return false;
+    }
+    for (i = 0; i < nblocks; i++) {
+        if (block_is_shmem_like(blocks[i]) &&
+            !(have & UFFD_FEATURE_WP_HUGETLBFS_SHMEM)) {
+            error_setg(errp, "background-snapshot: RAM block '%s' (%s) needs "
+                       "userfaultfd WP_HUGETLBFS_SHMEM (Linux 5.19+); use "
+                       "memory-backend-ram or a newer kernel",
+                       blocks[i]->idstr, ram_backend_kind_name(blocks[i]->kind));
+            return false;
+        }
+    }
+    return true;
+}
+
+static uint64_t block_len(const RAMBlock *rb)
+{
+    uint64_t ps = rb->page_size ? rb->page_size : BG_SNAPSHOT_PAGE_SIZE;
+
+    return (rb->used_length + ps - 1) / ps * ps;
+}
+
+/* Register rb in WP mode on fd; say which block and what the kernel said. */
+static bool register_block(int fd, RAMBlock *rb, Error **errp)
+{
+    uint64_t ioctls = 0;
+    Error *err = NULL;
+
+    if (!uffd_register(fd, rb->host, block_len(rb), UFFDIO_REGISTER_MODE_WP,
+                       &ioctls, &err)) {
+        error_setg(errp, "background-snapshot: RAM block '%s' (%s) cannot be "
+                   "write-protected: %s", rb->idstr,
+                   ram_backend_kind_name(rb->kind), error_get_pretty(err));
+        error_free(err);
+        return false;
+    }
+    if (!(ioctls & (1ULL << _UFFDIO_WRITEPROTECT))) {
+        uffd_unregister(fd, rb->host, block_len(rb), NULL);
+        error_setg(errp, "background-snapshot: RAM block '%s' (%s) registers "
+                   "but the kernel offers no UFFDIO_WRITEPROTECT on it",
+                   rb->idstr, ram_backend_kind_name(rb->kind));
+        return false;
+    }
+    return true;
+}
+
+bool bg_snapshot_check(RAMBlock *const *blocks, int nblocks,
+                       uint64_t *features, Error **errp)
+{
+    uint64_t have;
+    bool ok = true;
+    int fd, i;
+
+    if (!bg_snapshot_kernel_features(&have, errp) ||
+        !check_features(blocks, nblocks, have, errp)) {
+        return false;
+    }
+    fd = uffd_create(wanted_features(blocks, nblocks), errp);
+    if (fd < 0) {
+        return false;
+    }
+    for (i = 0; i < nblocks && ok; i++) {
+        ok = register_block(fd, blocks[i], errp);
+        if (ok) {
+            uffd_unregister(fd, blocks[i]->host, block_len(blocks[i]), NULL);
+        }
+    }
+    close(fd);
+    if (ok && features) {
+        *features = have;
+    }
+    return ok;
+}
+
+/* --- small helpers --- */
+
+static uint64_t now_us(void)
+{
+    return g_get_monotonic_time();
+}
+
+static bool page_is_zero(const uint8_t *p, size_t len)
+{
+    const uint64_t *w = (const uint64_t *)p;
+    size_t i;
+
+    for (i = 0; i < len / 8; i += 8) {
+        if (w[i] | w[i + 1] | w[i + 2] | w[i + 3] |
+            w[i + 4] | w[i + 5] | w[i + 6] | w[i + 7]) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static BgBlock *find_block(BgSnapshot *s, uint64_t addr, int *index)
+{
+    int i;
+
+    for (i = 0; i < s->nblocks; i++) {
+        BgBlock *b = &s->blocks[i];
+
+        if (addr >= (uintptr_t)b->host && addr < (uintptr_t)b->host + b->len) {
+            *index = i;
+            return b;
+        }
+    }
+    return NULL;
+}
+
+static void note_unprotect_error(BgSnapshot *s, Error *err);
+
+/*
+ * Lift protection from the runs of done pages in [first, end) (wakes the
+ * writers blocked there).  Pages not done are left alone: their owner is
+ * still copying them, or nobody owns them yet.
+ */
+static void unprotect_done_runs(BgSnapshot *s, BgBlock *b, size_t first,
+                                size_t end)
+{
+    size_t i = first;
+
+    while (i < end) {
+        size_t run;
+        Error *err = NULL;
+
+        while (i < end && !test_bit_atomic(i, b->done)) {
+            i++;
+        }
+        run = i;
+        while (i < end && test_bit_atomic(i, b->done)) {
+            i++;
+        }
+        if (run == i) {
+            break;
+        }
+        ATOMIC_ADD(&s->st_unprotects, 1);
+        if (!uffd_unprotect(s->uffd, b->host + run * b->page_size,
+                            (i - run) * b->page_size, true, &err)) {
+            note_unprotect_error(s, err);
+            return;
+        }
+    }
+}
+
+/* Lift every protection, wake everyone; owners' copies be damned. */
+static void unprotect_all(BgSnapshot *s)
+{
+    int i;
+
+    for (i = 0; i < s->nblocks; i++) {
+        BgBlock *b = &s->blocks[i];
+        Error *err = NULL;
+
+        if (b->registered && !uffd_unprotect(s->uffd, b->host, b->len, true,
+                                             &err)) {
+            /* Nothing better to do than say so: the block stays protected. */
+            error_prepend(&err, "RAM block '%s' may still be write-protected: ",
+                          b->rb->idstr);
+            error_report_err(err);
+        }
+    }
+}
+
+/* A fault-thread failure: remember it, release everyone, stop run(). */
+static void note_unprotect_error(BgSnapshot *s, Error *err)
+{
+    pthread_mutex_lock(&s->lock);
+    if (!s->failure) {
+        s->failure = err;
+        err = NULL;
+    }
+    ATOMIC_SET(&s->failed, 1);
+    pthread_cond_broadcast(&s->cond);
+    pthread_mutex_unlock(&s->lock);
+    error_free(err);
+    unprotect_all(s);
+}
+
+/* --- the copy pool --- */
+
+/*
+ * Reserve up to want slots; when must is set, wait for at least one
+ * (backpressure: the fault waits for the saver).  Returns how many.
+ */
+static int pool_reserve(BgSnapshot *s, int want, bool must, int *slots)
+{
+    int got;
+
+    pthread_mutex_lock(&s->lock);
+    while (must && s->nfree == 0 && !ATOMIC_GET(&s->stopping) &&
+           !ATOMIC_GET(&s->cancelled) && !ATOMIC_GET(&s->failed)) {
+        pthread_cond_wait(&s->cond, &s->lock);
+    }
+    got = MIN(want, s->nfree);
+    for (int i = 0; i < got; i++) {
+        slots[i] = s->free_slots[--s->nfree];
+    }
+    s->in_use += got;
+    if ((uint64_t)s->in_use * s->slot_size > s->st_pool_hw) {
+        ATOMIC_SET(&s->st_pool_hw, (uint64_t)s->in_use * s->slot_size);
+    }
+    pthread_mutex_unlock(&s->lock);
+    return got;
+}
+
+/* Queue n copies and give back the reserved slots that went unused. */
+static void pool_commit(BgSnapshot *s, int block, const size_t *pages,
+                        const int *slots, int n, int reserved)
+{
+    int i;
+
+    pthread_mutex_lock(&s->lock);
+    for (i = 0; i < n; i++) {
+        int tail = (s->qhead + s->qlen) % s->nslots;
+
+        s->queue[tail] = (BgQueued){ block, pages[i], slots[i] };
+        s->qlen++;
+    }
+    for (i = n; i < reserved; i++) {
+        s->free_slots[s->nfree++] = slots[i];
+    }
+    s->in_use -= reserved - n;
+    pthread_cond_broadcast(&s->cond);
+    pthread_mutex_unlock(&s->lock);
+}
+
+/* --- the fault threads --- */
+
+static void record_stall(BgSnapshot *s, uint64_t us)
+{
+    int bucket = 0;
+    uint64_t max;
+
+    while (bucket < BG_STALL_BUCKETS - 1 && (us >> (bucket + 1))) {
+        bucket++;
+    }
+    ATOMIC_ADD(&s->st_hist[bucket], 1);
+    ATOMIC_ADD(&s->st_stalls, 1);
+    max = ATOMIC_GET(&s->st_stall_max);
+    while (us > max &&
+           !__atomic_compare_exchange_n(&s->st_stall_max, &max, us, false,
+                                        __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+    }
+}
+
+/* Capture page i for this fault thread if nobody has; true if captured. */
+static bool fault_claim(BgSnapshot *s, BgBlock *b, size_t i, int *nslots_used,
+                        int nslots, BgFaultThread *t, int *nclaimed)
+{
+    bool skip = test_bit(i, b->skip);
+
+    if (test_bit_atomic(i, b->saved) || (!skip && *nslots_used == nslots)) {
+        return false;
+    }
+    if (test_and_set_bit_atomic(i, b->saved)) {
+        return false;
+    }
+    if (skip) {
+        ATOMIC_ADD(&s->st_skipped, b->page_size / BG_SNAPSHOT_PAGE_SIZE);
+    } else {
+        memcpy(s->pool + (size_t)t->slots[*nslots_used] * s->slot_size,
+               b->host + i * b->page_size, b->page_size);
+        t->claimed[(*nslots_used)++] = i;
+        ATOMIC_ADD(&s->st_fault_pages, 1);
+    }
+    set_bit_atomic(i, b->done);
+    (*nclaimed)++;
+    return true;
+}
+
+/*
+ * Serve one write fault: capture the not-yet-saved pages of the aligned
+ * chunk around it (the faulting page first), lift protection from the done
+ * pages of the chunk, then hand the copies to the saver.
+ */
+static void handle_fault(BgFaultThread *t, uint64_t addr, uint64_t t0)
+{
+    BgSnapshot *s = t->s;
+    size_t chunk, first, end, p, i, need = 0;
+    int bi, reserved, used = 0, claimed = 0;
+    BgBlock *b = find_block(s, addr, &bi);
+
+    if (!b) {
+        return;     /* not ours: cannot happen with our registration */
+    }
+    p = (addr - (uintptr_t)b->host) / b->page_size;
+    chunk = MAX(1, s->cfg.chunk_bytes / b->page_size);
+    first = p - p % chunk;
+    end = MIN(first + chunk, b->npages);
+    for (i = first; i < end; i++) {
+        need += !test_bit_atomic(i, b->saved) && !test_bit(i, b->skip);
+    }
+    reserved = need ? pool_reserve(s, need,
+                                   !test_bit_atomic(p, b->saved) &&
+                                   !test_bit(p, b->skip), t->slots) : 0;
+    fault_claim(s, b, p, &used, reserved, t, &claimed);
+    for (i = first; i < end; i++) {
+        if (i != p) {
+            fault_claim(s, b, i, &used, reserved, t, &claimed);
+        }
+    }
+    unprotect_done_runs(s, b, first, end);
+    if (test_bit_atomic(p, b->done)) {
+        record_stall(s, now_us() - t0);
+    }
+    pool_commit(s, bi, t->claimed, t->slots, used, reserved);
+    trace(bgs_fault, "block=%s page=%zu claimed=%d copied=%d",
+          b->rb->idstr, p, claimed, used);
+}
+
+static void *fault_thread_fn(void *opaque)
+{
+    BgFaultThread *t = opaque;
+    BgSnapshot *s = t->s;
+    struct uffd_msg msgs[FAULT_MSGS_PER_READ];
+
+    while (!ATOMIC_GET(&s->stopping)) {
+        struct pollfd pfd[2] = {
+            { .fd = s->uffd, .events = POLLIN },
+            { .fd = s->stop_fd, .events = POLLIN },
+        };
+        Error *err = NULL;
+        int n, i;
+
+        if (poll(pfd, 2, -1) < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            error_setg_errno(&err, errno, "cannot poll userfaultfd");
+            note_unprotect_error(s, err);
+            break;
+        }
+        if (pfd[1].revents) {
+            break;
+        }
+        n = uffd_read_events(s->uffd, msgs, FAULT_MSGS_PER_READ, &err);
+        if (n < 0) {
+            note_unprotect_error(s, err);
+            break;
+        }
+        for (i = 0; i < n; i++) {
+            uint64_t t0 = now_us();
+
+            if (msgs[i].event != UFFD_EVENT_PAGEFAULT) {
+                continue;
+            }
+            ATOMIC_ADD(&s->st_faults, 1);
+            handle_fault(t, msgs[i].arg.pagefault.address, t0);
+        }
+    }
+    return NULL;
+}
+
+/* --- new / free --- */
+
+static bool block_init(BgSnapshot *s, BgBlock *b, RAMBlock *rb, Error **errp)
+{
+    b->rb = rb;
+    b->host = rb->host;
+    b->page_size = rb->page_size ? rb->page_size : BG_SNAPSHOT_PAGE_SIZE;
+    b->len = block_len(rb);
+    b->npages = b->len / b->page_size;
+    if ((uintptr_t)b->host % b->page_size) {
+        error_setg(errp, "background-snapshot: RAM block '%s' is not aligned "
+                   "to its page size", rb->idstr);
+        return false;
+    }
+    b->saved = bitmap_new(b->npages);
+    b->done = bitmap_new(b->npages);
+    b->skip = bitmap_new(b->npages);
+    if (!register_block(s->uffd, rb, errp)) {
+        return false;
+    }
+    b->registered = true;
+    return true;
+}
+
+static bool pool_init(BgSnapshot *s, Error **errp)
+{
+    int i;
+
+    s->slot_size = BG_SNAPSHOT_PAGE_SIZE;
+    for (i = 0; i < s->nblocks; i++) {
+        s->slot_size = MAX(s->slot_size, s->blocks[i].page_size);
+    }
+    s->nslots = MAX(1, s->cfg.pool_bytes / s->slot_size);
+    s->pool = mmap(NULL, (size_t)s->nslots * s->slot_size,
+                   PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (s->pool == MAP_FAILED) {
+        s->pool = NULL;
+        error_setg_errno(errp, errno, "cannot allocate the %zu byte copy pool",
+                         (size_t)s->nslots * s->slot_size);
+        return false;
+    }
+    s->free_slots = g_new(int, s->nslots);
+    s->queue = g_new(BgQueued, s->nslots);
+    for (i = 0; i < s->nslots; i++) {
+        s->free_slots[i] = i;
+    }
+    s->nfree = s->nslots;
+    return true;
+}
+
+BgSnapshot *bg_snapshot_new(RAMBlock *const *blocks, int nblocks,
+                            const BgSnapshotConfig *cfg,
+                            BgSnapshotPutPage sink, void *opaque,
+                            Error **errp)
+{
+    BgSnapshot *s;
+    uint64_t want;
+    int i;
+
+    if (nblocks <= 0 || !sink || !cfg || cfg->fault_threads < 1) {
+        error_setg(errp, "background-snapshot: needs RAM blocks, a page sink "
+                   "and at least one fault thread");
+        return NULL;
+    }
+    s = g_new0(BgSnapshot, 1);
+    s->cfg = *cfg;
+    s->sink = sink;
+    s->opaque = opaque;
+    s->uffd = s->stop_fd = s->pagemap_fd = -1;
+    pthread_mutex_init(&s->lock, NULL);
+    pthread_cond_init(&s->cond, NULL);
+    s->blocks = g_new0(BgBlock, nblocks);
+    s->nblocks = nblocks;
+    if (!bg_snapshot_kernel_features(&s->features, errp) ||
+        !check_features(blocks, nblocks, s->features, errp)) {
+        goto fail;
+    }
+    want = wanted_features(blocks, nblocks);
+    s->wp_unpopulated = cfg->use_wp_unpopulated &&
+                        (s->features & UFFD_FEATURE_WP_UNPOPULATED);
+    if (s->wp_unpopulated) {
+        want |= UFFD_FEATURE_WP_UNPOPULATED;
+    }
+    s->uffd = uffd_create(want, errp);
+    if (s->uffd < 0) {
+        goto fail;
+    }
+    s->stop_fd = eventfd(0, EFD_CLOEXEC);
+    if (s->stop_fd < 0) {
+        error_setg_errno(errp, errno, "cannot create an eventfd");
+        goto fail;
+    }
+    s->pagemap_fd = pagemap_open(0, errp);
+    if (s->pagemap_fd < 0) {
+        goto fail;
+    }
+    for (i = 0; i < nblocks; i++) {
+        if (!block_init(s, &s->blocks[i], blocks[i], errp)) {
+            goto fail;
+        }
+    }
+    if (!pool_init(s, errp)) {
+        goto fail;
+    }
+    return s;
+
+fail:
+    bg_snapshot_free(s);
+    return NULL;
+}
+
+static void stop_fault_threads(BgSnapshot *s)
+{
+    uint64_t one = 1;
+    int i;
+
+    ATOMIC_SET(&s->stopping, 1);
+    if (s->stop_fd >= 0 && write(s->stop_fd, &one, sizeof(one)) < 0) {
+        /* The flag still stops them at their next wake-up. */
+    }
+    pthread_mutex_lock(&s->lock);
+    pthread_cond_broadcast(&s->cond);
+    pthread_mutex_unlock(&s->lock);
+    for (i = 0; i < s->nthreads; i++) {
+        if (s->threads[i].started) {
+            pthread_join(s->threads[i].tid, NULL);
+            s->threads[i].started = false;
+        }
+        g_free(s->threads[i].claimed);
+        g_free(s->threads[i].slots);
+    }
+    g_free(s->threads);
+    s->threads = NULL;
+    s->nthreads = 0;
+}
+
+void bg_snapshot_disarm(BgSnapshot *s)
+{
+    int i;
+
+    if (!s) {
+        return;
+    }
+    /*
+     * Order matters: lift protection first so that no writer stays
+     * blocked on a fault nobody will serve, then stop the threads, then
+     * unregister (which would also wake writers, but leaves no trace of
+     * the markers on unpopulated pages if they were not unprotected).
+     */
+    pthread_mutex_lock(&s->lock);
+    if (s->armed) {
+        unprotect_all(s);
+    }
+    pthread_mutex_unlock(&s->lock);
+    stop_fault_threads(s);
+    /* Under the lock: a late cancel() must not touch unregistered ranges. */
+    pthread_mutex_lock(&s->lock);
+    s->armed = false;
+    pthread_mutex_unlock(&s->lock);
+    for (i = 0; i < s->nblocks; i++) {
+        BgBlock *b = &s->blocks[i];
+
+        if (b->registered) {
+            uffd_unregister(s->uffd, b->host, b->len, NULL);
+            b->registered = false;
+        }
+    }
+}
+
+void bg_snapshot_free(BgSnapshot *s)
+{
+    int i;
+
+    if (!s) {
+        return;
+    }
+    bg_snapshot_disarm(s);
+    for (i = 0; i < s->nblocks; i++) {
+        bitmap_free(s->blocks[i].saved);
+        bitmap_free(s->blocks[i].done);
+        bitmap_free(s->blocks[i].skip);
+    }
+    if (s->pool) {
+        munmap(s->pool, (size_t)s->nslots * s->slot_size);
+    }
+    g_free(s->free_slots);
+    g_free(s->queue);
+    g_free(s->blocks);
+    error_free(s->failure);
+    if (s->uffd >= 0) {
+        close(s->uffd);
+    }
+    if (s->stop_fd >= 0) {
+        close(s->stop_fd);
+    }
+    if (s->pagemap_fd >= 0) {
+        close(s->pagemap_fd);
+    }
+    pthread_cond_destroy(&s->cond);
+    pthread_mutex_destroy(&s->lock);
+    g_free(s);
+}
+
+bool bg_snapshot_uses_wp_unpopulated(const BgSnapshot *s)
+{
+    return s->wp_unpopulated;
+}
+
+/* --- arm --- */
+
+/*
+ * Without WP_UNPOPULATED, write-protect skips page table entries that are
+ * empty, so a first write there would go unseen: map every page (the
+ * shared zero page, for anonymous memory) by reading a byte of it.
+ * shmem and hugetlbfs keep a marker in empty entries, so they need none.
+ */
+static void populate_by_read(BgBlock *b)
+{
+    size_t i;
+
+    for (i = 0; i < b->npages; i++) {
+        (void)*(volatile uint8_t *)(b->host + i * b->page_size);
+    }
+}
+
+/* Mark [start, end) (addresses) of b in map as set or clear. */
+static void mark_range(BgBlock *b, unsigned long *map, uint64_t start,
+                       uint64_t end, bool set)
+{
+    size_t first = (start - (uintptr_t)b->host) / b->page_size;
+    size_t last = (end - (uintptr_t)b->host + b->page_size - 1) / b->page_size;
+
+    last = MIN(last, b->npages);
+    if (set) {
+        bitmap_set(map, first, last - first);
+    } else {
+        bitmap_clear(map, first, last - first);
+    }
+}
+
+/* Apply every region of b that matches q to the skip bitmap. */
+static bool scan_pagemap(BgSnapshot *s, BgBlock *b, const PagemapQuery *q,
+                         bool set, Error **errp)
+{
+    struct page_region regions[SCAN_REGIONS];
+    uint64_t pos = (uintptr_t)b->host, end = pos + b->len;
+
+    while (pos < end) {
+        uint64_t walk_end;
+        ssize_t i, n = pagemap_scan(s->pagemap_fd, pos, end - pos, q, regions,
+                                    SCAN_REGIONS, &walk_end, errp);
+        if (n < 0) {
+            return false;
+        }
+        for (i = 0; i < n; i++) {
+            mark_range(b, b->skip, regions[i].start, regions[i].end, set);
+        }
+        if (walk_end <= pos) {
+            break;
+        }
+        pos = walk_end;
+    }
+    return true;
+}
+
+/* For a memfd/file: the file's data ranges are populated (holes are zero). */
+static void scan_file_data(BgBlock *b)
+{
+    off_t base = b->rb->fd_offset, end = base + b->len, pos = base;
+
+    while (pos < end) {
+        off_t data = lseek(b->rb->fd, pos, SEEK_DATA), hole;
+
+        if (data < 0) {
+            if (errno != ENXIO) {
+                /* No SEEK_DATA here (hugetlbfs): treat it all as data. */
+                bitmap_clear(b->skip, 0, b->npages);
+            }
+            return;
+        }
+        if (data >= end) {
+            return;
+        }
+        hole = lseek(b->rb->fd, data, SEEK_HOLE);
+        if (hole < 0 || hole > end) {
+            hole = end;
+        }
+        mark_range(b, b->skip, (uintptr_t)b->host + (data - base),
+                   (uintptr_t)b->host + (hole - base), false);
+        pos = hole;
+    }
+}
+
+/*
+ * Which pages hold nothing at the instant: neither mapped nor swapped (nor
+ * file data), or mapped to the shared zero page.  Done before protecting,
+ * as afterwards the write-protect markers of empty entries read as swapped.
+ */
+static bool scan_unpopulated(BgSnapshot *s, BgBlock *b, Error **errp)
+{
+    static const PagemapQuery populated = {
+        .any_set = PAGE_IS_PRESENT | PAGE_IS_SWAPPED,
+    };
+    static const PagemapQuery zero_pfn = { .all_set = PAGE_IS_PFNZERO };
+
+    bitmap_set(b->skip, 0, b->npages);
+    if (b->rb->fd >= 0) {
+        scan_file_data(b);
+    }
+    return scan_pagemap(s, b, &populated, false, errp) &&
+           scan_pagemap(s, b, &zero_pfn, true, errp);
+}
+
+static bool start_fault_threads(BgSnapshot *s, Error **errp)
+{
+    size_t max_chunk = 1;
+    int i, r;
+
+    for (i = 0; i < s->nblocks; i++) {
+        max_chunk = MAX(max_chunk, s->cfg.chunk_bytes / s->blocks[i].page_size);
+    }
+    s->threads = g_new0(BgFaultThread, s->cfg.fault_threads);
+    s->nthreads = s->cfg.fault_threads;
+    for (i = 0; i < s->nthreads; i++) {
+        BgFaultThread *t = &s->threads[i];
+
+        t->s = s;
+        t->claimed = g_new(size_t, max_chunk);
+        t->slots = g_new(int, max_chunk);
+        r = pthread_create(&t->tid, NULL, fault_thread_fn, t);
+        if (r) {
+            error_setg_errno(errp, r, "cannot start a snapshot fault thread");
+            return false;
+        }
+        t->started = true;
+    }
+    return true;
+}
+
+bool bg_snapshot_arm(BgSnapshot *s, Error **errp)
+{
+    uint64_t t0 = now_us();
+    int i;
+
+    if (s->armed || s->stopping) {
+        error_setg(errp, "background-snapshot: already armed once");
+        return false;
+    }
+    for (i = 0; i < s->nblocks; i++) {
+        BgBlock *b = &s->blocks[i];
+
+        if (!s->wp_unpopulated && b->rb->fd < 0) {
+            populate_by_read(b);
+        }
+        if (!scan_unpopulated(s, b, errp)) {
+            return false;
+        }
+    }
+    /* The skip bitmaps are read-only from here: the threads see them whole. */
+    pthread_mutex_lock(&s->lock);
+    s->armed = true;
+    pthread_mutex_unlock(&s->lock);
+    if (!start_fault_threads(s, errp)) {
+        goto fail;
+    }
+    for (i = 0; i < s->nblocks; i++) {
+        BgBlock *b = &s->blocks[i];
+
+        if (!uffd_protect(s->uffd, b->host, b->len, errp)) {
+            error_prepend(errp, "background-snapshot: RAM block '%s': ",
+                          b->rb->idstr);
+            goto fail;
+        }
+    }
+    ATOMIC_SET(&s->st_pause_us, now_us() - t0);
+    trace(bgs_arm, "blocks=%d wp_unpopulated=%d us=%" PRIu64, s->nblocks,
+          s->wp_unpopulated, now_us() - t0);
+    return true;
+
+fail:
+    bg_snapshot_disarm(s);
+    return false;
+}
+
+/* --- the saver --- */
+
+static bool stop_requested(BgSnapshot *s, Error **errp)
+{
+    if (ATOMIC_GET(&s->failed)) {
+        pthread_mutex_lock(&s->lock);
+        error_propagate(errp, error_copy(s->failure));
+        pthread_mutex_unlock(&s->lock);
+        return true;
+    }
+    if (ATOMIC_GET(&s->cancelled)) {
+        error_setg(errp, "background-snapshot: cancelled");
+        return true;
+    }
+    return false;
+}
+
+/* Give one host page (captured, so stable) to the sink, 4 KiB at a time. */
+static bool sink_host_page(BgSnapshot *s, BgBlock *b, size_t page,
+                           const uint8_t *data, Error **errp)
+{
+    size_t off;
+
+    for (off = 0; off < b->page_size; off += BG_SNAPSHOT_PAGE_SIZE) {
+        const uint8_t *p = data + off;
+        bool zero = page_is_zero(p, BG_SNAPSHOT_PAGE_SIZE);
+
+        if (!s->sink(s->opaque, b->rb, page * b->page_size + off,
+                     zero ? NULL : p, errp)) {
+            return false;
+        }
+        if (zero) {
+            ATOMIC_ADD(&s->st_zero, 1);
+        } else {
+            ATOMIC_ADD(&s->st_normal, 1);
+            ATOMIC_ADD(&s->st_bytes, BG_SNAPSHOT_PAGE_SIZE);
+        }
+    }
+    return true;
+}
+
+/*
+ * Save the queued fault copies.  With until_idle, also wait for the fault
+ * threads to finish what they hold, so that nothing is left in flight.
+ */
+static bool drain_queue(BgSnapshot *s, bool until_idle, Error **errp)
+{
+    bool ok = true;
+
+    pthread_mutex_lock(&s->lock);
+    for (;;) {
+        while (s->qlen && ok) {
+            BgQueued q = s->queue[s->qhead];
+
+            s->qhead = (s->qhead + 1) % s->nslots;
+            s->qlen--;
+            pthread_mutex_unlock(&s->lock);
+            ok = !stop_requested(s, errp) &&
+                 sink_host_page(s, &s->blocks[q.block], q.page,
+                                s->pool + (size_t)q.slot * s->slot_size, errp);
+            pthread_mutex_lock(&s->lock);
+            s->free_slots[s->nfree++] = q.slot;
+            s->in_use--;
+            pthread_cond_broadcast(&s->cond);
+        }
+        if (!ok || !until_idle || s->in_use == 0) {
+            break;
+        }
+        pthread_mutex_unlock(&s->lock);
+        if (stop_requested(s, errp)) {
+            return false;
+        }
+        pthread_mutex_lock(&s->lock);
+        if (s->qlen == 0 && s->in_use) {
+            pthread_cond_wait(&s->cond, &s->lock);
+        }
+    }
+    pthread_mutex_unlock(&s->lock);
+    return ok;
+}
+
+/* Capture the unsaved pages of [first, end) of b and unprotect them. */
+static bool save_batch(BgSnapshot *s, BgBlock *b, size_t first, size_t end,
+                       Error **errp)
+{
+    size_t i;
+    bool ok = true;
+
+    for (i = first; i < end && ok; i++) {
+        if (test_bit_atomic(i, b->saved) ||
+            test_and_set_bit_atomic(i, b->saved)) {
+            continue;
+        }
+        if (test_bit(i, b->skip)) {
+            ATOMIC_ADD(&s->st_skipped, b->page_size / BG_SNAPSHOT_PAGE_SIZE);
+        } else {
+            /* Still protected and ours: the guest cannot change it now. */
+            ok = sink_host_page(s, b, i, b->host + i * b->page_size, errp);
+        }
+        set_bit_atomic(i, b->done);
+    }
+    if (ok) {
+        unprotect_done_runs(s, b, first, end);
+    }
+    return ok;
+}
+
+bool bg_snapshot_run(BgSnapshot *s, Error **errp)
+{
+    uint64_t t0 = now_us();
+    bool ok = true;
+    int bi;
+
+    if (!s->armed) {
+        error_setg(errp, "background-snapshot: run before arm");
+        return false;
+    }
+    for (bi = 0; bi < s->nblocks && ok; bi++) {
+        BgBlock *b = &s->blocks[bi];
+        size_t batch = MAX(1, s->cfg.batch_bytes / b->page_size);
+        size_t pos;
+
+        for (pos = 0; pos < b->npages && ok; pos += batch) {
+            ok = drain_queue(s, false, errp) && !stop_requested(s, errp) &&
+                 save_batch(s, b, pos, MIN(pos + batch, b->npages), errp);
+        }
+    }
+    ok = ok && drain_queue(s, true, errp) && !stop_requested(s, errp);
+    ATOMIC_SET(&s->st_run_us, now_us() - t0);
+    return ok;
+}
+
+void bg_snapshot_cancel(BgSnapshot *s)
+{
+    ATOMIC_SET(&s->cancelled, 1);
+    pthread_mutex_lock(&s->lock);
+    pthread_cond_broadcast(&s->cond);
+    /*
+     * The snapshot is abandoned, so torn copies no longer matter: release
+     * the writers now rather than after the saver notices (it may be stuck
+     * in the sink on a slow disk).
+     */
+    if (s->armed) {
+        unprotect_all(s);
+    }
+    pthread_mutex_unlock(&s->lock);
+}
+
+/* --- stats --- */
+
+static uint64_t stall_percentile(const uint64_t *hist, uint64_t total,
+                                 uint64_t max, double pct)
+{
+    uint64_t want = (uint64_t)(total * pct + 0.999999), seen = 0;
+    int i;
+
+    if (!total) {
+        return 0;
+    }
+    for (i = 0; i < BG_STALL_BUCKETS; i++) {
+        seen += hist[i];
+        if (seen >= want) {
+            return MIN((uint64_t)2 << i, max);
+        }
+    }
+    return max;
+}
+
+void bg_snapshot_get_stats(BgSnapshot *s, BgSnapshotStats *st)
+{
+    uint64_t total = 0;
+    int i;
+
+    memset(st, 0, sizeof(*st));
+    st->pages_normal = ATOMIC_GET(&s->st_normal);
+    st->pages_zero = ATOMIC_GET(&s->st_zero);
+    st->pages_skipped = ATOMIC_GET(&s->st_skipped);
+    st->bytes = ATOMIC_GET(&s->st_bytes);
+    st->faults = ATOMIC_GET(&s->st_faults);
+    st->fault_pages = ATOMIC_GET(&s->st_fault_pages);
+    st->unprotects = ATOMIC_GET(&s->st_unprotects);
+    st->pool_high_water = ATOMIC_GET(&s->st_pool_hw);
+    st->pause_us = ATOMIC_GET(&s->st_pause_us);
+    st->run_us = ATOMIC_GET(&s->st_run_us);
+    st->stall_max_us = ATOMIC_GET(&s->st_stall_max);
+    for (i = 0; i < BG_STALL_BUCKETS; i++) {
+        st->stall_hist[i] = ATOMIC_GET(&s->st_hist[i]);
+        total += st->stall_hist[i];
+    }
+    st->stalls = total;
+    st->stall_p50_us = stall_percentile(st->stall_hist, total,
+                                        st->stall_max_us, 0.50);
+    st->stall_p99_us = stall_percentile(st->stall_hist, total,
+                                        st->stall_max_us, 0.99);
+}

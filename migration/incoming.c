@@ -1,0 +1,351 @@
+/*
+ * Incoming migration: -incoming URI|defer, migrate-incoming, and the load
+ * thread.
+ *
+ * The machine is built as usual but stays in inmigrate with its vCPUs
+ * parked.  The load thread reads the whole stream into the RAM blocks and
+ * a MachineStateImage, checking everything; only after EOF, the RAM
+ * coverage check and machine_state_complete() does the main loop apply
+ * the image to KVM and the devices and start the guest (unless -S or a
+ * `stop`).  Any error before that ends the process with status 1 and the
+ * message "load of migration failed: ...": no vCPU ever ran, so nothing
+ * of a partial state can leak into a running guest.
+ */
+#include <errno.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/socket.h>
+
+#include "migration-int.h"
+#include "monitor/monitor.h"
+#include "qapi-commands.h"
+#include "util/trace.h"
+
+struct MigrationIncoming {
+    MigrationState *ms;
+    int status;                     /* MigrationStatus, atomic */
+    bool started;                   /* a URI was given (not just "defer") */
+    bool autostart;                 /* main thread only */
+    GThread *thread;
+    Channel *ch;                    /* file/exec/fd: opened by the main thread */
+    ChannelListener *listener;      /* unix/tcp: the thread accepts */
+    int cancel_fd;
+    char *uri;
+    RamLoadState *ram;
+    MachineStateImage *img;
+    SaveStateRegistry *r;
+};
+
+static MigrationIncoming *incoming(Amber *s)
+{
+    return s->migration ? ((MigrationState *)s->migration)->incoming : NULL;
+}
+
+int migration_incoming_status(MigrationState *ms)
+{
+    return ms->incoming ? migration_get_status(&ms->incoming->status)
+                        : MIGRATION_STATUS_NONE;
+}
+
+bool migration_incoming_running(MigrationState *ms)
+{
+    int st = migration_incoming_status(ms);
+
+    return st == MIGRATION_STATUS_SETUP || st == MIGRATION_STATUS_ACTIVE;
+}
+
+void migration_incoming_info(MigrationState *ms, MigrationInfo *info)
+{
+    int st = migration_incoming_status(ms);
+
+    if (st != MIGRATION_STATUS_NONE) {
+        info->has_status = true;
+        info->status = st;
+    }
+}
+
+void migration_incoming_set_autostart(Amber *s, bool on)
+{
+    MigrationIncoming *mis = incoming(s);
+
+    if (mis) {
+        mis->autostart = on;
+    }
+}
+
+/* ---- the process ---------------------------------------------------------------- */
+
+bool migration_incoming_check_uri(const char *uri, Error **errp)
+{
+    ChannelAddress addr;
+
+    if (!strcmp(uri, "defer")) {
+        return true;
+    }
+    if (!channel_parse_uri(uri, &addr, errp)) {
+        error_prepend(errp, "-incoming %s: ", uri);
+        return false;
+    }
+    channel_address_clear(&addr);
+    return true;
+}
+
+void migration_incoming_prepare(Amber *s)
+{
+    MigrationState *ms = migration_state(s);
+    MigrationIncoming *mis = g_new0(MigrationIncoming, 1);
+
+    mis->ms = ms;
+    mis->status = MIGRATION_STATUS_NONE;
+    mis->cancel_fd = -1;
+    mis->autostart = !machine_options(s->machine)->start_paused;
+    ms->incoming = mis;
+    /* machine_start() leaves the vCPUs parked in any state but prelaunch. */
+    machine_set_runstate(s->machine, RUN_STATE_INMIGRATE);
+}
+
+void migration_incoming_free(MigrationIncoming *mis)
+{
+    if (!mis) {
+        return;
+    }
+    channel_abort(mis->ch);
+    channel_listener_free(mis->listener);
+    if (mis->cancel_fd >= 0) {
+        close(mis->cancel_fd);
+    }
+    savevm_registry_free(mis->r);
+    ram_load_free(mis->ram);
+    machine_state_image_free(mis->img);
+    g_free(mis->uri);
+    g_free(mis);
+}
+
+/* ---- main-loop steps of the load thread ------------------------------------------------ */
+
+static bool apply_main(Amber *s, void *data, Error **errp)
+{
+    MigrationIncoming *mis = data;
+    Machine *m = s->machine;
+
+    if (!machine_state_apply(m, mis->img, errp)) {
+        error_prepend(errp, "cannot apply the loaded state: ");
+        return false;
+    }
+    /* A `stop` meanwhile left the state paused: keep it so. */
+    if (machine_runstate(m) != RUN_STATE_INMIGRATE) {
+        return true;
+    }
+    if (mis->autostart) {
+        return amber_vm_start(s, errp);
+    }
+    machine_set_runstate(m, RUN_STATE_PAUSED);
+    return true;
+}
+
+static bool fail_main(Amber *s, void *data, Error **errp)
+{
+    Error *err = data;
+
+    error_report("load of migration failed: %s", error_get_pretty(err));
+    if (!s->quit_requested) {
+        s->quit_requested = true;
+        s->exit_code = 1;
+        g_main_loop_quit(s->loop);
+    }
+    return true;
+}
+
+/* ---- the load thread ------------------------------------------------------------------- */
+
+static bool load_stream(MigrationIncoming *mis, QEMUFile *f, Error **errp)
+{
+    SaveVMLoader *l = savevm_loader_new(mis->r, f, NULL);
+    char *vmdesc = NULL;
+    bool ok = false;
+    SaveVMLoadResult res;
+
+    if (!savevm_loader_read_header(l, errp)) {
+        goto out;
+    }
+    migration_change_status(mis->ms, &mis->status, MIGRATION_STATUS_SETUP,
+                            MIGRATION_STATUS_ACTIVE);
+    res = savevm_loader_run(l, errp);
+    if (res == SAVEVM_LOAD_STOPPED) {
+        error_setg(errp, "the stream stopped before its end");
+        goto out;
+    }
+    if (res != SAVEVM_LOAD_EOF || !savevm_loader_read_vmdesc(l, &vmdesc, errp)) {
+        goto out;
+    }
+    ok = ram_load_complete(mis->ram, errp) && machine_state_complete(mis->img, errp);
+out:
+    g_free(vmdesc);
+    savevm_loader_free(l);
+    return ok;
+}
+
+static bool incoming_run(MigrationIncoming *mis, Error **errp)
+{
+    MigrationIO io = { .saved_flags = -1 };
+    QEMUFile *f;
+    Error *cerr = NULL;
+    bool ok;
+
+    if (mis->listener) {
+        mis->ch = channel_listener_accept(mis->listener, errp);
+        if (!mis->ch) {
+            return false;
+        }
+    }
+    if (!migration_io_init(&io, mis->ch->fd, mis->cancel_fd, errp)) {
+        return false;
+    }
+    f = migration_io_input(&io, mis->uri);
+    ok = load_stream(mis, f, errp);
+    qemu_fclose(f);
+    migration_io_restore(&io);
+    if (!ok) {
+        return false;
+    }
+    /* The stream is whole and checked; a failing exec reader changes nothing now. */
+    if (!channel_close(mis->ch, &cerr)) {
+        warn_report("after loading the migration stream: %s", error_get_pretty(cerr));
+        error_free(cerr);
+    }
+    mis->ch = NULL;
+    return migration_call_main(mis->ms, apply_main, mis, errp);
+}
+
+static gpointer incoming_thread(gpointer opaque)
+{
+    MigrationIncoming *mis = opaque;
+    Error *err = NULL;
+
+    if (incoming_run(mis, &err)) {
+        trace(migration_incoming_done, "ok");
+        migration_set_status(mis->ms, &mis->status, MIGRATION_STATUS_COMPLETED);
+        return NULL;
+    }
+    trace(migration_incoming_done, "failed: %s", error_get_pretty(err));
+    migration_set_status(mis->ms, &mis->status, MIGRATION_STATUS_FAILED);
+    if (!migration_exiting(mis->ms)) {
+        migration_call_main(mis->ms, fail_main, err, NULL);
+    }
+    error_free(err);
+    return NULL;
+}
+
+/* ---- starting ------------------------------------------------------------------------- */
+
+static int lookup_fd(void *opaque, const char *name, Error **errp)
+{
+    return monitor_fd_get(opaque, name, errp);
+}
+
+/* Open (file, exec, fd) or listen (unix, tcp) on the main thread: errors are replies. */
+static bool incoming_open(MigrationIncoming *mis, Amber *s, const char *uri, Error **errp)
+{
+    ChannelAddress addr;
+    bool listens;
+
+    if (!channel_parse_uri(uri, &addr, errp)) {
+        return false;
+    }
+    listens = addr.kind == CHANNEL_UNIX || addr.kind == CHANNEL_TCP;
+    channel_address_clear(&addr);
+    if (listens) {
+        mis->listener = channel_listen(uri, errp);
+        return mis->listener != NULL;
+    }
+    mis->ch = channel_open_incoming(uri, lookup_fd, s, errp);
+    return mis->ch != NULL;
+}
+
+static bool incoming_start(Amber *s, MigrationIncoming *mis, const char *uri,
+                           Error **errp)
+{
+    Machine *m = s->machine;
+
+    mis->cancel_fd = migration_cancel_fd_new(errp);
+    if (mis->cancel_fd < 0 || !incoming_open(mis, s, uri, errp)) {
+        return false;
+    }
+    mis->uri = g_strdup(uri);
+    mis->r = savevm_registry_new();
+    mis->ram = ram_load_new(machine_ram(m));
+    mis->img = machine_state_image_new(m);
+    if (!ram_load_register(mis->ram, mis->r, errp) ||
+        !machine_state_register(m, mis->img, mis->r, errp)) {
+        return false;
+    }
+    mis->started = true;
+    migration_set_status(mis->ms, &mis->status, MIGRATION_STATUS_SETUP);
+    mis->thread = g_thread_new("mig/dst", incoming_thread, mis);
+    return true;
+}
+
+bool migration_incoming_begin(Amber *s, const char *uri, Error **errp)
+{
+    MigrationIncoming *mis = incoming(s);
+
+    if (!strcmp(uri, "defer")) {
+        return true;
+    }
+    if (!incoming_start(s, mis, uri, errp)) {
+        error_prepend(errp, "load of migration failed: ");
+        return false;
+    }
+    return true;
+}
+
+void qmp_migrate_incoming(Amber *s, const char *uri, Error **errp)
+{
+    MigrationIncoming *mis = incoming(s);
+
+    if (!mis) {
+        error_setg(errp, "'-incoming' was not specified on the command line");
+        return;
+    }
+    if (mis->started) {
+        error_setg(errp, "The incoming migration has already been started");
+        return;
+    }
+    if (!strcmp(uri, "defer")) {
+        error_setg(errp, "'defer' is only for the command line; give the URI to read "
+                   "the stream from");
+        return;
+    }
+    if (!incoming_start(s, mis, uri, errp)) {
+        /* Nothing was loaded: a corrected URI may be tried again. */
+        channel_abort(mis->ch);
+        mis->ch = NULL;
+        g_clear_pointer(&mis->listener, channel_listener_free);
+        g_clear_pointer(&mis->r, savevm_registry_free);
+        g_clear_pointer(&mis->ram, ram_load_free);
+        g_clear_pointer(&mis->img, machine_state_image_free);
+        g_clear_pointer(&mis->uri, g_free);
+        if (mis->cancel_fd >= 0) {
+            close(mis->cancel_fd);
+            mis->cancel_fd = -1;
+        }
+    }
+}
+
+/* ---- exit ---------------------------------------------------------------------------- */
+
+void migration_incoming_shutdown(MigrationState *ms)
+{
+    MigrationIncoming *mis = ms->incoming;
+
+    if (!mis || !mis->thread) {
+        return;
+    }
+    migration_cancel_fd_signal(mis->cancel_fd);
+    /* A thread waiting in accept() wakes when the socket is shut down. */
+    if (mis->listener) {
+        shutdown(channel_listener_fd(mis->listener), SHUT_RDWR);
+    }
+    g_thread_join(mis->thread);
+    mis->thread = NULL;
+}

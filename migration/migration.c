@@ -1,0 +1,730 @@
+/*
+ * Outgoing migration: the state machine, the migration thread, stats and
+ * events, and the stream's descriptor I/O.
+ *
+ * Status: none -> setup -> active -> completed, or -> failed, or
+ * -> cancelling -> cancelled.  The handler moves none -> setup; the thread
+ * does the rest (cancelling is set by migrate_cancel).
+ *
+ * The thread never changes the run state itself: it asks the main loop
+ * (migration_call_main), which is where the monitor changes it too.  It
+ * stops the VM only after the header and block list are out, so a
+ * channel that cannot be written fails before the guest notices, and on
+ * any failure the guest gets back the run state it had.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <poll.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/eventfd.h>
+#include <sys/uio.h>
+
+#include "migration-int.h"
+#include "monitor/monitor.h"
+#include "qapi-commands.h"
+#include "qapi-events.h"
+#include "util/trace.h"
+
+struct MainCall {
+    MigrationMainFn fn;
+    void *data;
+    Error *err;
+    bool ok;
+    bool done;
+};
+
+int64_t migration_now_us(void)
+{
+    return g_get_monotonic_time();
+}
+
+int migration_get_status(const int *status)
+{
+    return __atomic_load_n(status, __ATOMIC_ACQUIRE);
+}
+
+void migration_event_status(MigrationState *ms, int status)
+{
+    if (migrate_events(&ms->opts)) {
+        qapi_event_send_migration(ms->s, status);
+    }
+}
+
+void migration_set_status(MigrationState *ms, int *status, int new_status)
+{
+    trace(migration_status, "%s -> %s", MigrationStatus_str(migration_get_status(status)),
+          MigrationStatus_str(new_status));
+    __atomic_store_n(status, new_status, __ATOMIC_RELEASE);
+    migration_event_status(ms, new_status);
+    /* Someone may wait in the main loop for this (HMP migrate without -d). */
+    g_main_context_wakeup(NULL);
+}
+
+bool migration_change_status(MigrationState *ms, int *status, int old_status,
+                             int new_status)
+{
+    if (!__atomic_compare_exchange_n(status, &old_status, new_status, false,
+                                     __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+        return false;
+    }
+    trace(migration_status, "%s -> %s", MigrationStatus_str(old_status),
+          MigrationStatus_str(new_status));
+    migration_event_status(ms, new_status);
+    return true;
+}
+
+/* ---- the state ------------------------------------------------------------------ */
+
+MigrationState *migration_state(Amber *s)
+{
+    MigrationState *ms = s->migration;
+
+    if (!ms) {
+        ms = g_new0(MigrationState, 1);
+        ms->s = s;
+        migrate_options_init(&ms->opts);
+        g_mutex_init(&ms->lock);
+        g_cond_init(&ms->cond);
+        ms->status = MIGRATION_STATUS_NONE;
+        ms->cancel_fd = -1;
+        s->migration = ms;
+    }
+    return ms;
+}
+
+MigrationOptions *migration_options(MigrationState *ms)
+{
+    return &ms->opts;
+}
+
+static bool outgoing_running(MigrationState *ms)
+{
+    int st = migration_get_status(&ms->status);
+
+    return st == MIGRATION_STATUS_SETUP || st == MIGRATION_STATUS_ACTIVE ||
+           st == MIGRATION_STATUS_CANCELLING;
+}
+
+bool migration_is_running(MigrationState *ms)
+{
+    return outgoing_running(ms) || migration_incoming_running(ms);
+}
+
+void migration_parameters_changed(MigrationState *ms)
+{
+    /* The thread picks max-bandwidth up between two RAM sections. */
+}
+
+bool migration_exiting(MigrationState *ms)
+{
+    bool r;
+
+    g_mutex_lock(&ms->lock);
+    r = ms->shutting_down;
+    g_mutex_unlock(&ms->lock);
+    return r;
+}
+
+static void apply_rate_limit(MigrationState *ms, QEMUFile *f)
+{
+    uint64_t limit = __atomic_load_n(&ms->opts.max_bandwidth, __ATOMIC_RELAXED);
+
+    if (limit != qemu_file_get_rate_limit(f)) {
+        qemu_file_set_rate_limit(f, limit);
+    }
+}
+
+/* ---- calls into the main loop ------------------------------------------------------ */
+
+static gboolean main_call_dispatch(gpointer opaque)
+{
+    MigrationState *ms = opaque;
+    MainCall *c;
+
+    g_mutex_lock(&ms->lock);
+    c = ms->call;
+    ms->call_source = 0;
+    g_mutex_unlock(&ms->lock);
+    if (c) {
+        c->ok = c->fn(ms->s, c->data, &c->err);
+    }
+    g_mutex_lock(&ms->lock);
+    if (c) {
+        c->done = true;
+    }
+    g_cond_broadcast(&ms->cond);
+    g_mutex_unlock(&ms->lock);
+    return G_SOURCE_REMOVE;
+}
+
+bool migration_call_main(MigrationState *ms, MigrationMainFn fn, void *data, Error **errp)
+{
+    MainCall c = { .fn = fn, .data = data };
+
+    g_mutex_lock(&ms->lock);
+    if (!ms->shutting_down) {
+        ms->call = &c;
+        ms->call_source = g_idle_add(main_call_dispatch, ms);
+        while (!c.done && !ms->shutting_down) {
+            g_cond_wait(&ms->cond, &ms->lock);
+        }
+        ms->call = NULL;
+    }
+    g_mutex_unlock(&ms->lock);
+    if (!c.done) {
+        error_setg(errp, "amber is exiting");
+        return false;
+    }
+    if (!c.ok) {
+        error_propagate(errp, c.err);
+    }
+    return c.ok;
+}
+
+/* ---- descriptor I/O with a cancel eventfd ----------------------------------------------- */
+
+int migration_cancel_fd_new(Error **errp)
+{
+    int fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+
+    if (fd < 0) {
+        error_setg_errno(errp, errno, "cannot create an eventfd");
+    }
+    return fd;
+}
+
+void migration_cancel_fd_signal(int fd)
+{
+    uint64_t one = 1;
+
+    if (fd >= 0 && write(fd, &one, sizeof(one)) < 0) {
+        /* Already signalled enough to overflow: still readable. */
+    }
+}
+
+bool migration_io_init(MigrationIO *io, int fd, int cancel_fd, Error **errp)
+{
+    io->fd = fd;
+    io->cancel_fd = cancel_fd;
+    io->saved_flags = fcntl(fd, F_GETFL);
+    if (io->saved_flags < 0 || fcntl(fd, F_SETFL, io->saved_flags | O_NONBLOCK) < 0) {
+        error_setg_errno(errp, errno, "cannot make the migration descriptor non-blocking");
+        return false;
+    }
+    return true;
+}
+
+void migration_io_restore(MigrationIO *io)
+{
+    if (io->saved_flags >= 0) {
+        fcntl(io->fd, F_SETFL, io->saved_flags);
+    }
+}
+
+/* Wait until fd is ready for `events`; false when cancelled or poll fails. */
+static bool io_wait(MigrationIO *io, short events, Error **errp)
+{
+    struct pollfd p[2] = {
+        { .fd = io->fd, .events = events },
+        { .fd = io->cancel_fd, .events = POLLIN },
+    };
+
+    for (;;) {
+        int n = poll(p, 2, -1);
+
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n < 0) {
+            error_setg_errno(errp, errno, "poll failed");
+            return false;
+        }
+        if (p[1].revents) {
+            error_setg(errp, "migration cancelled");
+            return false;
+        }
+        return true;        /* ready, or an error the next call reports */
+    }
+}
+
+static ssize_t io_writev(void *opaque, const struct iovec *iov, int iovcnt, Error **errp)
+{
+    MigrationIO *io = opaque;
+
+    for (;;) {
+        ssize_t n = writev(io->fd, iov, MIN(iovcnt, IOV_MAX));
+
+        if (n >= 0) {
+            return n;
+        }
+        if (errno == EINTR) {
+            continue;
+        }
+        if (errno != EAGAIN) {
+            error_setg(errp, "%s", g_strerror(errno));
+            return -1;
+        }
+        if (!io_wait(io, POLLOUT, errp)) {
+            return -1;
+        }
+    }
+}
+
+static ssize_t io_read(void *opaque, uint8_t *buf, size_t len, Error **errp)
+{
+    MigrationIO *io = opaque;
+
+    for (;;) {
+        ssize_t n = read(io->fd, buf, len);
+
+        if (n >= 0) {
+            return n;
+        }
+        if (errno == EINTR) {
+            continue;
+        }
+        if (errno != EAGAIN) {
+            error_setg(errp, "%s", g_strerror(errno));
+            return -1;
+        }
+        if (!io_wait(io, POLLIN, errp)) {
+            return -1;
+        }
+    }
+}
+
+static const QEMUFileOps io_ops = {
+    .writev = io_writev,
+    .read = io_read,
+};
+
+QEMUFile *migration_io_output(MigrationIO *io, const char *name)
+{
+    return qemu_file_new_output(&io_ops, io, name);
+}
+
+QEMUFile *migration_io_input(MigrationIO *io, const char *name)
+{
+    return qemu_file_new_input(&io_ops, io, name);
+}
+
+/* ---- main-loop steps of the thread -------------------------------------------------------- */
+
+static bool stop_vm_main(Amber *s, void *data, Error **errp)
+{
+    MigrationState *ms = data;
+
+    ms->old_runstate = machine_runstate(s->machine);
+    if (!amber_vm_stop(s, RUN_STATE_FINISH_MIGRATE, errp)) {
+        return false;
+    }
+    ms->stopped = true;
+    return true;
+}
+
+static bool finish_vm_main(Amber *s, void *data, Error **errp)
+{
+    MigrationState *ms = data;
+    bool success = ms->succeeded;
+
+    /* Someone else changed the run state meanwhile (stop): leave theirs. */
+    if (!ms->stopped || machine_runstate(s->machine) != RUN_STATE_FINISH_MIGRATE) {
+        return true;
+    }
+    if (success) {
+        machine_set_runstate(s->machine, RUN_STATE_POSTMIGRATE);
+    } else if (ms->old_runstate == RUN_STATE_RUNNING) {
+        return amber_vm_start(s, errp);
+    } else {
+        machine_set_runstate(s->machine, ms->old_runstate);
+    }
+    return true;
+}
+
+/* ---- the thread ---------------------------------------------------------------------- */
+
+static void publish_bytes(MigrationState *ms, QEMUFile *f)
+{
+    __atomic_store_n(&ms->bytes, qemu_file_transferred(f), __ATOMIC_RELAXED);
+}
+
+static bool cancelled(MigrationState *ms, Error **errp)
+{
+    if (__atomic_load_n(&ms->cancel, __ATOMIC_ACQUIRE)) {
+        error_setg(errp, "migration cancelled");
+        return true;
+    }
+    return false;
+}
+
+/* Header, configuration and the RAM block list: the VM still runs. */
+static bool save_setup_phase(MigrationState *ms, SaveStateRegistry *r, QEMUFile *f,
+                             Error **errp)
+{
+    savevm_put_header(f);
+    savevm_put_configuration(f, AMBER_MACHINE_TYPE);
+    if (!savevm_save_setup(r, f, errp)) {
+        return false;
+    }
+    qemu_fflush(f);
+    publish_bytes(ms, f);
+    if (!qemu_file_check(f, errp) || cancelled(ms, errp)) {
+        return false;
+    }
+    __atomic_store_n(&ms->setup_end_us, migration_now_us(), __ATOMIC_RELAXED);
+    /* Not over a `cancelling` that came meanwhile. */
+    migration_change_status(ms, &ms->status, MIGRATION_STATUS_SETUP,
+                            MIGRATION_STATUS_ACTIVE);
+    return true;
+}
+
+/* RAM pass, device sections, EOF and description: the VM is stopped. */
+static bool save_stopped_phase(MigrationState *ms, SaveStateRegistry *r, QEMUFile *f,
+                               MachineStateImage *img, Error **errp)
+{
+    Machine *m = ms->s->machine;
+    SaveVMDesc *desc = NULL;
+    bool ok = false;
+    int ret;
+
+    if (cancelled(ms, errp)) {
+        return false;
+    }
+    /* Registered once captured: the image then knows which vCPUs exist. */
+    if (!machine_state_capture(m, img, errp) || !machine_state_register(m, img, r, errp)) {
+        error_prepend(errp, "cannot read the machine state: ");
+        return false;
+    }
+    if (migrate_events(&ms->opts)) {
+        qapi_event_send_migration_pass(ms->s, 1);
+    }
+    while ((ret = savevm_save_iterate(r, f, errp)) == 0) {
+        publish_bytes(ms, f);
+        if (cancelled(ms, errp)) {
+            return false;
+        }
+        apply_rate_limit(ms, f);
+        qemu_file_rate_limit_wait(f);
+    }
+    if (ret < 0 || !savevm_save_complete(r, f, errp)) {
+        return false;
+    }
+    desc = savevm_vmdesc_new(SAVEVM_PAGE_SIZE);
+    if (savevm_save_devices(r, f, desc, errp)) {
+        savevm_put_eof(f);
+        savevm_put_vmdesc(f, desc);
+        qemu_fflush(f);
+        publish_bytes(ms, f);
+        ok = qemu_file_check(f, errp);
+    }
+    savevm_vmdesc_free(desc);
+    return ok;
+}
+
+static bool outgoing_run(MigrationState *ms, Error **errp)
+{
+    Machine *m = ms->s->machine;
+    SaveStateRegistry *r = savevm_registry_new();
+    MachineStateImage *img = machine_state_image_new(m);
+    MigrationIO io = { .saved_flags = -1 };
+    QEMUFile *f = NULL;
+    bool ok = false;
+
+    if (!ms->ch) {
+        ms->ch = channel_open_outgoing(ms->uri, NULL, NULL, errp);
+    }
+    if (!ms->ch || !ram_save_register(ms->ram, r, errp) ||
+        !migration_io_init(&io, ms->ch->fd, ms->cancel_fd, errp)) {
+        goto out;
+    }
+    f = migration_io_output(&io, ms->uri);
+    apply_rate_limit(ms, f);
+
+    if (!save_setup_phase(ms, r, f, errp) ||
+        !migration_call_main(ms, stop_vm_main, ms, errp)) {
+        goto out;
+    }
+    __atomic_store_n(&ms->stop_us, migration_now_us(), __ATOMIC_RELAXED);
+    __atomic_store_n(&ms->bytes_at_stop, qemu_file_transferred(f), __ATOMIC_RELAXED);
+    ok = save_stopped_phase(ms, r, f, img, errp);
+out:
+    if (f) {
+        qemu_fclose(f);
+        migration_io_restore(&io);
+    }
+    /* Closing is part of success: fsync of a file, an exec child's exit status. */
+    if (ok) {
+        ok = channel_close(ms->ch, errp);
+    } else {
+        channel_abort(ms->ch);
+    }
+    ms->ch = NULL;
+    machine_state_image_free(img);
+    savevm_registry_free(r);
+    return ok;
+}
+
+static gpointer outgoing_thread(gpointer opaque)
+{
+    MigrationState *ms = opaque;
+    Error *err = NULL, *err2 = NULL;
+    bool ok = outgoing_run(ms, &err);
+    /* A cancel that came after the last byte changes nothing: completed. */
+    bool was_cancel = !ok && __atomic_load_n(&ms->cancel, __ATOMIC_ACQUIRE);
+
+    __atomic_store_n(&ms->end_us, migration_now_us(), __ATOMIC_RELAXED);
+    ms->succeeded = ok;
+    if (!ok && !was_cancel) {
+        g_mutex_lock(&ms->lock);
+        ms->error = err;
+        err = NULL;
+        g_mutex_unlock(&ms->lock);
+    }
+    error_free(err);
+    /* The run state first, so a client that sees the status sees it too. */
+    if (!migration_call_main(ms, finish_vm_main, ms, &err2)) {
+        if (!migration_exiting(ms)) {
+            warn_report("after migration: %s", error_get_pretty(err2));
+        }
+        error_free(err2);
+    }
+    trace(migration_thread_end, "ok=%d cancel=%d", ok, was_cancel);
+    migration_set_status(ms, &ms->status,
+                         ok ? MIGRATION_STATUS_COMPLETED
+                            : was_cancel ? MIGRATION_STATUS_CANCELLED
+                                         : MIGRATION_STATUS_FAILED);
+    return NULL;
+}
+
+/* ---- commands ----------------------------------------------------------------------- */
+
+static void join_thread(MigrationState *ms)
+{
+    if (ms->thread) {
+        g_thread_join(ms->thread);
+        ms->thread = NULL;
+    }
+}
+
+static void reset_outgoing(MigrationState *ms)
+{
+    join_thread(ms);
+    g_clear_pointer(&ms->uri, g_free);
+    g_clear_pointer(&ms->ram, ram_save_free);
+    if (ms->error) {
+        error_free(ms->error);
+        ms->error = NULL;
+    }
+    if (ms->cancel_fd >= 0) {
+        close(ms->cancel_fd);
+        ms->cancel_fd = -1;
+    }
+    ms->cancel = false;
+    ms->stopped = false;
+    ms->succeeded = false;
+    ms->start_us = ms->setup_end_us = ms->stop_us = ms->end_us = 0;
+    ms->bytes = ms->bytes_at_stop = 0;
+}
+
+static int lookup_fd(void *opaque, const char *name, Error **errp)
+{
+    return monitor_fd_get(opaque, name, errp);
+}
+
+/*
+ * Channels that open at once (file, exec, fd) are opened here, so a path
+ * that cannot be written is an error reply; unix/tcp connect from the
+ * thread, where a slow peer blocks nobody.
+ */
+static bool open_early(MigrationState *ms, const char *uri, Channel **ch, Error **errp)
+{
+    ChannelAddress addr;
+    bool early;
+
+    *ch = NULL;
+    if (!channel_parse_uri(uri, &addr, errp)) {
+        return false;
+    }
+    early = addr.kind == CHANNEL_FILE || addr.kind == CHANNEL_EXEC ||
+            addr.kind == CHANNEL_FD;
+    channel_address_clear(&addr);
+    if (early) {
+        *ch = channel_open_outgoing(uri, lookup_fd, ms->s, errp);
+        return *ch != NULL;
+    }
+    return true;
+}
+
+void qmp_migrate(Amber *s, const char *uri, bool has_detach, bool detach, Error **errp)
+{
+    MigrationState *ms = migration_state(s);
+    Channel *ch = NULL;
+    int cancel_fd;
+    RunState rs;
+
+    if (!s->machine) {
+        error_setg(errp, "The machine is not created yet");
+        return;
+    }
+    if (migration_is_running(ms)) {
+        error_setg(errp, "There's a migration process in progress");
+        return;
+    }
+    rs = machine_runstate(s->machine);
+    if (rs == RUN_STATE_INMIGRATE) {
+        error_setg(errp, "Guest is waiting for an incoming migration");
+        return;
+    }
+    if (!migrate_caps_check(ms->opts.caps, s->machine, errp)) {
+        return;
+    }
+    /* Nothing changes (the last migration's state stays) until all is good. */
+    cancel_fd = migration_cancel_fd_new(errp);
+    if (cancel_fd < 0) {
+        return;
+    }
+    if (!open_early(ms, uri, &ch, errp)) {
+        close(cancel_fd);
+        return;
+    }
+    reset_outgoing(ms);
+    ms->cancel_fd = cancel_fd;
+    ms->ch = ch;
+    ms->uri = g_strdup(uri);
+    ms->ram = ram_save_new(machine_ram(s->machine));
+    ms->start_us = migration_now_us();
+    migration_set_status(ms, &ms->status, MIGRATION_STATUS_SETUP);
+    ms->thread = g_thread_new("mig/src", outgoing_thread, ms);
+}
+
+void qmp_migrate_cancel(Amber *s, Error **errp)
+{
+    MigrationState *ms = migration_state(s);
+
+    if (!migration_change_status(ms, &ms->status, MIGRATION_STATUS_SETUP,
+                                 MIGRATION_STATUS_CANCELLING) &&
+        !migration_change_status(ms, &ms->status, MIGRATION_STATUS_ACTIVE,
+                                 MIGRATION_STATUS_CANCELLING)) {
+        return;         /* nothing in progress (or it is already ending) */
+    }
+    __atomic_store_n(&ms->cancel, true, __ATOMIC_RELEASE);
+    migration_cancel_fd_signal(ms->cancel_fd);
+}
+
+/* ---- query-migrate ----------------------------------------------------------------------- */
+
+static int64_t ms_since(int64_t from, int64_t to)
+{
+    return from && to >= from ? (to - from) / 1000 : 0;
+}
+
+static MigrationStats *ram_stats(MigrationState *ms, int64_t now)
+{
+    MigrationStats *st = g_new0(MigrationStats, 1);
+    RamCounters c;
+    int64_t start = ms->start_us;
+    int64_t end = __atomic_load_n(&ms->end_us, __ATOMIC_RELAXED);
+    double secs = ((end ? end : now) - start) / 1e6;
+    uint64_t bytes = __atomic_load_n(&ms->bytes, __ATOMIC_RELAXED);
+    uint64_t at_stop = __atomic_load_n(&ms->bytes_at_stop, __ATOMIC_RELAXED);
+
+    ram_save_counters(ms->ram, &c);
+    st->transferred = bytes;
+    st->total = c.total_bytes;
+    st->remaining = c.total_bytes - MIN(c.total_bytes, c.scanned_pages * RAM_PAGE_SIZE);
+    st->duplicate = c.zero_pages;
+    st->normal = c.normal_pages;
+    st->normal_bytes = c.normal_pages * RAM_PAGE_SIZE;
+    st->dirty_sync_count = c.passes;
+    st->page_size = RAM_PAGE_SIZE;
+    if (secs > 0) {
+        st->mbps = bytes * 8.0 / 1e6 / secs;
+        st->pages_per_second = (int64_t)(c.scanned_pages / secs);
+    }
+    st->precopy_bytes = at_stop ? at_stop : bytes;
+    st->downtime_bytes = at_stop ? bytes - at_stop : 0;
+    return st;
+}
+
+static void outgoing_info(MigrationState *ms, MigrationInfo *info)
+{
+    int st = migration_get_status(&ms->status);
+    int64_t now = migration_now_us();
+    int64_t setup_end = __atomic_load_n(&ms->setup_end_us, __ATOMIC_RELAXED);
+    int64_t stop = __atomic_load_n(&ms->stop_us, __ATOMIC_RELAXED);
+    int64_t end = __atomic_load_n(&ms->end_us, __ATOMIC_RELAXED);
+
+    info->has_status = true;
+    info->status = st;
+    if (st == MIGRATION_STATUS_SETUP || st == MIGRATION_STATUS_CANCELLED) {
+        return;
+    }
+    info->has_total_time = true;
+    info->total_time = ms_since(ms->start_us, end ? end : now);
+    if (setup_end) {
+        info->has_setup_time = true;
+        info->setup_time = ms_since(ms->start_us, setup_end);
+        info->has_ram = ms->ram != NULL;
+        info->ram = ms->ram ? ram_stats(ms, now) : NULL;
+    }
+    if (st == MIGRATION_STATUS_COMPLETED) {
+        info->has_downtime = true;
+        info->downtime = ms_since(stop, end);
+    } else if (st == MIGRATION_STATUS_ACTIVE) {
+        info->has_expected_downtime = true;
+        info->expected_downtime = ms->opts.downtime_limit;
+    } else if (st == MIGRATION_STATUS_FAILED) {
+        g_mutex_lock(&ms->lock);
+        if (ms->error) {
+            info->has_error_desc = true;
+            info->error_desc = g_strdup(error_get_pretty(ms->error));
+        }
+        g_mutex_unlock(&ms->lock);
+    }
+}
+
+MigrationInfo *qmp_query_migrate(Amber *s, Error **errp)
+{
+    MigrationState *ms = migration_state(s);
+    MigrationInfo *info = g_new0(MigrationInfo, 1);
+
+    if (migration_get_status(&ms->status) != MIGRATION_STATUS_NONE) {
+        outgoing_info(ms, info);
+    } else {
+        migration_incoming_info(ms, info);
+    }
+    return info;
+}
+
+/* ---- exit ---------------------------------------------------------------------------- */
+
+void migration_shutdown(Amber *s)
+{
+    MigrationState *ms = s->migration;
+
+    if (!ms) {
+        return;
+    }
+    g_mutex_lock(&ms->lock);
+    ms->shutting_down = true;
+    if (ms->call_source) {
+        g_source_remove(ms->call_source);
+        ms->call_source = 0;
+    }
+    g_cond_broadcast(&ms->cond);
+    g_mutex_unlock(&ms->lock);
+    if (outgoing_running(ms)) {
+        __atomic_store_n(&ms->cancel, true, __ATOMIC_RELEASE);
+        migration_cancel_fd_signal(ms->cancel_fd);
+    }
+    migration_incoming_shutdown(ms);
+    reset_outgoing(ms);
+    migration_incoming_free(ms->incoming);
+    g_mutex_clear(&ms->lock);
+    g_cond_clear(&ms->cond);
+    g_free(ms);
+    s->migration = NULL;
+}

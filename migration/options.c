@@ -1,0 +1,139 @@
+/*
+ * Migration capabilities and parameters: QMP handlers and their checks.
+ *
+ * Every compatibility rule of a capability is one row of cap_rules[]:
+ * what it needs (a kernel feature, a memory backend) and which other
+ * capabilities it excludes.  The same check runs when capabilities are
+ * set and again when a migration starts.  Today the only capability is
+ * `events`, which needs nothing; background-snapshot and postcopy-ram add
+ * their rows here.
+ */
+#include <inttypes.h>
+
+#include "migration-int.h"
+#include "qapi-commands.h"
+
+typedef struct CapRule {
+    MigrationCapability cap;
+    /* Capabilities that cannot be on together with cap. */
+    const MigrationCapability *excludes;
+    size_t nexcludes;
+    /* What cap needs from the host or machine (m may be NULL); NULL: nothing. */
+    bool (*usable)(Machine *m, Error **errp);
+} CapRule;
+
+static const CapRule cap_rules[] = {
+    { .cap = MIGRATION_CAPABILITY_EVENTS },
+};
+
+void migrate_options_init(MigrationOptions *o)
+{
+    *o = (MigrationOptions){
+        .max_bandwidth = MIGRATE_DEFAULT_MAX_BANDWIDTH,
+        .downtime_limit = MIGRATE_DEFAULT_DOWNTIME_LIMIT,
+    };
+}
+
+bool migrate_caps_check(const bool caps[MIGRATION_CAPABILITY__MAX], Machine *m,
+                        Error **errp)
+{
+    for (size_t i = 0; i < G_N_ELEMENTS(cap_rules); i++) {
+        const CapRule *r = &cap_rules[i];
+
+        if (!caps[r->cap]) {
+            continue;
+        }
+        for (size_t j = 0; j < r->nexcludes; j++) {
+            if (caps[r->excludes[j]]) {
+                error_setg(errp, "Capability '%s' cannot be used with '%s'",
+                           MigrationCapability_str(r->cap),
+                           MigrationCapability_str(r->excludes[j]));
+                return false;
+            }
+        }
+        if (r->usable && !r->usable(m, errp)) {
+            error_prepend(errp, "Capability '%s' is not usable: ",
+                          MigrationCapability_str(r->cap));
+            return false;
+        }
+    }
+    return true;
+}
+
+/* ---- capabilities ------------------------------------------------------------ */
+
+void qmp_migrate_set_capabilities(Amber *s, MigrationCapabilityStatusList *capabilities,
+                                  Error **errp)
+{
+    MigrationState *ms = migration_state(s);
+    bool caps[MIGRATION_CAPABILITY__MAX];
+
+    if (migration_is_running(ms)) {
+        error_setg(errp, "There's a migration process in progress");
+        return;
+    }
+    memcpy(caps, ms->opts.caps, sizeof(caps));
+    for (MigrationCapabilityStatusList *l = capabilities; l; l = l->next) {
+        caps[l->value->capability] = l->value->state;
+    }
+    /* All or nothing: the new set is checked whole before it replaces the old. */
+    if (!migrate_caps_check(caps, s->machine, errp)) {
+        return;
+    }
+    memcpy(ms->opts.caps, caps, sizeof(caps));
+}
+
+MigrationCapabilityStatusList *qmp_query_migrate_capabilities(Amber *s, Error **errp)
+{
+    MigrationState *ms = migration_state(s);
+    MigrationCapabilityStatusList *head = NULL, **tail = &head;
+
+    for (int i = 0; i < MIGRATION_CAPABILITY__MAX; i++) {
+        MigrationCapabilityStatus *c = g_new0(MigrationCapabilityStatus, 1);
+
+        c->capability = i;
+        c->state = ms->opts.caps[i];
+        *tail = g_new0(MigrationCapabilityStatusList, 1);
+        (*tail)->value = c;
+        tail = &(*tail)->next;
+    }
+    return head;
+}
+
+/* ---- parameters -------------------------------------------------------------- */
+
+void qmp_migrate_set_parameters(Amber *s, bool has_max_bandwidth, uint64_t max_bandwidth,
+                                bool has_downtime_limit, uint64_t downtime_limit,
+                                Error **errp)
+{
+    MigrationState *ms = migration_state(s);
+
+    /* Check everything before changing anything. */
+    if (has_downtime_limit && downtime_limit > MIGRATE_MAX_DOWNTIME_LIMIT) {
+        error_setg(errp, "Parameter 'downtime-limit' expects an integer in the range of "
+                   "0 to %d milliseconds", MIGRATE_MAX_DOWNTIME_LIMIT);
+        return;
+    }
+    if (has_max_bandwidth && max_bandwidth > INT64_MAX) {
+        error_setg(errp, "Parameter 'max-bandwidth' expects an integer in the range of "
+                   "0 to %" PRId64 " bytes/second", INT64_MAX);
+        return;
+    }
+    if (has_downtime_limit) {
+        ms->opts.downtime_limit = downtime_limit;
+    }
+    if (has_max_bandwidth) {
+        __atomic_store_n(&ms->opts.max_bandwidth, max_bandwidth, __ATOMIC_RELAXED);
+        migration_parameters_changed(ms);
+    }
+}
+
+MigrationParameters *qmp_query_migrate_parameters(Amber *s, Error **errp)
+{
+    MigrationState *ms = migration_state(s);
+    MigrationParameters *p = g_new0(MigrationParameters, 1);
+
+    p->max_bandwidth = ms->opts.max_bandwidth;
+    p->downtime_limit = ms->opts.downtime_limit;
+    return p;
+}

@@ -1,0 +1,380 @@
+/*
+ * RAM load: the `ram` section of an incoming stream, checked record by
+ * record against this VM's blocks.
+ *
+ * The stream is hostile.  Before a byte lands in guest memory the loader
+ * has checked that the block list came first and matches this VM (names
+ * and sizes), that the record's flags are known and combined as the
+ * format allows, that its block exists (or CONTINUE has one to continue),
+ * and that the offset lies inside the block.  Pages are read straight
+ * into guest memory: no vCPU has run, so nothing else touches it.
+ *
+ * ZERO records must not populate memory: the destination's RAM is mostly
+ * fresh (never touched, so it reads as zero).  Which pages the machine
+ * already wrote (the loaded guest image, a prealloc backend) is asked of
+ * mincore once per block at setup; only those are cleared.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include <glib.h>
+
+#include "migration/ram.h"
+#include "util/bitmap.h"
+
+#define RAM_FLAGS_MASK      (RAM_PAGE_SIZE - 1)
+#define RAM_KNOWN_FLAGS     (RAM_SAVE_FLAG_ZERO | RAM_SAVE_FLAG_MEM_SIZE | \
+                             RAM_SAVE_FLAG_PAGE | RAM_SAVE_FLAG_EOS | \
+                             RAM_SAVE_FLAG_CONTINUE)
+
+typedef struct RamLoadBlock {
+    RAMBlock *rb;
+    bool listed;                    /* named in the stream's block list */
+    unsigned long *received;        /* pages written by the stream */
+    uint8_t *resident;              /* mincore() at setup: page touched before */
+} RamLoadBlock;
+
+struct RamLoadState {
+    RamBlockList *ram;
+    RamLoadBlock blocks[AMBER_MAX_RAM_BLOCKS];
+    bool setup_done;
+    RamLoadBlock *last;             /* block of the previous record (CONTINUE) */
+    RamCounters c;
+};
+
+RamLoadState *ram_load_new(RamBlockList *ram)
+{
+    RamLoadState *ls = g_new0(RamLoadState, 1);
+
+    ls->ram = ram;
+    for (int i = 0; i < ram->nblocks; i++) {
+        ls->blocks[i].rb = ram->blocks[i];
+        ls->c.total_bytes += ram->blocks[i]->used_length;
+    }
+    return ls;
+}
+
+void ram_load_free(RamLoadState *ls)
+{
+    if (!ls) {
+        return;
+    }
+    for (int i = 0; i < ls->ram->nblocks; i++) {
+        bitmap_free(ls->blocks[i].received);
+        g_free(ls->blocks[i].resident);
+    }
+    g_free(ls);
+}
+
+void ram_load_counters(RamLoadState *ls, RamCounters *out)
+{
+    out->total_bytes = ls->c.total_bytes;
+    out->scanned_pages = __atomic_load_n(&ls->c.scanned_pages, __ATOMIC_RELAXED);
+    out->zero_pages = __atomic_load_n(&ls->c.zero_pages, __ATOMIC_RELAXED);
+    out->normal_pages = __atomic_load_n(&ls->c.normal_pages, __ATOMIC_RELAXED);
+    out->passes = ls->setup_done ? 1 : 0;
+}
+
+static RamLoadBlock *find_block(RamLoadState *ls, const char *idstr)
+{
+    for (int i = 0; i < ls->ram->nblocks; i++) {
+        if (!strcmp(ls->blocks[i].rb->idstr, idstr)) {
+            return &ls->blocks[i];
+        }
+    }
+    return NULL;
+}
+
+/* "'pc.ram'", or "none" when the VM has no RAM (cannot happen, but say so). */
+static char *block_names(RamLoadState *ls)
+{
+    GString *s = g_string_new(NULL);
+
+    for (int i = 0; i < ls->ram->nblocks; i++) {
+        g_string_append_printf(s, "%s'%s'", i ? ", " : "", ls->blocks[i].rb->idstr);
+    }
+    if (!s->len) {
+        g_string_append(s, "none");
+    }
+    return g_string_free(s, FALSE);
+}
+
+/* A block name (u8 length, bytes), escaped for messages on failure. */
+static bool read_idstr(QEMUFile *f, char name[256], Error **errp)
+{
+    uint8_t len = qemu_get_byte(f, "ram block name length");
+
+    qemu_get_buffer(f, name, len, "ram block name");
+    name[len] = '\0';
+    if (!qemu_file_check(f, errp)) {
+        return false;
+    }
+    if (len == 0 || strlen(name) != len) {
+        error_setg(errp, "invalid block name of %u bytes", len);
+        return false;
+    }
+    return true;
+}
+
+static bool prepare_block(RamLoadBlock *b, Error **errp)
+{
+    RAMBlock *rb = b->rb;
+    uint64_t npages = rb->used_length / RAM_PAGE_SIZE;
+
+    b->received = bitmap_new(npages);
+    b->resident = g_malloc0(npages ? npages : 1);
+    if (npages && mincore(rb->host, rb->used_length, b->resident) < 0) {
+        /* Cannot tell: treat every page as touched (cleared when non-zero). */
+        memset(b->resident, 1, npages);
+    }
+    return true;
+}
+
+/* The block list: be64 total was read; then blocks until it is used up. */
+static bool load_block_list(RamLoadState *ls, QEMUFile *f, uint64_t total, Error **errp)
+{
+    if (ls->setup_done) {
+        error_setg(errp, "a second block list");
+        return false;
+    }
+    while (total) {
+        char name[256];
+        g_autofree char *safe = NULL, *have = NULL;
+        uint64_t len;
+        RamLoadBlock *b;
+
+        if (!read_idstr(f, name, errp)) {
+            error_prepend(errp, "block list: ");
+            return false;
+        }
+        len = qemu_get_be64(f, "ram block length");
+        if (!qemu_file_check(f, errp)) {
+            return false;
+        }
+        safe = g_strescape(name, NULL);
+        b = find_block(ls, name);
+        if (!b) {
+            have = block_names(ls);
+            error_setg(errp, "block '%s' of the stream does not exist in this VM "
+                       "(it has %s)", safe, have);
+            return false;
+        }
+        if (b->listed) {
+            error_setg(errp, "block '%s' is listed twice", safe);
+            return false;
+        }
+        if (len != b->rb->used_length) {
+            error_setg(errp, "block '%s' is %" PRIu64 " bytes in the stream but %" PRIu64
+                       " bytes here: start this VM with the same memory size (-m) or "
+                       "backend size", safe, len, b->rb->used_length);
+            return false;
+        }
+        if (len > total) {
+            error_setg(errp, "block sizes add up to more than the total of the list");
+            return false;
+        }
+        b->listed = true;
+        total -= len;
+        if (!prepare_block(b, errp)) {
+            return false;
+        }
+    }
+    ls->setup_done = true;
+    return true;
+}
+
+/* The block a ZERO/PAGE record names, checked. */
+static RamLoadBlock *record_block(RamLoadState *ls, QEMUFile *f, uint64_t flags,
+                                  Error **errp)
+{
+    char name[256];
+    g_autofree char *safe = NULL;
+    RamLoadBlock *b;
+
+    if (flags & RAM_SAVE_FLAG_CONTINUE) {
+        if (!ls->last) {
+            error_setg(errp, "CONTINUE record with no block before it");
+        }
+        return ls->last;
+    }
+    if (!read_idstr(f, name, errp)) {
+        return NULL;
+    }
+    b = find_block(ls, name);
+    if (!b || !b->listed) {
+        safe = g_strescape(name, NULL);
+        error_setg(errp, "record for block '%s', which is not in the block list", safe);
+        return NULL;
+    }
+    ls->last = b;
+    return b;
+}
+
+static bool page_is_zero(const uint8_t *p)
+{
+    const uint64_t *w = (const uint64_t *)p;
+
+    for (size_t i = 0; i < RAM_PAGE_SIZE / 8; i++) {
+        if (w[i]) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static bool load_page(RamLoadState *ls, QEMUFile *f, uint64_t addr, uint64_t flags,
+                      Error **errp)
+{
+    RamLoadBlock *b = record_block(ls, f, flags, errp);
+    uint64_t page;
+    uint8_t *host;
+
+    if (!b) {
+        return false;
+    }
+    if (addr >= b->rb->used_length) {
+        error_setg(errp, "offset 0x%" PRIx64 " is beyond block '%s' (0x%" PRIx64 " bytes)",
+                   addr, b->rb->idstr, b->rb->used_length);
+        return false;
+    }
+    page = addr / RAM_PAGE_SIZE;
+    host = b->rb->host + addr;
+    if (flags & RAM_SAVE_FLAG_ZERO) {
+        uint8_t fill = qemu_get_byte(f, "zero page fill byte");
+
+        if (!qemu_file_check(f, errp)) {
+            return false;
+        }
+        if (fill != 0) {
+            error_setg(errp, "zero page at offset 0x%" PRIx64 " of '%s' has fill byte "
+                       "0x%02x (must be 0)", addr, b->rb->idstr, fill);
+            return false;
+        }
+        if ((b->resident[page] & 1) && !page_is_zero(host)) {
+            memset(host, 0, RAM_PAGE_SIZE);
+        }
+        __atomic_add_fetch(&ls->c.zero_pages, 1, __ATOMIC_RELAXED);
+    } else {
+        if (!qemu_get_buffer(f, host, RAM_PAGE_SIZE, "ram page")) {
+            return qemu_file_check(f, errp);
+        }
+        __atomic_add_fetch(&ls->c.normal_pages, 1, __ATOMIC_RELAXED);
+    }
+    set_bit(page, b->received);
+    __atomic_add_fetch(&ls->c.scanned_pages, 1, __ATOMIC_RELAXED);
+    return true;
+}
+
+/* Exactly one kind per record; CONTINUE only on pages. */
+static bool check_flags(RamLoadState *ls, uint64_t flags, uint64_t at, Error **errp)
+{
+    uint64_t kind = flags & ~(uint64_t)RAM_SAVE_FLAG_CONTINUE;
+
+    if (flags & ~(uint64_t)RAM_KNOWN_FLAGS) {
+        error_setg(errp, "unknown flags 0x%" PRIx64 " in the record at stream offset %"
+                   PRIu64, flags & ~(uint64_t)RAM_KNOWN_FLAGS, at);
+        return false;
+    }
+    if (kind != RAM_SAVE_FLAG_ZERO && kind != RAM_SAVE_FLAG_PAGE &&
+        kind != RAM_SAVE_FLAG_MEM_SIZE && kind != RAM_SAVE_FLAG_EOS) {
+        error_setg(errp, "invalid flag combination 0x%" PRIx64 " in the record at stream "
+                   "offset %" PRIu64, flags, at);
+        return false;
+    }
+    if ((flags & RAM_SAVE_FLAG_CONTINUE) && kind != RAM_SAVE_FLAG_ZERO &&
+        kind != RAM_SAVE_FLAG_PAGE) {
+        error_setg(errp, "CONTINUE on a record that is not a page (flags 0x%" PRIx64 ")",
+                   flags);
+        return false;
+    }
+    if (!ls->setup_done && kind != RAM_SAVE_FLAG_MEM_SIZE) {
+        error_setg(errp, "record with flags 0x%" PRIx64 " before the block list", flags);
+        return false;
+    }
+    return true;
+}
+
+static bool ram_load_state(QEMUFile *f, void *opaque, int version_id, Error **errp)
+{
+    RamLoadState *ls = opaque;
+
+    if (version_id != RAM_SECTION_VERSION) {
+        error_setg(errp, "version %d is not supported (only %d)", version_id,
+                   RAM_SECTION_VERSION);
+        return false;
+    }
+    for (;;) {
+        uint64_t at = qemu_file_pos(f);
+        uint64_t v = qemu_get_be64(f, "ram record");
+        uint64_t flags = v & RAM_FLAGS_MASK, addr = v & ~RAM_FLAGS_MASK;
+        bool ok;
+
+        if (!qemu_file_check(f, errp) || !check_flags(ls, flags, at, errp)) {
+            return false;
+        }
+        switch (flags & ~(uint64_t)RAM_SAVE_FLAG_CONTINUE) {
+        case RAM_SAVE_FLAG_EOS:
+            return true;
+        case RAM_SAVE_FLAG_MEM_SIZE:
+            ok = load_block_list(ls, f, addr, errp);
+            break;
+        default:
+            ok = load_page(ls, f, addr, flags, errp);
+            break;
+        }
+        if (!ok) {
+            return false;
+        }
+    }
+}
+
+/*
+ * The loader only needs load_state, but START is accepted only for
+ * iterative entries: give it a save_setup that refuses, to be one.
+ */
+static bool ram_load_no_save(QEMUFile *f, void *opaque, Error **errp)
+{
+    error_setg(errp, "this registry loads RAM; it cannot save it");
+    return false;
+}
+
+static const SaveStateHandlers ram_load_iterative_handlers = {
+    .save_setup = ram_load_no_save,
+    .load_state = ram_load_state,
+};
+
+bool ram_load_register(RamLoadState *ls, SaveStateRegistry *r, Error **errp)
+{
+    return savevm_register(r, RAM_SECTION_NAME, 0, RAM_SECTION_VERSION,
+                           &ram_load_iterative_handlers, ls, errp) != NULL;
+}
+
+bool ram_load_complete(RamLoadState *ls, Error **errp)
+{
+    if (!ls->setup_done) {
+        error_setg(errp, "the stream has no RAM (no 'ram' section with a block list)");
+        return false;
+    }
+    for (int i = 0; i < ls->ram->nblocks; i++) {
+        RamLoadBlock *b = &ls->blocks[i];
+        uint64_t npages = b->rb->used_length / RAM_PAGE_SIZE;
+        size_t gap;
+
+        if (!b->listed) {
+            error_setg(errp, "block '%s' of this VM is not in the stream", b->rb->idstr);
+            return false;
+        }
+        gap = find_next_zero_bit(b->received, npages, 0);
+        if (gap < npages) {
+            uint64_t missing = npages - bitmap_count_range(b->received, 0, npages);
+
+            error_setg(errp, "the stream ended without page 0x%" PRIx64 " of block '%s' "
+                       "(%" PRIu64 " of %" PRIu64 " pages missing)",
+                       (uint64_t)(gap * RAM_PAGE_SIZE), b->rb->idstr, missing, npages);
+            return false;
+        }
+    }
+    return true;
+}

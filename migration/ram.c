@@ -1,0 +1,311 @@
+/*
+ * RAM save: the `ram` section's block list and one pass over every page.
+ *
+ * Which pages hold data is asked of the kernel once per block, when the
+ * scan enters it (the VM is stopped by then): SEEK_DATA/SEEK_HOLE on the
+ * backing file for memfd and file backends (that also finds pages that
+ * are swapped out or not mapped here), PAGEMAP_SCAN for anonymous memory
+ * (present or swapped).  A page the kernel never populated reads as zero,
+ * so it becomes a ZERO record without being touched: a fresh 4 GiB guest
+ * is neither read nor faulted in.  When neither query works, every page
+ * is read.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <glib.h>
+
+#include "migration/ram.h"
+#include "util/bitmap.h"
+#include "util/trace.h"
+#include "util/uffd.h"
+
+/* Pages per PART section: bounds the time between two cancel checks. */
+#define RAM_PAGES_PER_PART      16384
+/* Pages between two rate-limit checks. */
+#define RAM_RATE_CHECK_PAGES    64
+
+struct RamSaveState {
+    RamBlockList *ram;
+    int block;                      /* scan position: block index ... */
+    uint64_t offset;                /* ... and byte offset in it */
+    unsigned long *populated;       /* of the current block; NULL: not yet asked */
+    const RAMBlock *last_sent;      /* block of the previous record (CONTINUE) */
+    RamCounters c;                  /* updated with atomics */
+};
+
+static void counter_add(uint64_t *p, uint64_t n)
+{
+    __atomic_add_fetch(p, n, __ATOMIC_RELAXED);
+}
+
+static uint64_t counter_get(const uint64_t *p)
+{
+    return __atomic_load_n(p, __ATOMIC_RELAXED);
+}
+
+RamSaveState *ram_save_new(RamBlockList *ram)
+{
+    RamSaveState *rs = g_new0(RamSaveState, 1);
+
+    rs->ram = ram;
+    for (int i = 0; i < ram->nblocks; i++) {
+        rs->c.total_bytes += ram->blocks[i]->used_length;
+    }
+    return rs;
+}
+
+void ram_save_free(RamSaveState *rs)
+{
+    if (rs) {
+        bitmap_free(rs->populated);
+        g_free(rs);
+    }
+}
+
+void ram_save_counters(RamSaveState *rs, RamCounters *out)
+{
+    out->total_bytes = rs->c.total_bytes;
+    out->scanned_pages = counter_get(&rs->c.scanned_pages);
+    out->zero_pages = counter_get(&rs->c.zero_pages);
+    out->normal_pages = counter_get(&rs->c.normal_pages);
+    out->passes = counter_get(&rs->c.passes);
+}
+
+/* ---- which pages hold data ------------------------------------------------------ */
+
+static uint64_t block_pages(const RAMBlock *rb)
+{
+    return rb->used_length / RAM_PAGE_SIZE;
+}
+
+/* Data ranges of the backing file; false when the file system cannot say. */
+static bool populated_by_seek(const RAMBlock *rb, unsigned long *map)
+{
+    off_t base = rb->fd_offset, end = base + rb->used_length, pos = base;
+
+    while (pos < end) {
+        off_t data = lseek(rb->fd, pos, SEEK_DATA);
+        off_t hole;
+
+        if (data < 0) {
+            return errno == ENXIO;      /* no data after pos: done */
+        }
+        if (data >= end) {
+            break;
+        }
+        hole = lseek(rb->fd, data, SEEK_HOLE);
+        if (hole < 0) {
+            return false;
+        }
+        hole = MIN(hole, end);
+        /* Round outwards: a partly written page is a page with data. */
+        bitmap_set(map, (data - base) / RAM_PAGE_SIZE,
+                   (hole - base + RAM_PAGE_SIZE - 1) / RAM_PAGE_SIZE -
+                   (data - base) / RAM_PAGE_SIZE);
+        pos = hole;
+    }
+    return true;
+}
+
+/* Present or swapped pages of our own mapping. */
+static bool populated_by_pagemap(const RAMBlock *rb, unsigned long *map)
+{
+    static const PagemapQuery q = { .any_set = PAGE_IS_PRESENT | PAGE_IS_SWAPPED };
+    uint64_t start = (uintptr_t)rb->host, end = start + rb->used_length, pos = start;
+    struct page_region regs[128];
+    int fd = pagemap_open(0, NULL);
+    bool ok = fd >= 0;
+
+    while (ok && pos < end) {
+        uint64_t walk_end = end;
+        ssize_t n = pagemap_scan(fd, pos, end - pos, &q, regs, G_N_ELEMENTS(regs),
+                                 &walk_end, NULL);
+
+        if (n < 0) {
+            ok = false;
+            break;
+        }
+        for (ssize_t i = 0; i < n; i++) {
+            bitmap_set(map, (regs[i].start - start) / RAM_PAGE_SIZE,
+                       (regs[i].end - regs[i].start) / RAM_PAGE_SIZE);
+        }
+        if (walk_end <= pos) {
+            break;
+        }
+        pos = walk_end;
+    }
+    if (fd >= 0) {
+        close(fd);
+    }
+    return ok;
+}
+
+static unsigned long *block_populated(const RAMBlock *rb)
+{
+    uint64_t npages = block_pages(rb);
+    unsigned long *map = bitmap_new(npages);
+    bool ok = rb->fd >= 0 ? populated_by_seek(rb, map) : populated_by_pagemap(rb, map);
+
+    if (!ok) {
+        trace(ram_save_populated_unknown, "block=%s: reading every page", rb->idstr);
+        bitmap_set(map, 0, npages);
+    }
+    trace(ram_save_populated, "block=%s populated=%zu of %" PRIu64, rb->idstr,
+          bitmap_count_range(map, 0, npages), npages);
+    return map;
+}
+
+/* ---- records --------------------------------------------------------------------- */
+
+static bool page_is_zero(const uint8_t *p)
+{
+    const uint64_t *w = (const uint64_t *)p;
+    uint64_t acc = 0;
+
+    for (size_t i = 0; i < RAM_PAGE_SIZE / 8; i += 8) {
+        acc |= w[i] | w[i + 1] | w[i + 2] | w[i + 3] | w[i + 4] | w[i + 5] | w[i + 6] |
+               w[i + 7];
+        if (acc) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static void put_record_header(RamSaveState *rs, QEMUFile *f, const RAMBlock *rb,
+                              uint64_t offset, uint64_t flags)
+{
+    if (rb == rs->last_sent) {
+        qemu_put_be64(f, offset | flags | RAM_SAVE_FLAG_CONTINUE);
+        return;
+    }
+    qemu_put_be64(f, offset | flags);
+    qemu_put_byte(f, strlen(rb->idstr));
+    qemu_put_buffer(f, rb->idstr, strlen(rb->idstr));
+    rs->last_sent = rb;
+}
+
+static void save_page(RamSaveState *rs, QEMUFile *f, const RAMBlock *rb, uint64_t offset,
+                      bool populated)
+{
+    const uint8_t *p = rb->host + offset;
+
+    if (!populated || page_is_zero(p)) {
+        put_record_header(rs, f, rb, offset, RAM_SAVE_FLAG_ZERO);
+        qemu_put_byte(f, 0);
+        counter_add(&rs->c.zero_pages, 1);
+    } else {
+        put_record_header(rs, f, rb, offset, RAM_SAVE_FLAG_PAGE);
+        /* The guest is stopped: the page stays as it is until the flush. */
+        qemu_put_buffer_nocopy(f, p, RAM_PAGE_SIZE);
+        counter_add(&rs->c.normal_pages, 1);
+    }
+    counter_add(&rs->c.scanned_pages, 1);
+}
+
+/* ---- section handlers -------------------------------------------------------------- */
+
+static bool ram_save_setup(QEMUFile *f, void *opaque, Error **errp)
+{
+    RamSaveState *rs = opaque;
+
+    qemu_put_be64(f, rs->c.total_bytes | RAM_SAVE_FLAG_MEM_SIZE);
+    for (int i = 0; i < rs->ram->nblocks; i++) {
+        const RAMBlock *rb = rs->ram->blocks[i];
+
+        qemu_put_byte(f, strlen(rb->idstr));
+        qemu_put_buffer(f, rb->idstr, strlen(rb->idstr));
+        qemu_put_be64(f, rb->used_length);
+    }
+    qemu_put_be64(f, RAM_SAVE_FLAG_EOS);
+    rs->block = 0;
+    rs->offset = 0;
+    rs->last_sent = NULL;
+    counter_add(&rs->c.passes, 1);
+    return qemu_file_check(f, errp);
+}
+
+/* Move the scan to the next block; false when every block is done. */
+static bool next_block(RamSaveState *rs)
+{
+    bitmap_free(rs->populated);
+    rs->populated = NULL;
+    rs->offset = 0;
+    rs->block++;
+    return rs->block < rs->ram->nblocks;
+}
+
+/*
+ * Up to `max_pages` pages, stopping early when the rate limit is reached.
+ * Returns 1 when every page has been written, 0 when some remain.
+ */
+static int save_pages(RamSaveState *rs, QEMUFile *f, uint64_t max_pages)
+{
+    uint64_t done = 0;
+
+    while (rs->block < rs->ram->nblocks) {
+        const RAMBlock *rb = rs->ram->blocks[rs->block];
+
+        if (rs->offset >= rb->used_length) {
+            next_block(rs);
+            continue;
+        }
+        if (!rs->populated) {
+            rs->populated = block_populated(rb);
+        }
+        if (done >= max_pages || qemu_file_get_error(f) ||
+            (done % RAM_RATE_CHECK_PAGES == 0 && done &&
+             qemu_file_rate_limit_exceeded(f))) {
+            return 0;
+        }
+        save_page(rs, f, rb, rs->offset, test_bit(rs->offset / RAM_PAGE_SIZE,
+                                                  rs->populated));
+        rs->offset += RAM_PAGE_SIZE;
+        done++;
+    }
+    return 1;
+}
+
+static int ram_save_iterate(QEMUFile *f, void *opaque, Error **errp)
+{
+    RamSaveState *rs = opaque;
+    int ret = save_pages(rs, f, RAM_PAGES_PER_PART);
+
+    qemu_put_be64(f, RAM_SAVE_FLAG_EOS);
+    return qemu_file_check(f, errp) ? ret : -1;
+}
+
+static bool ram_save_complete(QEMUFile *f, void *opaque, Error **errp)
+{
+    RamSaveState *rs = opaque;
+
+    /* Whatever iterate left (nothing when it returned 1), ignoring the limit. */
+    while (save_pages(rs, f, UINT64_MAX) == 0 && !qemu_file_get_error(f)) {
+        qemu_file_rate_limit_wait(f);
+    }
+    qemu_put_be64(f, RAM_SAVE_FLAG_EOS);
+    return qemu_file_check(f, errp);
+}
+
+static bool ram_save_load_refused(QEMUFile *f, void *opaque, int version_id,
+                                  Error **errp)
+{
+    error_setg(errp, "this registry saves RAM; it cannot load it");
+    return false;
+}
+
+static const SaveStateHandlers ram_save_handlers = {
+    .save_setup = ram_save_setup,
+    .save_iterate = ram_save_iterate,
+    .save_complete = ram_save_complete,
+    .load_state = ram_save_load_refused,
+};
+
+bool ram_save_register(RamSaveState *rs, SaveStateRegistry *r, Error **errp)
+{
+    return savevm_register(r, RAM_SECTION_NAME, 0, RAM_SECTION_VERSION,
+                           &ram_save_handlers, rs, errp) != NULL;
+}

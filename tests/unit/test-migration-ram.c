@@ -1,0 +1,192 @@
+/*
+ * The `ram` section without KVM: a block saved and loaded into another
+ * one of the same size must come back byte for byte (anonymous and memfd
+ * memory, untouched pages included), and a loader given a damaged or
+ * mismatched stream must refuse it with a message, never crash.
+ */
+#include <string.h>
+#include <glib.h>
+
+#include "migration/ram.h"
+
+#define BLOCK_SIZE (2u << 20)
+
+static RAMBlock *new_block(RamBackendKind kind, uint64_t size)
+{
+    RamBackendOptions o = { .kind = kind, .size = size, .share = kind == RAM_BACKEND_MEMFD };
+    Error *err = NULL;
+    RAMBlock *rb = ram_block_new("pc.ram", &o, &err);
+
+    if (!rb) {
+        g_error("ram_block_new: %s", error_get_pretty(err));
+    }
+    return rb;
+}
+
+/* Some pages with data, one written then cleared, the rest never touched. */
+static void fill(RAMBlock *rb)
+{
+    for (uint64_t off = 0; off < rb->used_length; off += 3 * RAM_PAGE_SIZE) {
+        memset(rb->host + off, (int)(off / RAM_PAGE_SIZE) | 1, 100);
+    }
+    memset(rb->host + RAM_PAGE_SIZE, 0xee, RAM_PAGE_SIZE);
+    memset(rb->host + RAM_PAGE_SIZE, 0, RAM_PAGE_SIZE);
+}
+
+static GBytes *save(RAMBlock *rb, RamCounters *c)
+{
+    RamBlockList l = { .blocks = { rb }, .nblocks = 1 };
+    SaveStateRegistry *r = savevm_registry_new();
+    RamSaveState *rs = ram_save_new(&l);
+    QEMUFile *f = qemu_file_new_mem_output("mem");
+    Error *err = NULL;
+    const uint8_t *data;
+    size_t len;
+    GBytes *out;
+
+    g_assert_true(ram_save_register(rs, r, &err));
+    if (!savevm_save_all(r, f, &err)) {
+        g_error("save: %s", error_get_pretty(err));
+    }
+    data = qemu_file_mem_data(f, &len);
+    out = g_bytes_new(data, len);
+    ram_save_counters(rs, c);
+    qemu_fclose(f);
+    ram_save_free(rs);
+    savevm_registry_free(r);
+    return out;
+}
+
+/* Load [buf, buf+len) into rb; NULL on success, else the message (g_free). */
+static char *load(RAMBlock *rb, const void *buf, size_t len)
+{
+    RamBlockList l = { .blocks = { rb }, .nblocks = 1 };
+    SaveStateRegistry *r = savevm_registry_new();
+    RamLoadState *ls = ram_load_new(&l);
+    QEMUFile *f = qemu_file_new_mem_input(buf, len, "mem");
+    Error *err = NULL;
+    char *msg = NULL;
+
+    g_assert_true(ram_load_register(ls, r, &err));
+    if (!savevm_load(r, f, NULL, NULL, &err) || !ram_load_complete(ls, &err)) {
+        msg = g_strdup(error_get_pretty(err));
+        error_free(err);
+    }
+    qemu_fclose(f);
+    ram_load_free(ls);
+    savevm_registry_free(r);
+    return msg;
+}
+
+static void test_round_trip(gconstpointer data)
+{
+    RamBackendKind kind = GPOINTER_TO_INT(data);
+    RAMBlock *src = new_block(kind, BLOCK_SIZE), *dst = new_block(kind, BLOCK_SIZE);
+    uint64_t npages = BLOCK_SIZE / RAM_PAGE_SIZE, data_pages = (npages + 2) / 3;
+    RamCounters c;
+    GBytes *s;
+    char *msg;
+
+    fill(src);
+    /* The destination had something written before: ZERO must clear it. */
+    memset(dst->host + 2 * RAM_PAGE_SIZE, 0x55, RAM_PAGE_SIZE);
+    s = save(src, &c);
+    g_assert_cmpuint(c.total_bytes, ==, BLOCK_SIZE);
+    g_assert_cmpuint(c.scanned_pages, ==, npages);
+    g_assert_cmpuint(c.normal_pages, ==, data_pages);
+    g_assert_cmpuint(c.zero_pages, ==, npages - data_pages);
+    msg = load(dst, g_bytes_get_data(s, NULL), g_bytes_get_size(s));
+    g_assert_null(msg);
+    g_assert_cmpint(memcmp(src->host, dst->host, BLOCK_SIZE), ==, 0);
+    g_bytes_unref(s);
+    ram_block_free(src);
+    ram_block_free(dst);
+}
+
+static void test_size_mismatch(void)
+{
+    RAMBlock *src = new_block(RAM_BACKEND_RAM, BLOCK_SIZE);
+    RAMBlock *dst = new_block(RAM_BACKEND_RAM, 2 * BLOCK_SIZE);
+    RamCounters c;
+    GBytes *s;
+    char *msg;
+
+    fill(src);
+    s = save(src, &c);
+    msg = load(dst, g_bytes_get_data(s, NULL), g_bytes_get_size(s));
+    g_assert_nonnull(msg);
+    g_assert_nonnull(strstr(msg, "block 'pc.ram' is 2097152 bytes in the stream but "
+                                 "4194304 bytes here"));
+    g_free(msg);
+    g_bytes_unref(s);
+    ram_block_free(src);
+    ram_block_free(dst);
+}
+
+/* Replace the first occurrence of needle (same length) and expect msg_part. */
+static void expect_patched(GBytes *s, const char *needle, size_t nlen,
+                           const char *repl, const char *msg_part)
+{
+    size_t len = g_bytes_get_size(s);
+    g_autofree uint8_t *buf = g_memdup2(g_bytes_get_data(s, NULL), len);
+    uint8_t *p = memmem(buf, len, needle, nlen);
+    RAMBlock *dst = new_block(RAM_BACKEND_RAM, BLOCK_SIZE);
+    g_autofree char *msg = NULL;
+
+    g_assert_nonnull(p);
+    memcpy(p, repl, nlen);
+    msg = load(dst, buf, len);
+    g_assert_nonnull(msg);
+    if (!strstr(msg, msg_part)) {
+        g_error("expected '%s' in '%s'", msg_part, msg);
+    }
+    ram_block_free(dst);
+}
+
+static void test_hostile(void)
+{
+    RAMBlock *src = new_block(RAM_BACKEND_RAM, BLOCK_SIZE);
+    RamCounters c;
+    GBytes *s;
+
+    fill(src);
+    s = save(src, &c);
+    /* The block name in the list and in the first record. */
+    expect_patched(s, "\x06pc.ram", 7, "\x06pc.rom", "block 'pc.rom' of the stream does "
+                   "not exist in this VM (it has 'pc.ram')");
+    /* The first page record: offset 0 | PAGE, then the block name. */
+    expect_patched(s, "\0\0\0\0\0\0\0\x08\x06pc.ram", 15,
+                   "\0\0\0\0\0\0\0\x48\x06pc.ram", "unknown flags 0x40");
+    expect_patched(s, "\0\0\0\0\0\0\0\x08\x06pc.ram", 15,
+                   "\0\0\0\0\0\0\0\x0a\x06pc.ram", "invalid flag combination 0xa");
+    expect_patched(s, "\0\0\0\0\0\0\0\x08\x06pc.ram", 15,
+                   "\0\0\0\0\x01\0\0\x08\x06pc.ram", "offset 0x1000000 is beyond block");
+    /* The block list record itself, turned into a page record. */
+    expect_patched(s, "\0\0\0\0\0\x20\0\x04", 8, "\0\0\0\0\0\x20\0\x08",
+                   "before the block list");
+    /* The first ZERO record (page 1, CONTINUE): its fill byte. */
+    expect_patched(s, "\0\0\0\0\0\0\x10\x22\0", 9, "\0\0\0\0\0\0\x10\x22\x07",
+                   "has fill byte 0x07 (must be 0)");
+    /* Cut anywhere: always refused, never a crash. */
+    for (size_t cut = 0; cut < g_bytes_get_size(s); cut += 997) {
+        RAMBlock *dst = new_block(RAM_BACKEND_RAM, BLOCK_SIZE);
+        g_autofree char *msg = load(dst, g_bytes_get_data(s, NULL), cut);
+
+        g_assert_nonnull(msg);
+        ram_block_free(dst);
+    }
+    g_bytes_unref(s);
+    ram_block_free(src);
+}
+
+int main(int argc, char **argv)
+{
+    g_test_init(&argc, &argv, NULL);
+    g_test_add_data_func("/migration-ram/round-trip/anon", GINT_TO_POINTER(RAM_BACKEND_RAM),
+                         test_round_trip);
+    g_test_add_data_func("/migration-ram/round-trip/memfd",
+                         GINT_TO_POINTER(RAM_BACKEND_MEMFD), test_round_trip);
+    g_test_add_func("/migration-ram/size-mismatch", test_size_mismatch);
+    g_test_add_func("/migration-ram/hostile", test_hostile);
+    return g_test_run();
+}
