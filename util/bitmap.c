@@ -38,6 +38,16 @@ static unsigned long range_mask(size_t w, size_t start, size_t end)
  */
 typedef enum { RANGE_SET, RANGE_CLEAR, RANGE_SET_ATOMIC, RANGE_CLEAR_ATOMIC } RangeOp;
 
+/*
+ * The scans (find, count) read each word once with a relaxed atomic load:
+ * free on x86, and it makes them safe to run while other threads change
+ * bits atomically (they then see some recent value of each word).
+ */
+static inline unsigned long load_word(const unsigned long *map, size_t w)
+{
+    return __atomic_load_n(&map[w], __ATOMIC_RELAXED);
+}
+
 static void bitmap_range_op(unsigned long *map, size_t start, size_t nr, RangeOp op)
 {
     size_t end = start + nr, w;
@@ -106,7 +116,7 @@ static size_t find_next(const unsigned long *map, size_t size, size_t offset,
         return size;
     }
     w = BIT_WORD(offset);
-    word = (map[w] ^ invert) & (~0UL << (offset % BITS_PER_LONG));
+    word = (load_word(map, w) ^ invert) & (~0UL << (offset % BITS_PER_LONG));
     for (;;) {
         if (word) {
             size_t found = w * BITS_PER_LONG + __builtin_ctzl(word);
@@ -116,7 +126,7 @@ static size_t find_next(const unsigned long *map, size_t size, size_t offset,
         if (w * BITS_PER_LONG >= size) {
             return size;
         }
-        word = map[w] ^ invert;
+        word = load_word(map, w) ^ invert;
     }
 }
 
@@ -138,7 +148,7 @@ size_t bitmap_count_range(const unsigned long *map, size_t start, size_t nr)
         return 0;
     }
     for (w = BIT_WORD(start); w <= BIT_WORD(end - 1); w++) {
-        count += __builtin_popcountl(map[w] & range_mask(w, start, end));
+        count += __builtin_popcountl(load_word(map, w) & range_mask(w, start, end));
     }
     return count;
 }

@@ -10,6 +10,10 @@
  *    barriers (sequentially consistent); test_bit_atomic() is an acquire
  *    load.  test_and_set_bit_atomic() returning false means this caller
  *    won the bit: exactly one of several racing callers gets false.
+ *  - find_next_bit, find_next_zero_bit, find_first_bit and
+ *    bitmap_count_range read each word with a relaxed atomic load: they may
+ *    run while other threads change bits atomically, and see a recent
+ *    value of each word (no ordering beyond that).
  *  - All other functions are plain memory accesses: use them only while no
  *    other thread writes the words they touch (e.g. the whole bitmap is
  *    owned by one thread, or a lock is held).
