@@ -81,7 +81,9 @@ BgSnapshot *bg_snapshot_new(RAMBlock *const *blocks, int nblocks,
                             Error **errp);
 /*
  * The snapshot instant, called with the vCPUs parked: notes which pages
- * are unpopulated, starts the fault threads and write-protects every block.
+ * are unpopulated, starts the fault threads and write-protects the pages
+ * that held data (unpopulated ones are saved as absent, so they need no
+ * protection: see protect_populated()).
  * On failure nothing is left protected.
  */
 bool bg_snapshot_arm(BgSnapshot *s, Error **errp);
@@ -99,7 +101,11 @@ void bg_snapshot_cancel(BgSnapshot *s);
 void bg_snapshot_disarm(BgSnapshot *s);
 void bg_snapshot_free(BgSnapshot *s);
 
-/* Whether arm() used UFFD_FEATURE_WP_UNPOPULATED (else populate-by-read). */
+/*
+ * Whether arm() enabled UFFD_FEATURE_WP_UNPOPULATED.  Since only populated
+ * ranges are protected it matters only for the small unpopulated gaps
+ * protected along with their neighbours (nothing is populated by reading).
+ */
 bool bg_snapshot_uses_wp_unpopulated(const BgSnapshot *s);
 
 #define BG_STALL_BUCKETS 24     /* bucket i: stalls in [2^i, 2^(i+1)) us; 0: < 2 us */
