@@ -6,6 +6,7 @@
 #define AMBER_CHARDEV_CHAR_INTERNAL_H
 
 #include <glib.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -39,7 +40,7 @@ struct Chardev {
     void *opaque;
 
     /* Output side: any thread, under lock. */
-    GMutex lock;
+    pthread_mutex_t lock;
     int out_fd;                 /* -1: no peer, writes are dropped */
     bool out_dead;              /* peer hung up; main loop will disconnect */
     GByteArray *out_buf;

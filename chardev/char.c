@@ -225,14 +225,14 @@ static gboolean out_writable(gint fd, GIOCondition cond, gpointer opaque)
     Chardev *chr = opaque;
     gboolean again;
 
-    g_mutex_lock(&chr->lock);
+    pthread_mutex_lock(&chr->lock);
     flush_locked(chr);
     again = chr->out_buf->len > 0 && !chr->out_dead && chr->out_fd >= 0;
     if (!again) {
         g_source_unref(chr->out_watch);
         chr->out_watch = NULL;
     }
-    g_mutex_unlock(&chr->lock);
+    pthread_mutex_unlock(&chr->lock);
     return again;
 }
 
@@ -260,7 +260,7 @@ bool chardev_write(Chardev *chr, const void *buf, size_t len)
     const uint8_t *p = buf;
     bool ok = true;
 
-    g_mutex_lock(&chr->lock);
+    pthread_mutex_lock(&chr->lock);
     if (chr->out_fd < 0 || chr->out_dead) {
         goto out;                   /* no peer: the bytes are dropped */
     }
@@ -278,7 +278,7 @@ bool chardev_write(Chardev *chr, const void *buf, size_t len)
         queue_locked(chr, p, len);
     }
 out:
-    g_mutex_unlock(&chr->lock);
+    pthread_mutex_unlock(&chr->lock);
     return ok;
 }
 
@@ -286,9 +286,9 @@ bool chardev_is_connected(Chardev *chr)
 {
     bool connected;
 
-    g_mutex_lock(&chr->lock);
+    pthread_mutex_lock(&chr->lock);
     connected = chr->out_fd >= 0 && !chr->out_dead;
-    g_mutex_unlock(&chr->lock);
+    pthread_mutex_unlock(&chr->lock);
     return connected;
 }
 
@@ -296,9 +296,9 @@ uint64_t chardev_dropped_bytes(Chardev *chr)
 {
     uint64_t n;
 
-    g_mutex_lock(&chr->lock);
+    pthread_mutex_lock(&chr->lock);
     n = chr->dropped;
-    g_mutex_unlock(&chr->lock);
+    pthread_mutex_unlock(&chr->lock);
     return n;
 }
 
@@ -384,12 +384,12 @@ void chardev_attach_peer(Chardev *chr, int in_fd, int out_fd, bool is_socket)
         chr->in_watch = g_unix_fd_add(in_fd, G_IO_IN | G_IO_HUP | G_IO_ERR,
                                       in_readable, chr);
     }
-    g_mutex_lock(&chr->lock);
+    pthread_mutex_lock(&chr->lock);
     chr->out_fd = out_fd;
     chr->out_dead = false;
     chr->is_socket = is_socket;
     g_byte_array_set_size(chr->out_buf, 0);
-    g_mutex_unlock(&chr->lock);
+    pthread_mutex_unlock(&chr->lock);
 }
 
 void chardev_detach_peer(Chardev *chr)
@@ -400,13 +400,13 @@ void chardev_detach_peer(Chardev *chr)
         g_source_remove(chr->in_watch);
         chr->in_watch = 0;
     }
-    g_mutex_lock(&chr->lock);
+    pthread_mutex_lock(&chr->lock);
     drop_out_watch_locked(chr);
     g_byte_array_set_size(chr->out_buf, 0);
     out_fd = chr->out_fd;
     chr->out_fd = -1;
     chr->out_dead = false;
-    g_mutex_unlock(&chr->lock);
+    pthread_mutex_unlock(&chr->lock);
 
     chr->in_fd = -1;
     if (in_fd >= 0) {
@@ -508,7 +508,7 @@ Chardev *chardev_new(const char *spec, Error **errp)
 {
     Chardev *chr = g_new0(Chardev, 1);
 
-    g_mutex_init(&chr->lock);
+    pthread_mutex_init(&chr->lock, NULL);
     chr->out_buf = g_byte_array_new();
     chr->in_fd = chr->out_fd = chr->listen_fd = -1;
     chr->stdout_saved_flags = -1;
@@ -526,10 +526,10 @@ static void close_stdio(Chardev *chr)
         g_source_remove(chr->in_watch);
         chr->in_watch = 0;
     }
-    g_mutex_lock(&chr->lock);
+    pthread_mutex_lock(&chr->lock);
     drop_out_watch_locked(chr);
     chr->out_fd = -1;
-    g_mutex_unlock(&chr->lock);
+    pthread_mutex_unlock(&chr->lock);
     if (chr->stdout_saved_flags >= 0) {
         fcntl(STDOUT_FILENO, F_SETFL, chr->stdout_saved_flags);
     }
@@ -544,9 +544,9 @@ void chardev_free(Chardev *chr)
         g_source_remove(chr->open_idle);
     }
     /* Last chance for buffered output (a reply the monitor just queued). */
-    g_mutex_lock(&chr->lock);
+    pthread_mutex_lock(&chr->lock);
     flush_locked(chr);
-    g_mutex_unlock(&chr->lock);
+    pthread_mutex_unlock(&chr->lock);
 
     if (chr->cfg.kind == CHARDEV_STDIO) {
         close_stdio(chr);
@@ -559,7 +559,7 @@ void chardev_free(Chardev *chr)
     close_received_fds(chr);
     chardev_config_clear(&chr->cfg);
     g_byte_array_unref(chr->out_buf);
-    g_mutex_clear(&chr->lock);
+    pthread_mutex_destroy(&chr->lock);
     g_free(chr->spec);
     g_free(chr);
 }

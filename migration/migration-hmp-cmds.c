@@ -8,6 +8,7 @@
 #include "migration-int.h"
 #include "monitor/hmp.h"
 #include "qapi-commands.h"
+#include "snapshot.h"
 
 /* ---- migrate [-d] URI ---------------------------------------------------------- */
 
@@ -113,29 +114,59 @@ static void hmp_migrate_set_capability(Hmp *h, int argc, char **argv)
     hmp_handle_error(h, err);
 }
 
+/* One parameter to change: the rest are left out (has_* false). */
+static void set_one_parameter(Hmp *h, const MigrateSetParameters *p)
+{
+    Error *err = NULL;
+
+    qmp_migrate_set_parameters(hmp_amber(h), p->has_max_bandwidth, p->max_bandwidth,
+                               p->has_downtime_limit, p->downtime_limit,
+                               p->has_x_background_snapshot_pool_size,
+                               p->x_background_snapshot_pool_size,
+                               p->has_x_background_snapshot_chunk_size,
+                               p->x_background_snapshot_chunk_size, &err);
+    hmp_handle_error(h, err);
+}
+
 static void hmp_migrate_set_parameter(Hmp *h, int argc, char **argv)
 {
+    MigrateSetParameters p = { 0 };
     Error *err = NULL;
     uint64_t v;
 
-    if (!strcmp(argv[1], "max-bandwidth")) {
-        /* As QEMU: a size, bytes unless a suffix (K, M, G...) says otherwise. */
-        if (!parse_size_bytes(argv[2], &v, &err)) {
-            hmp_handle_error(h, err);
-            return;
-        }
-        qmp_migrate_set_parameters(hmp_amber(h), true, v, false, 0, &err);
-    } else if (!strcmp(argv[1], "downtime-limit")) {
+    if (!strcmp(argv[1], "downtime-limit")) {
         if (!hmp_parse_u64(h, argv[2], "downtime-limit", &v)) {
             return;
         }
-        qmp_migrate_set_parameters(hmp_amber(h), false, 0, true, v, &err);
-    } else {
-        hmp_printf(h, "Error: Invalid parameter '%s' (known: max-bandwidth, "
-                   "downtime-limit)\n", argv[1]);
+        p.has_downtime_limit = true;
+        p.downtime_limit = v;
+        set_one_parameter(h, &p);
         return;
     }
-    hmp_handle_error(h, err);
+    if (strcmp(argv[1], "max-bandwidth") &&
+        strcmp(argv[1], "x-background-snapshot-pool-size") &&
+        strcmp(argv[1], "x-background-snapshot-chunk-size")) {
+        hmp_printf(h, "Error: Invalid parameter '%s' (known: max-bandwidth, "
+                   "downtime-limit, x-background-snapshot-pool-size, "
+                   "x-background-snapshot-chunk-size)\n", argv[1]);
+        return;
+    }
+    /* As QEMU: a size, bytes unless a suffix (K, M, G...) says otherwise. */
+    if (!parse_size_bytes(argv[2], &v, &err)) {
+        hmp_handle_error(h, err);
+        return;
+    }
+    if (!strcmp(argv[1], "max-bandwidth")) {
+        p.has_max_bandwidth = true;
+        p.max_bandwidth = v;
+    } else if (!strcmp(argv[1], "x-background-snapshot-pool-size")) {
+        p.has_x_background_snapshot_pool_size = true;
+        p.x_background_snapshot_pool_size = v;
+    } else {
+        p.has_x_background_snapshot_chunk_size = true;
+        p.x_background_snapshot_chunk_size = v;
+    }
+    set_one_parameter(h, &p);
 }
 
 static void hmp_info_migrate_capabilities(Hmp *h, int argc, char **argv)
@@ -157,6 +188,10 @@ static void hmp_info_migrate_parameters(Hmp *h, int argc, char **argv)
     hmp_printf(h, "max-bandwidth: %" PRIu64 " bytes/second%s\n", p->max_bandwidth,
                p->max_bandwidth ? "" : " (no limit)");
     hmp_printf(h, "downtime-limit: %" PRIu64 " ms\n", p->downtime_limit);
+    hmp_printf(h, "x-background-snapshot-pool-size: %" PRIu64 " bytes\n",
+               p->x_background_snapshot_pool_size);
+    hmp_printf(h, "x-background-snapshot-chunk-size: %" PRIu64 " bytes\n",
+               p->x_background_snapshot_chunk_size);
     qapi_free_MigrationParameters(p);
 }
 
@@ -172,6 +207,9 @@ static void print_ram(Hmp *h, const MigrationStats *r)
     hmp_printf(h, "normal: %" PRId64 " pages\n", r->normal);
     hmp_printf(h, "normal bytes: %" PRId64 " kbytes\n", r->normal_bytes >> 10);
     hmp_printf(h, "dirty sync count: %" PRId64 "\n", r->dirty_sync_count);
+    if (r->has_dirty_pages_rate) {
+        hmp_printf(h, "dirty pages rate: %" PRId64 " pages\n", r->dirty_pages_rate);
+    }
     hmp_printf(h, "page size: %" PRId64 " kbytes\n", r->page_size >> 10);
     hmp_printf(h, "pages-per-second: %" PRId64 "\n", r->pages_per_second);
     hmp_printf(h, "precopy ram: %" PRIu64 " kbytes\n", r->precopy_bytes >> 10);
@@ -203,6 +241,9 @@ static void hmp_info_migrate(Hmp *h, int argc, char **argv)
     if (info->has_ram) {
         print_ram(h, info->ram);
     }
+    if (info->has_x_background_snapshot) {
+        bg_migration_hmp_print(h, info->x_background_snapshot);
+    }
     qapi_free_MigrationInfo(info);
 }
 
@@ -225,7 +266,8 @@ static const HmpCommand migrate_set_capability_cmd = {
 };
 static const HmpCommand migrate_set_parameter_cmd = {
     .name = "migrate_set_parameter", .args = "NAME VALUE", .min_args = 2, .max_args = 2,
-    .help = "set a migration parameter (max-bandwidth, downtime-limit)",
+    .help = "set a migration parameter (max-bandwidth, downtime-limit, "
+            "x-background-snapshot-pool-size, x-background-snapshot-chunk-size)",
     .fn = hmp_migrate_set_parameter,
 };
 static const HmpCommand info_migrate_cmd = {

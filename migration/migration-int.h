@@ -3,6 +3,7 @@
 #define AMBER_MIGRATION_MIGRATION_INT_H
 
 #include <glib.h>
+#include <pthread.h>
 
 #include "migration/channel.h"
 #include "migration/migration.h"
@@ -39,8 +40,8 @@ typedef struct MainCall MainCall;
 struct MigrationState {
     Amber *s;
     MigrationOptions opts;
-    GMutex lock;                /* error, call, shutting_down */
-    GCond cond;
+    pthread_mutex_t lock;                /* error, call, shutting_down */
+    pthread_cond_t cond;
     bool shutting_down;
     MainCall *call;             /* the thread's request to the main loop */
     guint call_source;
@@ -60,6 +61,8 @@ struct MigrationState {
     int64_t start_us, setup_end_us, stop_us, end_us;
     uint64_t bytes;             /* stream bytes so far */
     uint64_t bytes_at_stop;
+    struct BgMigration *bg;     /* background snapshot (snapshot.c), or NULL */
+    struct Precopy *precopy;    /* live migration (precopy.c), or NULL */
 
     MigrationIncoming *incoming;
 };

@@ -26,6 +26,8 @@
 #include "monitor/monitor.h"
 #include "qapi-commands.h"
 #include "qapi-events.h"
+#include "precopy.h"
+#include "snapshot.h"
 #include "util/trace.h"
 
 struct MainCall {
@@ -86,8 +88,8 @@ MigrationState *migration_state(Amber *s)
         ms = g_new0(MigrationState, 1);
         ms->s = s;
         migrate_options_init(&ms->opts);
-        g_mutex_init(&ms->lock);
-        g_cond_init(&ms->cond);
+        pthread_mutex_init(&ms->lock, NULL);
+        pthread_cond_init(&ms->cond, NULL);
         ms->status = MIGRATION_STATUS_NONE;
         ms->cancel_fd = -1;
         s->migration = ms;
@@ -122,9 +124,9 @@ bool migration_exiting(MigrationState *ms)
 {
     bool r;
 
-    g_mutex_lock(&ms->lock);
+    pthread_mutex_lock(&ms->lock);
     r = ms->shutting_down;
-    g_mutex_unlock(&ms->lock);
+    pthread_mutex_unlock(&ms->lock);
     return r;
 }
 
@@ -144,19 +146,19 @@ static gboolean main_call_dispatch(gpointer opaque)
     MigrationState *ms = opaque;
     MainCall *c;
 
-    g_mutex_lock(&ms->lock);
+    pthread_mutex_lock(&ms->lock);
     c = ms->call;
     ms->call_source = 0;
-    g_mutex_unlock(&ms->lock);
+    pthread_mutex_unlock(&ms->lock);
     if (c) {
         c->ok = c->fn(ms->s, c->data, &c->err);
     }
-    g_mutex_lock(&ms->lock);
+    pthread_mutex_lock(&ms->lock);
     if (c) {
         c->done = true;
     }
-    g_cond_broadcast(&ms->cond);
-    g_mutex_unlock(&ms->lock);
+    pthread_cond_broadcast(&ms->cond);
+    pthread_mutex_unlock(&ms->lock);
     return G_SOURCE_REMOVE;
 }
 
@@ -164,16 +166,16 @@ bool migration_call_main(MigrationState *ms, MigrationMainFn fn, void *data, Err
 {
     MainCall c = { .fn = fn, .data = data };
 
-    g_mutex_lock(&ms->lock);
+    pthread_mutex_lock(&ms->lock);
     if (!ms->shutting_down) {
         ms->call = &c;
         ms->call_source = g_idle_add(main_call_dispatch, ms);
         while (!c.done && !ms->shutting_down) {
-            g_cond_wait(&ms->cond, &ms->lock);
+            pthread_cond_wait(&ms->cond, &ms->lock);
         }
         ms->call = NULL;
     }
-    g_mutex_unlock(&ms->lock);
+    pthread_mutex_unlock(&ms->lock);
     if (!c.done) {
         error_setg(errp, "amber is exiting");
         return false;
@@ -398,7 +400,8 @@ static bool save_stopped_phase(MigrationState *ms, SaveStateRegistry *r, QEMUFil
         error_prepend(errp, "cannot read the machine state: ");
         return false;
     }
-    if (migrate_events(&ms->opts)) {
+    /* A live migration counts its passes itself. */
+    if (migrate_events(&ms->opts) && !precopy_live(ms)) {
         qapi_event_send_migration_pass(ms->s, 1);
     }
     while ((ret = savevm_save_iterate(r, f, errp)) == 0) {
@@ -436,14 +439,25 @@ static bool outgoing_run(MigrationState *ms, Error **errp)
     if (!ms->ch) {
         ms->ch = channel_open_outgoing(ms->uri, NULL, NULL, errp);
     }
-    if (!ms->ch || !ram_save_register(ms->ram, r, errp) ||
+    if (!ms->ch ||
+        !(precopy_wanted(ms) ? precopy_register(ms, r, errp)
+                             : ram_save_register(ms->ram, r, errp)) ||
         !migration_io_init(&io, ms->ch->fd, ms->cancel_fd, errp)) {
         goto out;
     }
     f = migration_io_output(&io, ms->uri);
     apply_rate_limit(ms, f);
 
-    if (!save_setup_phase(ms, r, f, errp) ||
+    if (!save_setup_phase(ms, r, f, errp)) {
+        goto out;
+    }
+    if (ms->bg) {
+        /* One short pause; the guest runs on while RAM is written. */
+        ok = bg_migration_save(ms, r, f, img, errp);
+        goto out;
+    }
+    /* Live: passes while the guest runs, until the rest fits downtime-limit. */
+    if (!precopy_iterate(ms, r, f, errp) ||
         !migration_call_main(ms, stop_vm_main, ms, errp)) {
         goto out;
     }
@@ -451,6 +465,7 @@ static bool outgoing_run(MigrationState *ms, Error **errp)
     __atomic_store_n(&ms->bytes_at_stop, qemu_file_transferred(f), __ATOMIC_RELAXED);
     ok = save_stopped_phase(ms, r, f, img, errp);
 out:
+    precopy_end(ms);
     if (f) {
         qemu_fclose(f);
         migration_io_restore(&io);
@@ -478,10 +493,10 @@ static gpointer outgoing_thread(gpointer opaque)
     __atomic_store_n(&ms->end_us, migration_now_us(), __ATOMIC_RELAXED);
     ms->succeeded = ok;
     if (!ok && !was_cancel) {
-        g_mutex_lock(&ms->lock);
+        pthread_mutex_lock(&ms->lock);
         ms->error = err;
         err = NULL;
-        g_mutex_unlock(&ms->lock);
+        pthread_mutex_unlock(&ms->lock);
     }
     error_free(err);
     /* The run state first, so a client that sees the status sees it too. */
@@ -512,6 +527,8 @@ static void join_thread(MigrationState *ms)
 static void reset_outgoing(MigrationState *ms)
 {
     join_thread(ms);
+    bg_migration_free(ms);
+    precopy_free(ms);
     g_clear_pointer(&ms->uri, g_free);
     g_clear_pointer(&ms->ram, ram_save_free);
     if (ms->error) {
@@ -595,6 +612,8 @@ void qmp_migrate(Amber *s, const char *uri, bool has_detach, bool detach, Error 
     ms->ch = ch;
     ms->uri = g_strdup(uri);
     ms->ram = ram_save_new(machine_ram(s->machine));
+    bg_migration_prepare(ms);
+    precopy_prepare(ms);
     ms->start_us = migration_now_us();
     migration_set_status(ms, &ms->status, MIGRATION_STATUS_SETUP);
     ms->thread = g_thread_new("mig/src", outgoing_thread, ms);
@@ -612,6 +631,7 @@ void qmp_migrate_cancel(Amber *s, Error **errp)
     }
     __atomic_store_n(&ms->cancel, true, __ATOMIC_RELEASE);
     migration_cancel_fd_signal(ms->cancel_fd);
+    bg_migration_cancel(ms);
 }
 
 /* ---- query-migrate ----------------------------------------------------------------------- */
@@ -677,13 +697,15 @@ static void outgoing_info(MigrationState *ms, MigrationInfo *info)
         info->has_expected_downtime = true;
         info->expected_downtime = ms->opts.downtime_limit;
     } else if (st == MIGRATION_STATUS_FAILED) {
-        g_mutex_lock(&ms->lock);
+        pthread_mutex_lock(&ms->lock);
         if (ms->error) {
             info->has_error_desc = true;
             info->error_desc = g_strdup(error_get_pretty(ms->error));
         }
-        g_mutex_unlock(&ms->lock);
+        pthread_mutex_unlock(&ms->lock);
     }
+    bg_migration_info(ms, info);
+    precopy_info(ms, info);
 }
 
 MigrationInfo *qmp_query_migrate(Amber *s, Error **errp)
@@ -708,23 +730,24 @@ void migration_shutdown(Amber *s)
     if (!ms) {
         return;
     }
-    g_mutex_lock(&ms->lock);
+    pthread_mutex_lock(&ms->lock);
     ms->shutting_down = true;
     if (ms->call_source) {
         g_source_remove(ms->call_source);
         ms->call_source = 0;
     }
-    g_cond_broadcast(&ms->cond);
-    g_mutex_unlock(&ms->lock);
+    pthread_cond_broadcast(&ms->cond);
+    pthread_mutex_unlock(&ms->lock);
     if (outgoing_running(ms)) {
         __atomic_store_n(&ms->cancel, true, __ATOMIC_RELEASE);
         migration_cancel_fd_signal(ms->cancel_fd);
+        bg_migration_cancel(ms);
     }
     migration_incoming_shutdown(ms);
     reset_outgoing(ms);
     migration_incoming_free(ms->incoming);
-    g_mutex_clear(&ms->lock);
-    g_cond_clear(&ms->cond);
+    pthread_mutex_destroy(&ms->lock);
+    pthread_cond_destroy(&ms->cond);
     g_free(ms);
     s->migration = NULL;
 }

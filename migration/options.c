@@ -4,14 +4,17 @@
  * Every compatibility rule of a capability is one row of cap_rules[]:
  * what it needs (a kernel feature, a memory backend) and which other
  * capabilities it excludes.  The same check runs when capabilities are
- * set and again when a migration starts.  Today the only capability is
- * `events`, which needs nothing; background-snapshot and postcopy-ram add
- * their rows here.
+ * set and again when a migration starts.  `events` needs nothing;
+ * background-snapshot needs userfaultfd write-protect on every RAM block.
+ * postcopy-ram does not exist yet: when it comes, it excludes
+ * background-snapshot (a background snapshot never stops the source, a
+ * postcopy needs it stopped) and its row lists that.
  */
 #include <inttypes.h>
 
 #include "migration-int.h"
 #include "qapi-commands.h"
+#include "snapshot.h"
 
 typedef struct CapRule {
     MigrationCapability cap;
@@ -24,6 +27,8 @@ typedef struct CapRule {
 
 static const CapRule cap_rules[] = {
     { .cap = MIGRATION_CAPABILITY_EVENTS },
+    /* postcopy-ram, when it exists, is listed in .excludes here and there. */
+    { .cap = MIGRATION_CAPABILITY_BACKGROUND_SNAPSHOT, .usable = bg_migration_usable },
 };
 
 void migrate_options_init(MigrationOptions *o)
@@ -31,6 +36,8 @@ void migrate_options_init(MigrationOptions *o)
     *o = (MigrationOptions){
         .max_bandwidth = MIGRATE_DEFAULT_MAX_BANDWIDTH,
         .downtime_limit = MIGRATE_DEFAULT_DOWNTIME_LIMIT,
+        .bg_pool_size = MIGRATE_DEFAULT_BG_POOL_SIZE,
+        .bg_chunk_size = MIGRATE_DEFAULT_BG_CHUNK_SIZE,
     };
 }
 
@@ -104,6 +111,10 @@ MigrationCapabilityStatusList *qmp_query_migrate_capabilities(Amber *s, Error **
 
 void qmp_migrate_set_parameters(Amber *s, bool has_max_bandwidth, uint64_t max_bandwidth,
                                 bool has_downtime_limit, uint64_t downtime_limit,
+                                bool has_x_background_snapshot_pool_size,
+                                uint64_t x_background_snapshot_pool_size,
+                                bool has_x_background_snapshot_chunk_size,
+                                uint64_t x_background_snapshot_chunk_size,
                                 Error **errp)
 {
     MigrationState *ms = migration_state(s);
@@ -118,6 +129,18 @@ void qmp_migrate_set_parameters(Amber *s, bool has_max_bandwidth, uint64_t max_b
         error_setg(errp, "Parameter 'max-bandwidth' expects an integer in the range of "
                    "0 to %" PRId64 " bytes/second", INT64_MAX);
         return;
+    }
+    if (!bg_migration_check_params(
+            has_x_background_snapshot_pool_size ? &x_background_snapshot_pool_size : NULL,
+            has_x_background_snapshot_chunk_size ? &x_background_snapshot_chunk_size : NULL,
+            errp)) {
+        return;
+    }
+    if (has_x_background_snapshot_pool_size) {
+        ms->opts.bg_pool_size = x_background_snapshot_pool_size;
+    }
+    if (has_x_background_snapshot_chunk_size) {
+        ms->opts.bg_chunk_size = x_background_snapshot_chunk_size;
     }
     if (has_downtime_limit) {
         ms->opts.downtime_limit = downtime_limit;
@@ -135,5 +158,7 @@ MigrationParameters *qmp_query_migrate_parameters(Amber *s, Error **errp)
 
     p->max_bandwidth = ms->opts.max_bandwidth;
     p->downtime_limit = ms->opts.downtime_limit;
+    p->x_background_snapshot_pool_size = ms->opts.bg_pool_size;
+    p->x_background_snapshot_chunk_size = ms->opts.bg_chunk_size;
     return p;
 }

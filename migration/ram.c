@@ -206,6 +206,21 @@ static void save_page(RamSaveState *rs, QEMUFile *f, const RAMBlock *rb, uint64_
     counter_add(&rs->c.scanned_pages, 1);
 }
 
+void ram_save_put_page(RamSaveState *rs, QEMUFile *f, const RAMBlock *rb,
+                       uint64_t offset, const uint8_t *data)
+{
+    if (!data) {
+        put_record_header(rs, f, rb, offset, RAM_SAVE_FLAG_ZERO);
+        qemu_put_byte(f, 0);
+        counter_add(&rs->c.zero_pages, 1);
+    } else {
+        put_record_header(rs, f, rb, offset, RAM_SAVE_FLAG_PAGE);
+        qemu_put_buffer(f, data, RAM_PAGE_SIZE);
+        counter_add(&rs->c.normal_pages, 1);
+    }
+    counter_add(&rs->c.scanned_pages, 1);
+}
+
 /* ---- section handlers -------------------------------------------------------------- */
 
 static bool ram_save_setup(QEMUFile *f, void *opaque, Error **errp)

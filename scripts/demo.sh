@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Run the built-in guest for a few seconds and show what it reports:
 # the time from starting amber to the guest's first report line, and the
-# page writes per second each vCPU achieves.
+# page writes per second each vCPU achieves.  Then a background snapshot
+# of a loaded guest, restored in a second process (scripts/demo-bgsnapshot.py).
 #
 #   scripts/demo.sh BUILD_DIR
 set -euo pipefail
@@ -58,4 +59,7 @@ awk -v start="$start" -v first="$first" -v status="$status" '
         }
         printf "  amber exit status: %d\n", status
     }' "$serial"
-exit "$status"
+[ "$status" -eq 0 ] || exit "$status"
+
+echo
+/usr/bin/python3 "$(dirname "$0")/demo-bgsnapshot.py" "$build" --mem 1G --cpus 2 --rate 50000

@@ -29,7 +29,7 @@ Amber *amber_new(void)
     Amber *s = g_new0(Amber, 1);
 
     s->event_sinks = g_ptr_array_new_with_free_func(g_free);
-    g_mutex_init(&s->event_lock);
+    pthread_mutex_init(&s->event_lock, NULL);
     g_queue_init(&s->pending_events);
     s->main_thread = g_thread_self();
     s->loop = g_main_loop_new(NULL, FALSE);
@@ -52,14 +52,14 @@ void amber_free(Amber *s)
     if (!s) {
         return;
     }
-    g_mutex_lock(&s->event_lock);
+    pthread_mutex_lock(&s->event_lock);
     if (s->event_source) {
         g_source_remove(s->event_source);
         s->event_source = 0;
     }
     g_queue_clear_full(&s->pending_events, pending_event_free);
-    g_mutex_unlock(&s->event_lock);
-    g_mutex_clear(&s->event_lock);
+    pthread_mutex_unlock(&s->event_lock);
+    pthread_mutex_destroy(&s->event_lock);
     g_ptr_array_unref(s->event_sinks);
     g_main_loop_unref(s->loop);
     g_free(s);
@@ -90,11 +90,11 @@ static gboolean deliver_pending(gpointer opaque)
     Amber *s = opaque;
     GQueue q = G_QUEUE_INIT;
 
-    g_mutex_lock(&s->event_lock);
+    pthread_mutex_lock(&s->event_lock);
     s->event_source = 0;
     q = s->pending_events;
     g_queue_init(&s->pending_events);
-    g_mutex_unlock(&s->event_lock);
+    pthread_mutex_unlock(&s->event_lock);
 
     for (GList *l = q.head; l; l = l->next) {
         PendingEvent *ev = l->data;
@@ -109,9 +109,9 @@ void amber_emit_event(Amber *s, const char *event, JsonObject *data)
     gint64 ts = g_get_real_time();
 
     if (g_thread_self() == s->main_thread) {
-        g_mutex_lock(&s->event_lock);
+        pthread_mutex_lock(&s->event_lock);
         bool queued = !g_queue_is_empty(&s->pending_events);
-        g_mutex_unlock(&s->event_lock);
+        pthread_mutex_unlock(&s->event_lock);
         if (!queued) {
             deliver(s, event, data, ts);
             if (data) {
@@ -125,12 +125,12 @@ void amber_emit_event(Amber *s, const char *event, JsonObject *data)
     ev->name = g_strdup(event);
     ev->data = data;
     ev->timestamp_us = ts;
-    g_mutex_lock(&s->event_lock);
+    pthread_mutex_lock(&s->event_lock);
     g_queue_push_tail(&s->pending_events, ev);
     if (!s->event_source) {
         s->event_source = g_idle_add(deliver_pending, s);
     }
-    g_mutex_unlock(&s->event_lock);
+    pthread_mutex_unlock(&s->event_lock);
 }
 
 void amber_add_event_sink(Amber *s, AmberEventSink fn, void *opaque)

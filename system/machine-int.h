@@ -66,7 +66,7 @@ struct Machine {
     bool started;
     int runstate;                       /* RunState, atomic */
 
-    GMutex req_lock;
+    pthread_mutex_t req_lock;
     ShutdownCause shutdown_req;
     int shutdown_exit_code;
     bool reset_req;
@@ -77,6 +77,10 @@ struct Machine {
     /* Power-on state captured at creation, put back by machine_reset. */
     void *reset_vcpu_state[AMBER_MAX_CPUS];
     void *reset_vm_state;
+
+    /* dirty-log.c: amber's own writes to RAM, per block; on is atomic. */
+    unsigned long *soft_dirty[AMBER_MAX_RAM_BLOCKS];
+    int soft_dirty_on;
 };
 
 /* cpus.c */
@@ -90,6 +94,9 @@ void cpus_destroy(Machine *m);
 bool devices_realize(Machine *m, Error **errp);
 void devices_reset(Machine *m);
 void devices_unrealize(Machine *m);
+
+/* dirty-log.c */
+void machine_soft_dirty_free(Machine *m);
 
 /* loader.c */
 bool loader_load_guest(Machine *m, Error **errp);

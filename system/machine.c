@@ -144,7 +144,7 @@ Machine *machine_create(MachineOptions *opts, Error **errp)
     pthread_mutex_init(&m->dev_lock, NULL);
     pthread_mutex_init(&m->cpu_lock, NULL);
     pthread_cond_init(&m->cpu_cond, NULL);
-    g_mutex_init(&m->req_lock);
+    pthread_mutex_init(&m->req_lock, NULL);
     m->runstate = RUN_STATE_PRELAUNCH;
     if (!check_options(opts, errp)) {
         goto fail;
@@ -194,12 +194,13 @@ void machine_destroy(Machine *m)
         m->accel_ops->destroy_vm(m->accel);
     }
     ram_block_list_clear(&m->ram);
-    g_mutex_lock(&m->req_lock);
+    machine_soft_dirty_free(m);
+    pthread_mutex_lock(&m->req_lock);
     if (m->notify_source) {
         g_source_remove(m->notify_source);
         m->notify_source = 0;
     }
-    g_mutex_unlock(&m->req_lock);
+    pthread_mutex_unlock(&m->req_lock);
     for (int i = 0; i < AMBER_MAX_CPUS; i++) {
         g_free(m->reset_vcpu_state[i]);
     }
@@ -208,7 +209,7 @@ void machine_destroy(Machine *m)
     pthread_cond_destroy(&m->cpu_cond);
     pthread_mutex_destroy(&m->cpu_lock);
     pthread_mutex_destroy(&m->dev_lock);
-    g_mutex_clear(&m->req_lock);
+    pthread_mutex_destroy(&m->req_lock);
     g_free(m);
 }
 
@@ -240,6 +241,8 @@ bool machine_reset(Machine *m, Error **errp)
     if (!loader_load_guest(m, errp)) {
         return false;
     }
+    /* The loader wrote behind the accelerator's dirty log. */
+    machine_mark_all_dirty(m);
     pthread_mutex_lock(&m->cpu_lock);
     for (int i = 0; i < m->ncpus; i++) {
         m->cpus[i]->stopped_for_good = false;
@@ -256,11 +259,11 @@ bool machine_reset(Machine *m, Error **errp)
 static gboolean deliver_requests(gpointer opaque)
 {
     Machine *m = opaque;
-    g_mutex_lock(&m->req_lock);
+    pthread_mutex_lock(&m->req_lock);
     m->notify_source = 0;
     MachineRequestNotify fn = m->notify;
     void *fn_opaque = m->notify_opaque;
-    g_mutex_unlock(&m->req_lock);
+    pthread_mutex_unlock(&m->req_lock);
     if (fn) {
         fn(m, fn_opaque);
     }
@@ -277,53 +280,53 @@ static void schedule_notify(Machine *m)
 
 void machine_request_shutdown(Machine *m, ShutdownCause cause, int exit_code)
 {
-    g_mutex_lock(&m->req_lock);
+    pthread_mutex_lock(&m->req_lock);
     if (m->shutdown_req == SHUTDOWN_CAUSE_NONE) {
         m->shutdown_req = cause;
         m->shutdown_exit_code = exit_code;
     }
     schedule_notify(m);
-    g_mutex_unlock(&m->req_lock);
+    pthread_mutex_unlock(&m->req_lock);
 }
 
 void machine_request_reset(Machine *m)
 {
-    g_mutex_lock(&m->req_lock);
+    pthread_mutex_lock(&m->req_lock);
     m->reset_req = true;
     schedule_notify(m);
-    g_mutex_unlock(&m->req_lock);
+    pthread_mutex_unlock(&m->req_lock);
 }
 
 void machine_set_request_notify(Machine *m, MachineRequestNotify fn, void *opaque)
 {
-    g_mutex_lock(&m->req_lock);
+    pthread_mutex_lock(&m->req_lock);
     m->notify = fn;
     m->notify_opaque = opaque;
     if (m->shutdown_req != SHUTDOWN_CAUSE_NONE || m->reset_req) {
         schedule_notify(m);
     }
-    g_mutex_unlock(&m->req_lock);
+    pthread_mutex_unlock(&m->req_lock);
 }
 
 ShutdownCause machine_take_shutdown_request(Machine *m, int *exit_code)
 {
-    g_mutex_lock(&m->req_lock);
+    pthread_mutex_lock(&m->req_lock);
     ShutdownCause c = m->shutdown_req;
     if (exit_code) {
         *exit_code = m->shutdown_exit_code;
     }
     m->shutdown_req = SHUTDOWN_CAUSE_NONE;
     m->shutdown_exit_code = 0;
-    g_mutex_unlock(&m->req_lock);
+    pthread_mutex_unlock(&m->req_lock);
     return c;
 }
 
 bool machine_take_reset_request(Machine *m)
 {
-    g_mutex_lock(&m->req_lock);
+    pthread_mutex_lock(&m->req_lock);
     bool r = m->reset_req;
     m->reset_req = false;
-    g_mutex_unlock(&m->req_lock);
+    pthread_mutex_unlock(&m->req_lock);
     return r;
 }
 
@@ -411,5 +414,7 @@ bool machine_write_phys(Machine *m, uint64_t gpa, const void *buf, uint64_t len,
         return false;
     }
     memcpy(p, buf, len);
+    /* After the copy: whoever takes the bit then finds the new bytes. */
+    machine_mark_dirty(m, gpa, len);
     return true;
 }

@@ -8,7 +8,9 @@
  * block list, has the main loop stop the VM (finish-migrate), captures
  * the machine state, writes RAM, devices, EOF and VMDESCRIPTION, and
  * closes the channel (fsync / exec exit status).  Success leaves the VM in
- * postmigrate; failure or cancel restores the run state it had.
+ * postmigrate; failure or cancel restores the run state it had.  With the
+ * background-snapshot capability the VM stops only for one short pause
+ * and keeps running (migration/snapshot.h).
  *
  * Incoming (`-incoming URI`, `-incoming defer` + `migrate-incoming`): the
  * machine is created in inmigrate and never runs until a whole stream has

@@ -23,11 +23,20 @@ typedef struct Machine Machine;
 #define MIGRATE_DEFAULT_DOWNTIME_LIMIT  300
 /* QEMU's bound for downtime-limit: 2000 seconds, in ms. */
 #define MIGRATE_MAX_DOWNTIME_LIMIT      2000000
+/* Background snapshot knobs (see docs/devel/background-snapshot.md). */
+#define MIGRATE_DEFAULT_BG_POOL_SIZE    (16ULL << 20)
+#define MIGRATE_MIN_BG_POOL_SIZE        (64ULL << 10)
+#define MIGRATE_MAX_BG_POOL_SIZE        (16ULL << 30)
+#define MIGRATE_DEFAULT_BG_CHUNK_SIZE   (64ULL << 10)
+#define MIGRATE_MIN_BG_CHUNK_SIZE       (4ULL << 10)
+#define MIGRATE_MAX_BG_CHUNK_SIZE       (2ULL << 20)
 
 typedef struct MigrationOptions {
     bool caps[MIGRATION_CAPABILITY__MAX];
     uint64_t max_bandwidth;         /* bytes/s, 0 = unlimited */
     uint64_t downtime_limit;        /* ms */
+    uint64_t bg_pool_size;          /* x-background-snapshot-pool-size, bytes */
+    uint64_t bg_chunk_size;         /* x-background-snapshot-chunk-size, bytes */
 } MigrationOptions;
 
 void migrate_options_init(MigrationOptions *o);
@@ -42,6 +51,11 @@ bool migrate_caps_check(const bool caps[MIGRATION_CAPABILITY__MAX], Machine *m,
 static inline bool migrate_events(const MigrationOptions *o)
 {
     return o->caps[MIGRATION_CAPABILITY_EVENTS];
+}
+
+static inline bool migrate_background_snapshot(const MigrationOptions *o)
+{
+    return o->caps[MIGRATION_CAPABILITY_BACKGROUND_SNAPSHOT];
 }
 
 #endif

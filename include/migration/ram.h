@@ -12,8 +12,8 @@
  * stopped): pages never populated and all-zero pages go out as ZERO
  * without being copied, the rest as PAGE, queued straight from guest
  * memory (the stream does not copy them).  Loading checks every record
- * against this VM's blocks and refuses a stream that leaves any page of
- * any block unwritten.
+ * against this VM's blocks.  A page with no record (a background snapshot
+ * skips pages never populated at its instant) is zero after the load.
  */
 #ifndef AMBER_MIGRATION_RAM_H
 #define AMBER_MIGRATION_RAM_H
@@ -59,6 +59,14 @@ void ram_save_free(RamSaveState *rs);
 /* Register the iterative `ram` entry (instance 0, version 4) in r. */
 bool ram_save_register(RamSaveState *rs, SaveStateRegistry *r, Error **errp);
 void ram_save_counters(RamSaveState *rs, RamCounters *out);
+/*
+ * One page record of a `ram` PART/END payload, for writers that pick the
+ * pages themselves (a background snapshot): data NULL is a ZERO record,
+ * else the 4096 bytes are copied into the stream at once (the guest may
+ * change the page right after).  Counted like the pass's own records.
+ */
+void ram_save_put_page(RamSaveState *rs, QEMUFile *f, const RAMBlock *rb,
+                       uint64_t offset, const uint8_t *data);
 
 /* ---- loading ----------------------------------------------------------------- */
 
@@ -69,8 +77,8 @@ RamLoadState *ram_load_new(RamBlockList *ram);
 void ram_load_free(RamLoadState *ls);
 bool ram_load_register(RamLoadState *ls, SaveStateRegistry *r, Error **errp);
 /*
- * After the stream's EOF: true when the block list came and every page
- * of every block was written; otherwise names the first gap.
+ * After the stream's EOF: true when the block list came and named every
+ * block; pages that had no record are then made zero.
  */
 bool ram_load_complete(RamLoadState *ls, Error **errp);
 void ram_load_counters(RamLoadState *ls, RamCounters *out);

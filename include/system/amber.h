@@ -8,6 +8,7 @@
 
 #include <stdbool.h>
 #include <glib.h>
+#include <pthread.h>
 #include <json-glib/json-glib.h>
 
 #include "system/machine.h"
@@ -22,7 +23,7 @@ struct Amber {
     Machine *machine;
     GMainLoop *loop;
     GPtrArray *event_sinks;         /* of AmberEventSinkEntry, see amber.c */
-    GMutex event_lock;
+    pthread_mutex_t event_lock;
     GQueue pending_events;          /* events emitted off the main thread */
     guint event_source;
     int exit_code;                  /* process status once the loop ends */

@@ -165,6 +165,26 @@ void *machine_gpa_to_hva(Machine *m, uint64_t gpa, uint64_t len);
 bool machine_read_phys(Machine *m, uint64_t gpa, void *buf, uint64_t len, Error **errp);
 bool machine_write_phys(Machine *m, uint64_t gpa, const void *buf, uint64_t len, Error **errp);
 
+/*
+ * Dirty log of the writes amber makes itself into guest RAM (the
+ * accelerator logs only the guest's): machine_write_phys and the image
+ * reload of a reset mark pages while the log is on, one bit per 4 KiB
+ * page of each RAM block.  A live migration merges it with the
+ * accelerator's log (system/dirty-log.c).  Any thread.
+ */
+void machine_soft_dirty_start(Machine *m);
+void machine_soft_dirty_stop(Machine *m);
+/* Mark [gpa, gpa + len); nothing while the log is off. */
+void machine_mark_dirty(Machine *m, uint64_t gpa, uint64_t len);
+void machine_mark_all_dirty(Machine *m);
+/*
+ * Take and clear the bits of pages [start, start + nr) of RAM block number
+ * `block` into dst (bit i is page start + i; start a multiple of
+ * BITS_PER_LONG).  Returns how many were set.
+ */
+size_t machine_soft_dirty_take(Machine *m, int block, size_t start, size_t nr,
+                               unsigned long *dst);
+
 /* ---- vCPUs and accelerator state ------------------------------------------- */
 
 typedef struct AccelState AccelState;

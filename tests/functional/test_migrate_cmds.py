@@ -50,8 +50,18 @@ def events_on(c):
          {"capabilities": [{"capability": "events", "state": True}]})
 
 
-def migration_events(c):
-    return [e["data"]["status"] for e in c.events if e["event"] == "MIGRATION"]
+def migration_events(c, until=None, timeout=5):
+    """MIGRATION statuses received so far; with `until`, wait for that one.
+
+    Events from the migration thread reach the monitor through the main
+    loop, so a reply to query-migrate can overtake the last event."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = [e["data"]["status"] for e in c.events if e["event"] == "MIGRATION"]
+        if until is None or until in got or time.monotonic() > deadline:
+            return got
+        c.ok("query-status")                # reading a reply collects events
+        time.sleep(0.02)
 
 
 def assert_running_again(vm, c):
@@ -61,14 +71,19 @@ def assert_running_again(vm, c):
 
 # ---- capabilities and parameters ------------------------------------------------
 
+# The background snapshot's capability and parameters, at their defaults.
+BGS_CAP = [{"capability": "background-snapshot", "state": False}]
+BGS_PARAMS = {"x-background-snapshot-pool-size": 16 << 20,
+              "x-background-snapshot-chunk-size": 64 << 10}
+
 def test_capabilities_round_trip(vmq):
     vm, c = vmq
-    assert c.ok("query-migrate-capabilities") == [{"capability": "events", "state": False}]
+    assert c.ok("query-migrate-capabilities") == [{"capability": "events", "state": False}] + BGS_CAP
     events_on(c)
-    assert c.ok("query-migrate-capabilities") == [{"capability": "events", "state": True}]
-    assert hmp(c, "info migrate_capabilities") == "events: on\r\n"
+    assert c.ok("query-migrate-capabilities") == [{"capability": "events", "state": True}] + BGS_CAP
+    assert hmp(c, "info migrate_capabilities") == "events: on\r\nbackground-snapshot: off\r\n"
     assert hmp(c, "migrate_set_capability events off") == ""
-    assert c.ok("query-migrate-capabilities") == [{"capability": "events", "state": False}]
+    assert c.ok("query-migrate-capabilities") == [{"capability": "events", "state": False}] + BGS_CAP
 
 
 @pytest.mark.parametrize("caps,desc", [
@@ -84,7 +99,7 @@ def test_capabilities_bad(vmq, caps, desc):
     e = c.error("migrate-set-capabilities", {"capabilities": caps})
     assert e["class"] == "GenericError"
     assert e["desc"] == desc
-    assert c.ok("query-migrate-capabilities") == [{"capability": "events", "state": False}]
+    assert c.ok("query-migrate-capabilities") == [{"capability": "events", "state": False}] + BGS_CAP
 
 
 def test_capabilities_hmp_bad(vmq):
@@ -96,20 +111,22 @@ def test_capabilities_hmp_bad(vmq):
 
 def test_parameters_round_trip(vmq):
     vm, c = vmq
-    assert c.ok("query-migrate-parameters") == {"max-bandwidth": 0, "downtime-limit": 300}
+    assert c.ok("query-migrate-parameters") == dict({"max-bandwidth": 0, "downtime-limit": 300}, **BGS_PARAMS)
     c.ok("migrate-set-parameters", {"max-bandwidth": 1 << 20, "downtime-limit": 50})
-    assert c.ok("query-migrate-parameters") == {"max-bandwidth": 1 << 20,
-                                                "downtime-limit": 50}
+    assert c.ok("query-migrate-parameters") == dict({"max-bandwidth": 1 << 20,
+                                                "downtime-limit": 50}, **BGS_PARAMS)
     # Only what is given changes.
     c.ok("migrate-set-parameters", {"downtime-limit": 2000000})
-    assert c.ok("query-migrate-parameters") == {"max-bandwidth": 1 << 20,
-                                                "downtime-limit": 2000000}
+    assert c.ok("query-migrate-parameters") == dict({"max-bandwidth": 1 << 20,
+                                                "downtime-limit": 2000000}, **BGS_PARAMS)
     assert hmp(c, "migrate_set_parameter max-bandwidth 64M") == ""
     assert hmp(c, "migrate_set_parameter downtime-limit 120") == ""
-    assert c.ok("query-migrate-parameters") == {"max-bandwidth": 64 << 20,
-                                                "downtime-limit": 120}
+    assert c.ok("query-migrate-parameters") == dict({"max-bandwidth": 64 << 20,
+                                                "downtime-limit": 120}, **BGS_PARAMS)
     assert hmp(c, "info migrate_parameters") == (
-        "max-bandwidth: 67108864 bytes/second\r\ndowntime-limit: 120 ms\r\n")
+        "max-bandwidth: 67108864 bytes/second\r\ndowntime-limit: 120 ms\r\n"
+        "x-background-snapshot-pool-size: 16777216 bytes\r\n"
+        "x-background-snapshot-chunk-size: 65536 bytes\r\n")
 
 
 @pytest.mark.parametrize("args,desc", [
@@ -127,7 +144,7 @@ def test_parameters_bad(vmq, args, desc):
     e = c.error("migrate-set-parameters", args)
     assert e["desc"].startswith(desc), e
     # All or nothing: the valid max-bandwidth next to a bad value is not applied.
-    assert c.ok("query-migrate-parameters") == {"max-bandwidth": 0, "downtime-limit": 300}
+    assert c.ok("query-migrate-parameters") == dict({"max-bandwidth": 0, "downtime-limit": 300}, **BGS_PARAMS)
 
 
 def test_parameters_hmp_bad(vmq):
@@ -135,7 +152,7 @@ def test_parameters_hmp_bad(vmq):
     assert "Invalid parameter 'speed'" in hmp(c, "migrate_set_parameter speed 1")
     assert hmp(c, "migrate_set_parameter max-bandwidth lots").startswith("Error: ")
     assert "must be a number" in hmp(c, "migrate_set_parameter downtime-limit x")
-    assert c.ok("query-migrate-parameters") == {"max-bandwidth": 0, "downtime-limit": 300}
+    assert c.ok("query-migrate-parameters") == dict({"max-bandwidth": 0, "downtime-limit": 300}, **BGS_PARAMS)
 
 
 # ---- migrate: errors that leave the VM alone ---------------------------------------
@@ -275,7 +292,7 @@ def test_cancel_slow_migration(vmq, tmp_path):
     c.ok("migrate_cancel")
     info = wait_status(c, timeout=5)
     assert info == {"status": "cancelled"}
-    assert migration_events(c) == ["setup", "active", "cancelling", "cancelled"]
+    assert migration_events(c, "cancelled") == ["setup", "active", "cancelling", "cancelled"]
     assert_running_again(vm, c)
     names = [e["event"] for e in c.events]
     assert names.index("STOP") < names.index("RESUME")
