@@ -15,6 +15,7 @@
  */
 #include "migration/background-snapshot.h"
 #include "util/bitmap.h"
+#include "util/cutils.h"
 #include "util/trace.h"
 #include "util/uffd.h"
 
@@ -246,20 +247,6 @@ bool bg_snapshot_check(RAMBlock *const *blocks, int nblocks,
 static uint64_t now_us(void)
 {
     return g_get_monotonic_time();
-}
-
-static bool page_is_zero(const uint8_t *p, size_t len)
-{
-    const uint64_t *w = (const uint64_t *)p;
-    size_t i;
-
-    for (i = 0; i < len / 8; i += 8) {
-        if (w[i] | w[i + 1] | w[i + 2] | w[i + 3] |
-            w[i + 4] | w[i + 5] | w[i + 6] | w[i + 7]) {
-            return false;
-        }
-    }
-    return true;
 }
 
 static BgBlock *find_block(BgSnapshot *s, uint64_t addr, int *index)
@@ -957,7 +944,7 @@ static bool sink_host_page(BgSnapshot *s, BgBlock *b, size_t page,
 
     for (off = 0; off < b->page_size; off += BG_SNAPSHOT_PAGE_SIZE) {
         const uint8_t *p = data + off;
-        bool zero = page_is_zero(p, BG_SNAPSHOT_PAGE_SIZE);
+        bool zero = buffer_is_zero(p, BG_SNAPSHOT_PAGE_SIZE);
 
         if (!s->sink(s->opaque, b->rb, page * b->page_size + off,
                      zero ? NULL : p, errp)) {

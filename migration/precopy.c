@@ -23,6 +23,7 @@
 #include "migration/dirty.h"
 #include "qapi-events.h"
 #include "util/bitmap.h"
+#include "util/cutils.h"
 #include "util/trace.h"
 #include "util/uffd.h"
 
@@ -45,7 +46,7 @@ struct Precopy {
     int block;
     uint64_t page;
     bool first_pass;
-    const RAMBlock *last_sent;      /* block of the previous record (CONTINUE) */
+    RamRecordWriter w;
 
     /* measurements, atomics */
     RamCounters c;                  /* passes = dirty syncs */
@@ -132,116 +133,33 @@ void precopy_end(MigrationState *ms)
 
 /* ---- records ------------------------------------------------------------------------- */
 
-static bool page_is_zero(const uint8_t *p)
-{
-    const uint64_t *w = (const uint64_t *)p;
-
-    for (size_t i = 0; i < RAM_PAGE_SIZE / 8; i++) {
-        if (w[i]) {
-            return false;
-        }
-    }
-    return true;
-}
-
-static void put_record_header(Precopy *pc, QEMUFile *f, const RAMBlock *rb,
-                              uint64_t offset, uint64_t flags)
-{
-    if (rb == pc->last_sent) {
-        qemu_put_be64(f, offset | flags | RAM_SAVE_FLAG_CONTINUE);
-        return;
-    }
-    qemu_put_be64(f, offset | flags);
-    qemu_put_byte(f, strlen(rb->idstr));
-    qemu_put_buffer(f, rb->idstr, strlen(rb->idstr));
-    pc->last_sent = rb;
-}
-
 static void send_page(Precopy *pc, QEMUFile *f, const RAMBlock *rb, uint64_t offset,
                       bool populated)
 {
     const uint8_t *p = rb->host + offset;
+    const uint8_t *data = populated && !buffer_is_zero(p, RAM_PAGE_SIZE) ? p : NULL;
 
-    if (!populated || page_is_zero(p)) {
-        put_record_header(pc, f, rb, offset, RAM_SAVE_FLAG_ZERO);
-        qemu_put_byte(f, 0);
-        counter_add(&pc->c.zero_pages, 1);
-    } else {
-        put_record_header(pc, f, rb, offset, RAM_SAVE_FLAG_PAGE);
-        /* Copied now: the guest may change the page right after. */
-        qemu_put_buffer(f, p, RAM_PAGE_SIZE);
-        counter_add(&pc->c.normal_pages, 1);
-    }
+    /* Copied now (no nocopy): the guest may change the page right after. */
+    ram_record_put(&pc->w, f, rb, offset, data, false);
+    counter_add(data ? &pc->c.normal_pages : &pc->c.zero_pages, 1);
     counter_add(&pc->c.scanned_pages, 1);
 }
 
 /* ---- which pages of a chunk hold data (first pass) ------------------------------------- */
 
-static unsigned long populated_by_seek(const RAMBlock *rb, uint64_t start, uint64_t n)
-{
-    off_t base = rb->fd_offset + start * RAM_PAGE_SIZE;
-    off_t end = base + n * RAM_PAGE_SIZE, pos = base;
-    unsigned long map = 0;
-
-    while (pos < end) {
-        off_t data = lseek(rb->fd, pos, SEEK_DATA), hole;
-
-        if (data < 0) {
-            return errno == ENXIO ? map : ~0UL;
-        }
-        if (data >= end) {
-            break;
-        }
-        hole = lseek(rb->fd, data, SEEK_HOLE);
-        if (hole < 0) {
-            return ~0UL;
-        }
-        hole = MIN(hole, end);
-        for (off_t p = data - (data - base) % RAM_PAGE_SIZE; p < hole; p += RAM_PAGE_SIZE) {
-            map |= 1UL << ((p - base) / RAM_PAGE_SIZE);
-        }
-        pos = hole;
-    }
-    return map;
-}
-
-static unsigned long populated_by_pagemap(Precopy *pc, const RAMBlock *rb, uint64_t start,
-                                          uint64_t n)
-{
-    static const PagemapQuery q = { .any_set = PAGE_IS_PRESENT | PAGE_IS_SWAPPED };
-    uint64_t base = (uintptr_t)rb->host + start * RAM_PAGE_SIZE;
-    struct page_region regs[PRECOPY_CHUNK];
-    unsigned long map = 0;
-    ssize_t nr;
-
-    if (pc->pagemap_fd < 0) {
-        pc->pagemap_fd = pagemap_open(0, NULL);
-    }
-    if (pc->pagemap_fd < 0) {
-        return ~0UL;
-    }
-    nr = pagemap_scan(pc->pagemap_fd, base, n * RAM_PAGE_SIZE, &q, regs,
-                      G_N_ELEMENTS(regs), NULL, NULL);
-    if (nr < 0) {
-        return ~0UL;
-    }
-    for (ssize_t i = 0; i < nr; i++) {
-        for (uint64_t a = regs[i].start; a < regs[i].end; a += RAM_PAGE_SIZE) {
-            map |= 1UL << ((a - base) / RAM_PAGE_SIZE);
-        }
-    }
-    return map;
-}
-
 /* Pages of [start, start + n) that may hold data; all of them when unknown. */
 static unsigned long chunk_populated(Precopy *pc, const RAMBlock *rb, uint64_t start,
                                      uint64_t n)
 {
+    unsigned long map = 0;
+
     if (!pc->first_pass) {
         return ~0UL;        /* a page logged as written holds data */
     }
-    return rb->fd >= 0 ? populated_by_seek(rb, start, n)
-                       : populated_by_pagemap(pc, rb, start, n);
+    if (rb->fd < 0 && pc->pagemap_fd < 0) {
+        pc->pagemap_fd = pagemap_open(0, NULL);
+    }
+    return ram_block_populated(rb, pc->pagemap_fd, start, n, &map) ? map : ~0UL;
 }
 
 /* ---- passes ------------------------------------------------------------------------------ */
@@ -365,7 +283,7 @@ static bool precopy_save_setup(QEMUFile *f, void *opaque, Error **errp)
     pc->block = 0;
     pc->page = 0;
     pc->first_pass = true;
-    pc->last_sent = NULL;
+    pc->w.last = NULL;
     pc->sync_us = migration_now_us();
     /* Nothing measured yet: say the limit, as QEMU does. */
     counter_set(&pc->expected_downtime,

@@ -28,6 +28,7 @@
 
 #include "migration/ram.h"
 #include "util/bitmap.h"
+#include "util/cutils.h"
 
 #define RAM_FLAGS_MASK      (RAM_PAGE_SIZE - 1)
 #define RAM_KNOWN_FLAGS     (RAM_SAVE_FLAG_ZERO | RAM_SAVE_FLAG_MEM_SIZE | \
@@ -217,18 +218,6 @@ static RamLoadBlock *record_block(RamLoadState *ls, QEMUFile *f, uint64_t flags,
     return b;
 }
 
-static bool page_is_zero(const uint8_t *p)
-{
-    const uint64_t *w = (const uint64_t *)p;
-
-    for (size_t i = 0; i < RAM_PAGE_SIZE / 8; i++) {
-        if (w[i]) {
-            return false;
-        }
-    }
-    return true;
-}
-
 static bool load_page(RamLoadState *ls, QEMUFile *f, uint64_t addr, uint64_t flags,
                       Error **errp)
 {
@@ -259,7 +248,7 @@ static bool load_page(RamLoadState *ls, QEMUFile *f, uint64_t addr, uint64_t fla
         }
         /* A live migration may send a page again, zero after data. */
         if (((b->resident[page] & 1) || test_bit(page, b->received)) &&
-            !page_is_zero(host)) {
+            !buffer_is_zero(host, RAM_PAGE_SIZE)) {
             memset(host, 0, RAM_PAGE_SIZE);
         }
         __atomic_add_fetch(&ls->c.zero_pages, 1, __ATOMIC_RELAXED);
@@ -367,7 +356,7 @@ static void clear_unsent(RamLoadBlock *b)
          i = find_next_zero_bit(b->received, npages, i + 1)) {
         uint8_t *host = b->rb->host + i * RAM_PAGE_SIZE;
 
-        if ((b->resident[i] & 1) && !page_is_zero(host)) {
+        if ((b->resident[i] & 1) && !buffer_is_zero(host, RAM_PAGE_SIZE)) {
             memset(host, 0, RAM_PAGE_SIZE);
         }
     }

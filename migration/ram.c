@@ -19,6 +19,7 @@
 
 #include "migration/ram.h"
 #include "util/bitmap.h"
+#include "util/cutils.h"
 #include "util/trace.h"
 #include "util/uffd.h"
 
@@ -32,7 +33,7 @@ struct RamSaveState {
     int block;                      /* scan position: block index ... */
     uint64_t offset;                /* ... and byte offset in it */
     unsigned long *populated;       /* of the current block; NULL: not yet asked */
-    const RAMBlock *last_sent;      /* block of the previous record (CONTINUE) */
+    RamRecordWriter w;
     RamCounters c;                  /* updated with atomics */
 };
 
@@ -81,10 +82,15 @@ static uint64_t block_pages(const RAMBlock *rb)
     return rb->used_length / RAM_PAGE_SIZE;
 }
 
-/* Data ranges of the backing file; false when the file system cannot say. */
-static bool populated_by_seek(const RAMBlock *rb, unsigned long *map)
+/*
+ * Pages [first, first + n) of rb's backing file that hold data, as bits
+ * from `map` bit 0; false when the file system cannot say.
+ */
+static bool populated_by_seek(const RAMBlock *rb, uint64_t first, uint64_t n,
+                              unsigned long *map)
 {
-    off_t base = rb->fd_offset, end = base + rb->used_length, pos = base;
+    off_t base = rb->fd_offset + first * RAM_PAGE_SIZE;
+    off_t end = base + n * RAM_PAGE_SIZE, pos = base;
 
     while (pos < end) {
         off_t data = lseek(rb->fd, pos, SEEK_DATA);
@@ -110,25 +116,24 @@ static bool populated_by_seek(const RAMBlock *rb, unsigned long *map)
     return true;
 }
 
-/* Present or swapped pages of our own mapping. */
-static bool populated_by_pagemap(const RAMBlock *rb, unsigned long *map)
+/* The same for the present or swapped pages of our own mapping. */
+static bool populated_by_pagemap(const RAMBlock *rb, int pagemap_fd, uint64_t first,
+                                 uint64_t n, unsigned long *map)
 {
     static const PagemapQuery q = { .any_set = PAGE_IS_PRESENT | PAGE_IS_SWAPPED };
-    uint64_t start = (uintptr_t)rb->host, end = start + rb->used_length, pos = start;
+    uint64_t start = (uintptr_t)rb->host + first * RAM_PAGE_SIZE;
+    uint64_t end = start + n * RAM_PAGE_SIZE, pos = start;
     struct page_region regs[128];
-    int fd = pagemap_open(0, NULL);
-    bool ok = fd >= 0;
 
-    while (ok && pos < end) {
+    while (pos < end) {
         uint64_t walk_end = end;
-        ssize_t n = pagemap_scan(fd, pos, end - pos, &q, regs, G_N_ELEMENTS(regs),
-                                 &walk_end, NULL);
+        ssize_t nr = pagemap_scan(pagemap_fd, pos, end - pos, &q, regs,
+                                  G_N_ELEMENTS(regs), &walk_end, NULL);
 
-        if (n < 0) {
-            ok = false;
-            break;
+        if (nr < 0) {
+            return false;
         }
-        for (ssize_t i = 0; i < n; i++) {
+        for (ssize_t i = 0; i < nr; i++) {
             bitmap_set(map, (regs[i].start - start) / RAM_PAGE_SIZE,
                        (regs[i].end - regs[i].start) / RAM_PAGE_SIZE);
         }
@@ -137,17 +142,28 @@ static bool populated_by_pagemap(const RAMBlock *rb, unsigned long *map)
         }
         pos = walk_end;
     }
-    if (fd >= 0) {
-        close(fd);
+    return true;
+}
+
+bool ram_block_populated(const RAMBlock *rb, int pagemap_fd, uint64_t first,
+                         uint64_t n, unsigned long *map)
+{
+    if (rb->fd >= 0) {
+        return populated_by_seek(rb, first, n, map);
     }
-    return ok;
+    return pagemap_fd >= 0 && populated_by_pagemap(rb, pagemap_fd, first, n, map);
 }
 
 static unsigned long *block_populated(const RAMBlock *rb)
 {
     uint64_t npages = block_pages(rb);
     unsigned long *map = bitmap_new(npages);
-    bool ok = rb->fd >= 0 ? populated_by_seek(rb, map) : populated_by_pagemap(rb, map);
+    int fd = rb->fd >= 0 ? -1 : pagemap_open(0, NULL);
+    bool ok = ram_block_populated(rb, fd, 0, npages, map);
+
+    if (fd >= 0) {
+        close(fd);
+    }
 
     if (!ok) {
         trace(ram_save_populated_unknown, "block=%s: reading every page", rb->idstr);
@@ -160,65 +176,50 @@ static unsigned long *block_populated(const RAMBlock *rb)
 
 /* ---- records --------------------------------------------------------------------- */
 
-static bool page_is_zero(const uint8_t *p)
+void ram_record_put(RamRecordWriter *w, QEMUFile *f, const RAMBlock *rb,
+                    uint64_t offset, const uint8_t *data, bool nocopy)
 {
-    const uint64_t *w = (const uint64_t *)p;
-    uint64_t acc = 0;
+    uint64_t flags = data ? RAM_SAVE_FLAG_PAGE : RAM_SAVE_FLAG_ZERO;
 
-    for (size_t i = 0; i < RAM_PAGE_SIZE / 8; i += 8) {
-        acc |= w[i] | w[i + 1] | w[i + 2] | w[i + 3] | w[i + 4] | w[i + 5] | w[i + 6] |
-               w[i + 7];
-        if (acc) {
-            return false;
-        }
+    if (rb == w->last) {
+        qemu_put_be64(f, offset | flags | RAM_SAVE_FLAG_CONTINUE);
+    } else {
+        qemu_put_be64(f, offset | flags);
+        qemu_put_byte(f, strlen(rb->idstr));
+        qemu_put_buffer(f, rb->idstr, strlen(rb->idstr));
+        w->last = rb;
     }
-    return true;
+    if (!data) {
+        qemu_put_byte(f, 0);
+    } else if (nocopy) {
+        qemu_put_buffer_nocopy(f, data, RAM_PAGE_SIZE);
+    } else {
+        qemu_put_buffer(f, data, RAM_PAGE_SIZE);
+    }
 }
 
-static void put_record_header(RamSaveState *rs, QEMUFile *f, const RAMBlock *rb,
-                              uint64_t offset, uint64_t flags)
+static void count_record(RamSaveState *rs, const uint8_t *data)
 {
-    if (rb == rs->last_sent) {
-        qemu_put_be64(f, offset | flags | RAM_SAVE_FLAG_CONTINUE);
-        return;
-    }
-    qemu_put_be64(f, offset | flags);
-    qemu_put_byte(f, strlen(rb->idstr));
-    qemu_put_buffer(f, rb->idstr, strlen(rb->idstr));
-    rs->last_sent = rb;
+    counter_add(data ? &rs->c.normal_pages : &rs->c.zero_pages, 1);
+    counter_add(&rs->c.scanned_pages, 1);
 }
 
 static void save_page(RamSaveState *rs, QEMUFile *f, const RAMBlock *rb, uint64_t offset,
                       bool populated)
 {
     const uint8_t *p = rb->host + offset;
+    const uint8_t *data = populated && !buffer_is_zero(p, RAM_PAGE_SIZE) ? p : NULL;
 
-    if (!populated || page_is_zero(p)) {
-        put_record_header(rs, f, rb, offset, RAM_SAVE_FLAG_ZERO);
-        qemu_put_byte(f, 0);
-        counter_add(&rs->c.zero_pages, 1);
-    } else {
-        put_record_header(rs, f, rb, offset, RAM_SAVE_FLAG_PAGE);
-        /* The guest is stopped: the page stays as it is until the flush. */
-        qemu_put_buffer_nocopy(f, p, RAM_PAGE_SIZE);
-        counter_add(&rs->c.normal_pages, 1);
-    }
-    counter_add(&rs->c.scanned_pages, 1);
+    /* The guest is stopped: the page stays as it is until the flush. */
+    ram_record_put(&rs->w, f, rb, offset, data, true);
+    count_record(rs, data);
 }
 
 void ram_save_put_page(RamSaveState *rs, QEMUFile *f, const RAMBlock *rb,
                        uint64_t offset, const uint8_t *data)
 {
-    if (!data) {
-        put_record_header(rs, f, rb, offset, RAM_SAVE_FLAG_ZERO);
-        qemu_put_byte(f, 0);
-        counter_add(&rs->c.zero_pages, 1);
-    } else {
-        put_record_header(rs, f, rb, offset, RAM_SAVE_FLAG_PAGE);
-        qemu_put_buffer(f, data, RAM_PAGE_SIZE);
-        counter_add(&rs->c.normal_pages, 1);
-    }
-    counter_add(&rs->c.scanned_pages, 1);
+    ram_record_put(&rs->w, f, rb, offset, data, false);
+    count_record(rs, data);
 }
 
 /* ---- section handlers -------------------------------------------------------------- */
@@ -238,7 +239,7 @@ static bool ram_save_setup(QEMUFile *f, void *opaque, Error **errp)
     qemu_put_be64(f, RAM_SAVE_FLAG_EOS);
     rs->block = 0;
     rs->offset = 0;
-    rs->last_sent = NULL;
+    rs->w.last = NULL;
     counter_add(&rs->c.passes, 1);
     return qemu_file_check(f, errp);
 }

@@ -47,6 +47,32 @@ typedef struct RamCounters {
 
 /* ---- saving ------------------------------------------------------------------ */
 
+/*
+ * Writes page records of a `ram` PART/END payload (DESIGN: ZERO or PAGE,
+ * the block's idstr unless CONTINUE).  Every saver (stopped, precopy,
+ * background snapshot) goes through it.  `last` is the block of the
+ * previous record; reset it to NULL at the start of each section.
+ */
+typedef struct RamRecordWriter {
+    const RAMBlock *last;
+} RamRecordWriter;
+
+/*
+ * data NULL: a ZERO record.  nocopy: the stream keeps a pointer to data
+ * until its next flush (only while the page cannot change).
+ */
+void ram_record_put(RamRecordWriter *w, QEMUFile *f, const RAMBlock *rb,
+                    uint64_t offset, const uint8_t *data, bool nocopy);
+
+/*
+ * Sets bit i of map for each page first+i of [first, first + n) that may
+ * hold data: the backing file's data ranges (memfd, file), or the present
+ * and swapped pages of our mapping through pagemap_fd (anonymous).  False
+ * when that cannot be told: the caller then treats every page as data.
+ */
+bool ram_block_populated(const RAMBlock *rb, int pagemap_fd, uint64_t first,
+                         uint64_t n, unsigned long *map);
+
 typedef struct RamSaveState RamSaveState;
 
 /*
