@@ -26,6 +26,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/mman.h>
 #include <unistd.h>
 #include <glib.h>
@@ -114,6 +116,7 @@ void bg_snapshot_config_default(BgSnapshotConfig *cfg)
         .batch_bytes = 256 << 10,
         .fault_threads = 1,
         .use_wp_unpopulated = true,
+        .boost_nice = -10,
     };
 }
 
@@ -465,9 +468,35 @@ static void handle_fault(BgFaultThread *t, uint64_t addr, uint64_t t0)
           b->rb->idstr, p, claimed, used);
 }
 
+/*
+ * Give the calling thread the configured nice value; returns the one it
+ * had, for restoring.  Failure (no CAP_SYS_NICE) just leaves it alone.
+ */
+static int boost_thread(BgSnapshot *s)
+{
+    pid_t tid = (pid_t)syscall(SYS_gettid);
+    int old;
+
+    errno = 0;
+    old = getpriority(PRIO_PROCESS, tid);
+    if (s->cfg.boost_nice && !(old == -1 && errno)) {
+        setpriority(PRIO_PROCESS, tid, s->cfg.boost_nice);
+    }
+    return old;
+}
+
+static void unboost_thread(BgSnapshot *s, int old)
+{
+    if (s->cfg.boost_nice) {
+        setpriority(PRIO_PROCESS, (pid_t)syscall(SYS_gettid), old);
+    }
+}
+
 static void *fault_thread_fn(void *opaque)
 {
     BgFaultThread *t = opaque;
+
+    boost_thread(t->s);             /* the thread ends with the snapshot */
     BgSnapshot *s = t->s;
     struct uffd_msg msgs[FAULT_MSGS_PER_READ];
 
@@ -1032,10 +1061,13 @@ bool bg_snapshot_run(BgSnapshot *s, Error **errp)
     bool ok = true;
     int bi;
 
+    int nice_was;
+
     if (!s->armed) {
         error_setg(errp, "background-snapshot: run before arm");
         return false;
     }
+    nice_was = boost_thread(s);
     for (bi = 0; bi < s->nblocks && ok; bi++) {
         BgBlock *b = &s->blocks[bi];
         size_t batch = MAX(1, s->cfg.batch_bytes / b->page_size);
@@ -1047,6 +1079,7 @@ bool bg_snapshot_run(BgSnapshot *s, Error **errp)
         }
     }
     ok = ok && drain_queue(s, true, errp) && !stop_requested(s, errp);
+    unboost_thread(s, nice_was);
     ATOMIC_SET(&s->st_run_us, now_us() - t0);
     return ok;
 }

@@ -208,14 +208,27 @@ static bool put_page(void *opaque, RAMBlock *rb, uint64_t offset, const uint8_t 
 
 /* ---- the pause (main thread) ---------------------------------------------------------- */
 
-/* Machine paused: its state into img, the device sections into memory. */
+/* Machine paused: its state into img (plain copies, serialised later). */
+static bool capture_devices(BgSave *b, Error **errp)
+{
+    if (!machine_state_capture(b->ms->s->machine, b->img, errp)) {
+        error_prepend(errp, "cannot read the machine state: ");
+        return false;
+    }
+    return true;
+}
+
+/*
+ * After the pause, guest running: the captured image into device sections
+ * in memory, and their description.  Kept out of the pause because the
+ * description of every vCPU's fields takes milliseconds to build.
+ */
 static bool save_devices(BgSave *b, Error **errp)
 {
     Machine *m = b->ms->s->machine;
     size_t len;
 
-    if (!machine_state_capture(m, b->img, errp) ||
-        !machine_state_register(m, b->img, b->r, errp)) {
+    if (!machine_state_register(m, b->img, b->r, errp)) {
         error_prepend(errp, "cannot read the machine state: ");
         return false;
     }
@@ -242,7 +255,7 @@ static bool pause_main(Amber *s, void *data, Error **errp)
     if (was_running && !amber_vm_stop(s, RUN_STATE_PAUSED, errp)) {
         return false;
     }
-    ok = save_devices(b, &err) && bg_snapshot_arm(bg->ctx, &err);
+    ok = capture_devices(b, &err) && bg_snapshot_arm(bg->ctx, &err);
     if (ok) {
         pthread_mutex_lock(&bg->lock);
         bg->armed = true;
@@ -308,7 +321,7 @@ bool bg_migration_save(MigrationState *ms, SaveStateRegistry *r, QEMUFile *f,
     g_assert(b.ram_se && b.bg);
     /* Registration happens now, with the guest running: the pause stays short. */
     ok = !cancel_asked(ms, errp) && new_engine(&b, errp) &&
-         migration_call_main(ms, pause_main, &b, errp);
+         migration_call_main(ms, pause_main, &b, errp) && save_devices(&b, errp);
     if (ok && migrate_events(&ms->opts)) {
         qapi_event_send_migration_pass(ms->s, 1);
     }

@@ -52,7 +52,14 @@ typedef struct BgSnapshotConfig {
     size_t chunk_bytes;         /* aligned range captured around a fault */
     size_t batch_bytes;         /* pages the saver captures per unprotect */
     int fault_threads;
-    bool use_wp_unpopulated;    /* when the kernel has it; else populate */
+    bool use_wp_unpopulated;    /* when the kernel has it */
+    /*
+     * Nice value for the fault threads and, during run(), the saver (0:
+     * leave it).  They compete with the vCPUs for the host's cores, and
+     * every moment they are not scheduled is a moment a vCPU waits on a
+     * fault or the guest works under protection.
+     */
+    int boost_nice;
 } BgSnapshotConfig;
 
 /* The defaults (see docs/devel/background-snapshot.md for the measurements). */
