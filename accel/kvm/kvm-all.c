@@ -91,6 +91,10 @@ static bool open_kvm(AccelState *s, Error **errp)
         return false;
     }
     int v = ioctl(s->kvm_fd, KVM_GET_API_VERSION, 0);
+    if (v < 0) {
+        error_setg_errno(errp, errno, "/dev/kvm is not a KVM device");
+        return false;
+    }
     if (v != KVM_API_VERSION) {
         error_setg(errp, "KVM API version %d is not the supported %d", v, KVM_API_VERSION);
         return false;

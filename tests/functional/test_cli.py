@@ -1,5 +1,7 @@
 """Command-line errors: one line on stderr, exit status 1, nothing started."""
 import os
+import shutil
+import subprocess
 
 import pytest
 
@@ -96,3 +98,27 @@ def test_missing_kernel_file(amber_bin, tmp_path):
     assert r.returncode == 1
     assert len(r.stderr.splitlines()) == 1, r.stderr
     assert r.stderr.startswith("amber: ") and missing in r.stderr
+
+
+# An unusable /dev/kvm, in a private mount namespace so the host's stays as
+# it is: missing, or something that is not KVM.
+UNUSABLE_KVM = [
+    ("mount -t tmpfs none /dev",
+     "amber: cannot open /dev/kvm (is KVM enabled and are you allowed to use it?): "
+     "No such file or directory"),
+    ("mount --bind /dev/null /dev/kvm",
+     "amber: /dev/kvm is not a KVM device: Inappropriate ioctl for device"),
+]
+
+
+@pytest.mark.parametrize("setup,message", UNUSABLE_KVM, ids=["missing", "not-kvm"])
+def test_unusable_kvm(amber_bin, tmp_path, setup, message):
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        pytest.skip("needs root and unshare(1) for a private mount namespace")
+    serial = tmp_path / "serial.log"
+    r = subprocess.run(["unshare", "-m", "sh", "-c",
+                        "%s && exec %s -m 64 -serial file:%s" % (setup, amber_bin, serial)],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 1, r.stderr
+    assert r.stderr.splitlines() == [message]
+    assert not serial.exists()
