@@ -39,13 +39,16 @@ def tsc_khz():
 
 def boot(vmm, mem_mib, smp, append, seconds, tmp):
     """Run the guest for `seconds`; return (time to first report, reports)."""
-    serial = os.path.join(tmp, "%s-serial.log" % vmm)
+    serial = os.path.join(tmp, "%s-%d-%s-serial.log" % (vmm, smp, append.split()[0]))
+    if os.path.exists(serial):
+        os.unlink(serial)
     if vmm == "amber":
         args = [vmmod.AMBER, "-m", str(mem_mib), "-smp", str(smp),
                 "-append", append, "-serial", "file:" + serial]
     else:
         args = [QEMU, "-accel", "kvm", "-m", str(mem_mib), "-smp", str(smp),
-                "-kernel", vmmod.GUEST_ELF, "-append", append + " tsc_khz=%d" % tsc_khz(),
+                "-kernel", vmmod.GUEST_ELF,
+                "-append", append + " tsc_khz=%d cpus=%d" % (tsc_khz(), smp),
                 "-serial", "file:" + serial, "-display", "none", "-nodefaults",
                 "-device", "isa-debug-exit,iobase=0x501,iosize=4"]
     t0 = time.monotonic()
@@ -124,7 +127,8 @@ def start_vm(vmm, mem_mib, smp, append, tmp, tag, extra=()):
         args = [vmmod.AMBER, "-m", str(mem_mib), "-smp", str(smp), "-append", append]
     else:
         args = [QEMU, "-accel", "kvm", "-m", str(mem_mib), "-smp", str(smp),
-                "-kernel", vmmod.GUEST_ELF, "-append", append + " tsc_khz=%d" % tsc_khz(),
+                "-kernel", vmmod.GUEST_ELF,
+                "-append", append + " tsc_khz=%d cpus=%d" % (tsc_khz(), smp),
                 "-display", "none", "-nodefaults",
                 "-device", "isa-debug-exit,iobase=0x501,iosize=4"]
     args += ["-serial", "file:" + serial, "-qmp", "unix:%s,server=on,wait=off" % sock]
