@@ -62,4 +62,4 @@ awk -v start="$start" -v first="$first" -v status="$status" '
 [ "$status" -eq 0 ] || exit "$status"
 
 echo
-/usr/bin/python3 "$(dirname "$0")/demo-bgsnapshot.py" "$build" --mem 1G --cpus 2 --rate 50000
+/usr/bin/python3 "$(dirname "$0")/demo-bgsnapshot.py" "$build" --mem 512M --cpus 2 --rate 50000
