@@ -7,6 +7,7 @@ series per vCPU that can be laid against the moments the harness acted
 (migrate sent, completion seen).  Only QEMU's QMP words are used, so the same
 code drives both VMMs.
 """
+import json
 import os
 import shutil
 import statistics
@@ -235,3 +236,16 @@ def load_note(before):
     """A line for the doc: how busy the host was (the figures move with it)."""
     return ("\n\nHost load average (1 min): %.1f at the start, %.1f at the end, on %d CPUs."
             % (before, os.getloadavg()[0], os.cpu_count()))
+
+
+def publish(opts, name, rows, text, command, write_doc=None):
+    """Print a scenario's table, keep its raw rows in BUILD/bench/NAME.json
+    and, when asked, put the table in docs/performance.md."""
+    print(text)
+    out = os.path.join(opts.build, "bench")
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, "%s.json" % name), "w") as f:
+        json.dump(rows, f, indent=1)
+    if write_doc:
+        write_doc(name, text, command)
+    return rows

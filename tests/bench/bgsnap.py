@@ -434,12 +434,5 @@ def run(opts, tmp, write_doc=None):
     opts.bg_loads = opts.bg_loads or list(LOADS)
     load = os.getloadavg()[0]
     rows = bench(opts, tmp)
-    text = table(rows, opts) + bl.load_note(load)
-    print(text)
-    out = os.path.join(opts.build, "bench")
-    os.makedirs(out, exist_ok=True)
-    with open(os.path.join(out, "bgsnap.json"), "w") as f:
-        json.dump(rows, f, indent=1)
-    if write_doc:
-        write_doc(NAME, text, command(opts))
-    return rows
+    return bl.publish(opts, NAME, rows, table(rows, opts) + bl.load_note(load),
+                      command(opts), write_doc)
