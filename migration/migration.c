@@ -252,6 +252,22 @@ static bool io_wait(MigrationIO *io, short events, Error **errp)
     }
 }
 
+/*
+ * After a failed read or write: true to try again (interrupted, or the
+ * non-blocking fd became ready), false with errp set (an error, or cancel).
+ */
+static bool io_retry(MigrationIO *io, short events, Error **errp)
+{
+    if (errno == EINTR) {
+        return true;
+    }
+    if (errno != EAGAIN) {
+        error_setg(errp, "%s", g_strerror(errno));
+        return false;
+    }
+    return io_wait(io, events, errp);
+}
+
 static ssize_t io_writev(void *opaque, const struct iovec *iov, int iovcnt, Error **errp)
 {
     MigrationIO *io = opaque;
@@ -259,18 +275,8 @@ static ssize_t io_writev(void *opaque, const struct iovec *iov, int iovcnt, Erro
     for (;;) {
         ssize_t n = writev(io->fd, iov, MIN(iovcnt, IOV_MAX));
 
-        if (n >= 0) {
+        if (n >= 0 || !io_retry(io, POLLOUT, errp)) {
             return n;
-        }
-        if (errno == EINTR) {
-            continue;
-        }
-        if (errno != EAGAIN) {
-            error_setg(errp, "%s", g_strerror(errno));
-            return -1;
-        }
-        if (!io_wait(io, POLLOUT, errp)) {
-            return -1;
         }
     }
 }
@@ -282,18 +288,8 @@ static ssize_t io_read(void *opaque, uint8_t *buf, size_t len, Error **errp)
     for (;;) {
         ssize_t n = read(io->fd, buf, len);
 
-        if (n >= 0) {
+        if (n >= 0 || !io_retry(io, POLLIN, errp)) {
             return n;
-        }
-        if (errno == EINTR) {
-            continue;
-        }
-        if (errno != EAGAIN) {
-            error_setg(errp, "%s", g_strerror(errno));
-            return -1;
-        }
-        if (!io_wait(io, POLLIN, errp)) {
-            return -1;
         }
     }
 }
