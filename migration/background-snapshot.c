@@ -41,6 +41,8 @@ typedef struct BgBlock {
     uint64_t len;               /* used_length rounded up to page_size */
     size_t page_size;
     size_t npages;
+    size_t unit;                /* pages per claim unit, a power of two */
+    unsigned long *owned;       /* per unit: a fault thread or the saver took it */
     unsigned long *saved;
     unsigned long *done;
     unsigned long *skip;
@@ -59,7 +61,7 @@ typedef struct BgFaultThread {
     pthread_t tid;
     bool started;
     size_t *claimed;            /* pages of the chunk this thread captured */
-    int *slots;                 /* pool slots reserved for the chunk */
+    int *slots;                 /* pool slots reserved for the unit */
 } BgFaultThread;
 
 struct BgSnapshot {
@@ -84,6 +86,7 @@ struct BgSnapshot {
     size_t slot_size;
     int nslots;
     uint8_t *pool;
+    size_t pool_map_bytes;      /* mapped; nslots may use less (automatic size) */
     int *free_slots;
     int nfree;
     BgQueued *queue;            /* ring of nslots entries */
@@ -111,9 +114,9 @@ struct BgSnapshot {
 void bg_snapshot_config_default(BgSnapshotConfig *cfg)
 {
     *cfg = (BgSnapshotConfig) {
-        .pool_bytes = 16 << 20,
-        .chunk_bytes = 64 << 10,
-        .batch_bytes = 256 << 10,
+        .pool_bytes = 0,                /* sized at the instant */
+        .chunk_bytes = 2 << 20,
+        .batch_bytes = 2 << 20,
         .fault_threads = 1,
         .use_wp_unpopulated = true,
         .boost_nice = -10,
@@ -339,15 +342,17 @@ static void note_unprotect_error(BgSnapshot *s, Error *err)
 /* --- the copy pool --- */
 
 /*
- * Reserve up to want slots; when must is set, wait for at least one
- * (backpressure: the fault waits for the saver).  Returns how many.
+ * Reserve want slots, waiting until that many are free (backpressure: the
+ * fault waits for the saver).  All at once, so that a unit is captured
+ * whole; want never exceeds the pool (see unit_pages()).  Returns how
+ * many: fewer only when the snapshot is ending.
  */
-static int pool_reserve(BgSnapshot *s, int want, bool must, int *slots)
+static int pool_reserve(BgSnapshot *s, int want, int *slots)
 {
     int got;
 
     pthread_mutex_lock(&s->lock);
-    while (must && s->nfree == 0 && !ATOMIC_GET(&s->stopping) &&
+    while (s->nfree < want && !ATOMIC_GET(&s->stopping) &&
            !ATOMIC_GET(&s->cancelled) && !ATOMIC_GET(&s->failed)) {
         pthread_cond_wait(&s->cond, &s->lock);
     }
@@ -403,13 +408,14 @@ static void record_stall(BgSnapshot *s, uint64_t us)
     }
 }
 
-/* Capture page i for this fault thread if nobody has; true if captured. */
+/* Capture page i of a unit this fault thread owns; true if captured. */
 static bool fault_claim(BgSnapshot *s, BgBlock *b, size_t i, int *nslots_used,
                         int nslots, BgFaultThread *t, int *nclaimed)
 {
     bool skip = test_bit(i, b->skip);
 
-    if (test_bit_atomic(i, b->saved) || (!skip && *nslots_used == nslots)) {
+    /* Short of slots only when the snapshot is ending: leave it protected. */
+    if (!skip && *nslots_used == nslots) {
         return false;
     }
     if (test_and_set_bit_atomic(i, b->saved)) {
@@ -429,41 +435,49 @@ static bool fault_claim(BgSnapshot *s, BgBlock *b, size_t i, int *nslots_used,
 }
 
 /*
- * Serve one write fault: capture the not-yet-saved pages of the aligned
- * chunk around it (the faulting page first), lift protection from the done
- * pages of the chunk, then hand the copies to the saver.
+ * Serve one write fault: unless the saver or another fault thread owns the
+ * unit around it already (that owner lifts the protection and so wakes
+ * the writer), take the unit, capture its pages into the pool, lift its
+ * protection in one call, then hand the copies to the saver.
+ *
+ * Whole units, never parts: lifting protection from part of a transparent
+ * huge page splits it, and the guest then runs on 4 KiB mappings (more
+ * shadow-paging faults) long after the snapshot.
  */
 static void handle_fault(BgFaultThread *t, uint64_t addr, uint64_t t0)
 {
     BgSnapshot *s = t->s;
-    size_t chunk, first, end, p, i, need = 0;
-    int bi, reserved, used = 0, claimed = 0;
+    size_t first, end, p, i, need = 0;
+    int bi, reserved = 0, used = 0, claimed = 0;
     BgBlock *b = find_block(s, addr, &bi);
 
     if (!b) {
         return;     /* not ours: cannot happen with our registration */
     }
     p = (addr - (uintptr_t)b->host) / b->page_size;
-    chunk = MAX(1, s->cfg.chunk_bytes / b->page_size);
-    first = p - p % chunk;
-    end = MIN(first + chunk, b->npages);
-    for (i = first; i < end; i++) {
-        need += !test_bit_atomic(i, b->saved) && !test_bit(i, b->skip);
-    }
-    reserved = need ? pool_reserve(s, need,
-                                   !test_bit_atomic(p, b->saved) &&
-                                   !test_bit(p, b->skip), t->slots) : 0;
-    fault_claim(s, b, p, &used, reserved, t, &claimed);
-    for (i = first; i < end; i++) {
-        if (i != p) {
-            fault_claim(s, b, i, &used, reserved, t, &claimed);
+    first = p - p % b->unit;
+    end = MIN(first + b->unit, b->npages);
+    /*
+     * Slots first, ownership second: a reservation keeps the saver's final
+     * drain waiting, so a unit is never owned by a thread it does not wait
+     * for.
+     */
+    if (!test_bit_atomic(p / b->unit, b->owned)) {
+        for (i = first; i < end; i++) {
+            need += !test_bit(i, b->skip);
         }
+        reserved = need ? pool_reserve(s, need, t->slots) : 0;
+        if (!test_and_set_bit_atomic(p / b->unit, b->owned)) {
+            for (i = first; i < end; i++) {
+                fault_claim(s, b, i, &used, reserved, t, &claimed);
+            }
+            unprotect_done_runs(s, b, first, end);
+        }
+        pool_commit(s, bi, t->claimed, t->slots, used, reserved);
     }
-    unprotect_done_runs(s, b, first, end);
     if (test_bit_atomic(p, b->done)) {
         record_stall(s, now_us() - t0);
     }
-    pool_commit(s, bi, t->claimed, t->slots, used, reserved);
     trace(bgs_fault, "block=%s page=%zu claimed=%d copied=%d",
           b->rb->idstr, p, claimed, used);
 }
@@ -539,6 +553,20 @@ static void *fault_thread_fn(void *opaque)
 
 /* --- new / free --- */
 
+/*
+ * Pages per claim unit of b: the configured chunk, but at most what the
+ * pool holds (a fault reserves a whole unit) and at least one page.
+ */
+static size_t unit_pages(const BgSnapshot *s, const BgBlock *b)
+{
+    size_t unit = MAX(1, s->cfg.chunk_bytes / b->page_size);
+
+    while (unit > 1 && unit > (size_t)s->nslots) {       /* a slot per page */
+        unit /= 2;
+    }
+    return unit;
+}
+
 static bool block_init(BgSnapshot *s, BgBlock *b, RAMBlock *rb, Error **errp)
 {
     b->rb = rb;
@@ -553,6 +581,7 @@ static bool block_init(BgSnapshot *s, BgBlock *b, RAMBlock *rb, Error **errp)
     }
     b->saved = bitmap_new(b->npages);
     b->done = bitmap_new(b->npages);
+    b->owned = bitmap_new(b->npages);   /* per unit; units are set later */
     b->skip = bitmap_new(b->npages);
     if (!register_block(s->uffd, rb, errp)) {
         return false;
@@ -569,8 +598,11 @@ static bool pool_init(BgSnapshot *s, Error **errp)
     for (i = 0; i < s->nblocks; i++) {
         s->slot_size = MAX(s->slot_size, s->blocks[i].page_size);
     }
-    s->nslots = MAX(1, s->cfg.pool_bytes / s->slot_size);
-    s->pool = mmap(NULL, (size_t)s->nslots * s->slot_size,
+    s->nslots = MAX(1, (s->cfg.pool_bytes ? s->cfg.pool_bytes : BG_POOL_AUTO_MAX) /
+                       s->slot_size);
+    /* Address space only: a slot costs memory once a fault first uses it. */
+    s->pool_map_bytes = (size_t)s->nslots * s->slot_size;
+    s->pool = mmap(NULL, s->pool_map_bytes,
                    PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (s->pool == MAP_FAILED) {
         s->pool = NULL;
@@ -718,9 +750,10 @@ void bg_snapshot_free(BgSnapshot *s)
         bitmap_free(s->blocks[i].saved);
         bitmap_free(s->blocks[i].done);
         bitmap_free(s->blocks[i].skip);
+        bitmap_free(s->blocks[i].owned);
     }
     if (s->pool) {
-        munmap(s->pool, (size_t)s->nslots * s->slot_size);
+        munmap(s->pool, s->pool_map_bytes);
     }
     g_free(s->free_slots);
     g_free(s->queue);
@@ -886,7 +919,7 @@ static bool start_fault_threads(BgSnapshot *s, Error **errp)
     int i, r;
 
     for (i = 0; i < s->nblocks; i++) {
-        max_chunk = MAX(max_chunk, s->cfg.chunk_bytes / s->blocks[i].page_size);
+        max_chunk = MAX(max_chunk, s->blocks[i].unit);
     }
     s->threads = g_new0(BgFaultThread, s->cfg.fault_threads);
     s->nthreads = s->cfg.fault_threads;
@@ -904,6 +937,32 @@ static bool start_fault_threads(BgSnapshot *s, Error **errp)
         t->started = true;
     }
     return true;
+}
+
+/*
+ * The automatic pool: 1/BG_POOL_AUTO_SHARE of the RAM that holds data at
+ * the instant, within [BG_POOL_AUTO_MIN, BG_POOL_AUTO_MAX].  What the pool
+ * buys is bounded by the stream (once it is full, faults go at the
+ * stream's pace however big it is), while its cost, resident memory,
+ * matters most to a big, sparsely used guest.  Called under lock.
+ */
+static void size_auto_pool(BgSnapshot *s)
+{
+    uint64_t populated = 0, bytes;
+    int i;
+
+    for (i = 0; i < s->nblocks; i++) {
+        const BgBlock *b = &s->blocks[i];
+
+        populated += (uint64_t)(b->npages - bitmap_count_range(b->skip, 0, b->npages)) *
+                     b->page_size;
+    }
+    bytes = MIN(MAX(populated / BG_POOL_AUTO_SHARE, BG_POOL_AUTO_MIN), BG_POOL_AUTO_MAX);
+    s->nslots = MAX(1, MIN((uint64_t)s->nslots, bytes / s->slot_size));
+    s->nfree = s->nslots;
+    for (i = 0; i < s->nslots; i++) {
+        s->free_slots[i] = i;
+    }
 }
 
 bool bg_snapshot_arm(BgSnapshot *s, Error **errp)
@@ -924,6 +983,12 @@ bool bg_snapshot_arm(BgSnapshot *s, Error **errp)
     }
     /* The skip bitmaps are read-only from here: the threads see them whole. */
     pthread_mutex_lock(&s->lock);
+    if (!s->cfg.pool_bytes) {
+        size_auto_pool(s);
+    }
+    for (i = 0; i < s->nblocks; i++) {
+        s->blocks[i].unit = unit_pages(s, &s->blocks[i]);
+    }
     s->armed = true;
     pthread_mutex_unlock(&s->lock);
     if (!start_fault_threads(s, errp)) {
@@ -1029,30 +1094,64 @@ static bool drain_queue(BgSnapshot *s, bool until_idle, Error **errp)
     return ok;
 }
 
-/* Capture the unsaved pages of [first, end) of b and unprotect them. */
-static bool save_batch(BgSnapshot *s, BgBlock *b, size_t first, size_t end,
-                       Error **errp)
+/* Lift protection from [first, end) of b: one call, waking its writers. */
+static void unprotect_range(BgSnapshot *s, BgBlock *b, size_t first, size_t end)
 {
-    size_t i;
-    bool ok = true;
+    Error *err = NULL;
 
-    for (i = first; i < end && ok; i++) {
-        if (test_bit_atomic(i, b->saved) ||
-            test_and_set_bit_atomic(i, b->saved)) {
+    if (first == end) {
+        return;
+    }
+    ATOMIC_ADD(&s->st_unprotects, 1);
+    if (!uffd_unprotect(s->uffd, b->host + first * b->page_size,
+                        (end - first) * b->page_size, true, &err)) {
+        note_unprotect_error(s, err);
+    }
+}
+
+/* Capture the pages of unit u of b, which the saver owns. */
+static bool save_unit(BgSnapshot *s, BgBlock *b, size_t u, Error **errp)
+{
+    size_t i, end = MIN((u + 1) * b->unit, b->npages);
+
+    for (i = u * b->unit; i < end; i++) {
+        if (test_and_set_bit_atomic(i, b->saved)) {
             continue;
         }
         if (test_bit(i, b->skip)) {
             ATOMIC_ADD(&s->st_skipped, b->page_size / BG_SNAPSHOT_PAGE_SIZE);
-        } else {
+        } else if (!sink_host_page(s, b, i, b->host + i * b->page_size, errp)) {
             /* Still protected and ours: the guest cannot change it now. */
-            ok = sink_host_page(s, b, i, b->host + i * b->page_size, errp);
+            return false;
         }
         set_bit_atomic(i, b->done);
     }
-    if (ok) {
-        unprotect_done_runs(s, b, first, end);
+    return true;
+}
+
+/*
+ * Capture the units of [first, end) of b (unit aligned) that no fault
+ * thread owns, and unprotect each run of them with one call.  Only the
+ * saver's own units: a fault thread's unit may be half copied, and lifting
+ * part of it would both expose uncopied pages and split a huge page.
+ */
+static bool save_batch(BgSnapshot *s, BgBlock *b, size_t first, size_t end,
+                       Error **errp)
+{
+    size_t u, run = first;
+
+    for (u = first / b->unit; u * b->unit < end; u++) {
+        if (test_and_set_bit_atomic(u, b->owned)) {
+            unprotect_range(s, b, run, u * b->unit);     /* a fault thread has it */
+            run = MIN((u + 1) * b->unit, end);
+            continue;
+        }
+        if (!save_unit(s, b, u, errp)) {
+            return false;
+        }
     }
-    return ok;
+    unprotect_range(s, b, run, end);
+    return true;
 }
 
 bool bg_snapshot_run(BgSnapshot *s, Error **errp)
@@ -1073,6 +1172,7 @@ bool bg_snapshot_run(BgSnapshot *s, Error **errp)
         size_t batch = MAX(1, s->cfg.batch_bytes / b->page_size);
         size_t pos;
 
+        batch = (batch + b->unit - 1) / b->unit * b->unit;     /* whole units */
         for (pos = 0; pos < b->npages && ok; pos += batch) {
             ok = drain_queue(s, false, errp) && !stop_requested(s, errp) &&
                  save_batch(s, b, pos, MIN(pos + batch, b->npages), errp);
@@ -1134,6 +1234,9 @@ void bg_snapshot_get_stats(BgSnapshot *s, BgSnapshotStats *st)
     st->fault_pages = ATOMIC_GET(&s->st_fault_pages);
     st->unprotects = ATOMIC_GET(&s->st_unprotects);
     st->pool_high_water = ATOMIC_GET(&s->st_pool_hw);
+    pthread_mutex_lock(&s->lock);
+    st->pool_size = (uint64_t)s->nslots * s->slot_size;
+    pthread_mutex_unlock(&s->lock);
     st->pause_us = ATOMIC_GET(&s->st_pause_us);
     st->run_us = ATOMIC_GET(&s->st_run_us);
     st->stall_max_us = ATOMIC_GET(&s->st_stall_max);

@@ -124,7 +124,8 @@ static void set_one_parameter(Hmp *h, const MigrateSetParameters *p)
                                p->has_x_background_snapshot_pool_size,
                                p->x_background_snapshot_pool_size,
                                p->has_x_background_snapshot_chunk_size,
-                               p->x_background_snapshot_chunk_size, &err);
+                               p->x_background_snapshot_chunk_size,
+                               p->has_direct_io, p->direct_io, &err);
     hmp_handle_error(h, err);
 }
 
@@ -143,12 +144,20 @@ static void hmp_migrate_set_parameter(Hmp *h, int argc, char **argv)
         set_one_parameter(h, &p);
         return;
     }
+    if (!strcmp(argv[1], "direct-io")) {
+        if (!hmp_parse_bool(h, argv[2], "direct-io", &p.direct_io)) {
+            return;
+        }
+        p.has_direct_io = true;
+        set_one_parameter(h, &p);
+        return;
+    }
     if (strcmp(argv[1], "max-bandwidth") &&
         strcmp(argv[1], "x-background-snapshot-pool-size") &&
         strcmp(argv[1], "x-background-snapshot-chunk-size")) {
         hmp_printf(h, "Error: Invalid parameter '%s' (known: max-bandwidth, "
                    "downtime-limit, x-background-snapshot-pool-size, "
-                   "x-background-snapshot-chunk-size)\n", argv[1]);
+                   "x-background-snapshot-chunk-size, direct-io)\n", argv[1]);
         return;
     }
     /* As QEMU: a size, bytes unless a suffix (K, M, G...) says otherwise. */
@@ -188,10 +197,12 @@ static void hmp_info_migrate_parameters(Hmp *h, int argc, char **argv)
     hmp_printf(h, "max-bandwidth: %" PRIu64 " bytes/second%s\n", p->max_bandwidth,
                p->max_bandwidth ? "" : " (no limit)");
     hmp_printf(h, "downtime-limit: %" PRIu64 " ms\n", p->downtime_limit);
-    hmp_printf(h, "x-background-snapshot-pool-size: %" PRIu64 " bytes\n",
-               p->x_background_snapshot_pool_size);
+    hmp_printf(h, "x-background-snapshot-pool-size: %" PRIu64 " bytes%s\n",
+               p->x_background_snapshot_pool_size,
+               p->x_background_snapshot_pool_size ? "" : " (automatic)");
     hmp_printf(h, "x-background-snapshot-chunk-size: %" PRIu64 " bytes\n",
                p->x_background_snapshot_chunk_size);
+    hmp_printf(h, "direct-io: %s\n", p->direct_io ? "on" : "off");
     qapi_free_MigrationParameters(p);
 }
 

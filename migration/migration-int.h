@@ -6,6 +6,7 @@
 #include <pthread.h>
 
 #include "migration/channel.h"
+#include "migration/direct-io.h"
 #include "migration/migration.h"
 #include "migration/qemu-file.h"
 #include "migration/ram.h"
@@ -24,6 +25,7 @@ typedef struct MigrationIO {
     int fd;
     int cancel_fd;              /* eventfd; readable once cancelled */
     int saved_flags;            /* fd's status flags before we set O_NONBLOCK */
+    DirectWriter *direct;       /* direct-io: writes go through it */
 } MigrationIO;
 
 bool migration_io_init(MigrationIO *io, int fd, int cancel_fd, Error **errp);

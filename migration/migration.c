@@ -272,6 +272,9 @@ static ssize_t io_writev(void *opaque, const struct iovec *iov, int iovcnt, Erro
 {
     MigrationIO *io = opaque;
 
+    if (io->direct) {
+        return direct_writer_writev(io->direct, iov, iovcnt, errp);
+    }
     for (;;) {
         ssize_t n = writev(io->fd, iov, MIN(iovcnt, IOV_MAX));
 
@@ -438,7 +441,8 @@ static bool outgoing_run(MigrationState *ms, Error **errp)
     if (!ms->ch ||
         !(precopy_wanted(ms) ? precopy_register(ms, r, errp)
                              : ram_save_register(ms->ram, r, errp)) ||
-        !migration_io_init(&io, ms->ch->fd, ms->cancel_fd, errp)) {
+        !migration_io_init(&io, ms->ch->fd, ms->cancel_fd, errp) ||
+        (ms->ch->direct && !(io.direct = direct_writer_new(ms->ch->fd, errp)))) {
         goto out;
     }
     f = migration_io_output(&io, ms->uri);
@@ -464,8 +468,13 @@ out:
     precopy_end(ms);
     if (f) {
         qemu_fclose(f);
+        if (ok && io.direct && !direct_writer_finish(io.direct, errp)) {
+            error_prepend(errp, "write to %s failed: ", ms->uri);
+            ok = false;
+        }
         migration_io_restore(&io);
     }
+    direct_writer_free(io.direct);
     /* Closing is part of success: fsync of a file, an exec child's exit status. */
     if (ok) {
         ok = channel_close(ms->ch, errp);
@@ -555,6 +564,7 @@ static int lookup_fd(void *opaque, const char *name, Error **errp)
 static bool open_early(MigrationState *ms, const char *uri, Channel **ch, Error **errp)
 {
     ChannelAddress addr;
+    ChannelKind kind;
     bool early;
 
     *ch = NULL;
@@ -563,9 +573,22 @@ static bool open_early(MigrationState *ms, const char *uri, Channel **ch, Error 
     }
     early = addr.kind == CHANNEL_FILE || addr.kind == CHANNEL_EXEC ||
             addr.kind == CHANNEL_FD;
+    kind = addr.kind;
     channel_address_clear(&addr);
+    if (ms->opts.direct_io && kind != CHANNEL_FILE) {
+        error_setg(errp, "direct-io needs a file: URI, not '%s'", uri);
+        return false;
+    }
     if (early) {
         *ch = channel_open_outgoing(uri, lookup_fd, ms->s, errp);
+        if (*ch && ms->opts.direct_io) {
+            if (!direct_io_enable((*ch)->fd, (*ch)->path, errp)) {
+                channel_abort(*ch);
+                *ch = NULL;
+                return false;
+            }
+            (*ch)->direct = true;
+        }
         return *ch != NULL;
     }
     return true;

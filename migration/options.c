@@ -115,6 +115,7 @@ void qmp_migrate_set_parameters(Amber *s, bool has_max_bandwidth, uint64_t max_b
                                 uint64_t x_background_snapshot_pool_size,
                                 bool has_x_background_snapshot_chunk_size,
                                 uint64_t x_background_snapshot_chunk_size,
+                                bool has_direct_io, bool direct_io,
                                 Error **errp)
 {
     MigrationState *ms = migration_state(s);
@@ -145,6 +146,9 @@ void qmp_migrate_set_parameters(Amber *s, bool has_max_bandwidth, uint64_t max_b
     if (has_downtime_limit) {
         ms->opts.downtime_limit = downtime_limit;
     }
+    if (has_direct_io) {
+        ms->opts.direct_io = direct_io;
+    }
     if (has_max_bandwidth) {
         __atomic_store_n(&ms->opts.max_bandwidth, max_bandwidth, __ATOMIC_RELAXED);
         migration_parameters_changed(ms);
@@ -160,5 +164,6 @@ MigrationParameters *qmp_query_migrate_parameters(Amber *s, Error **errp)
     p->downtime_limit = ms->opts.downtime_limit;
     p->x_background_snapshot_pool_size = ms->opts.bg_pool_size;
     p->x_background_snapshot_chunk_size = ms->opts.bg_chunk_size;
+    p->direct_io = ms->opts.direct_io;
     return p;
 }

@@ -64,10 +64,10 @@ bool bg_migration_usable(Machine *m, Error **errp)
 bool bg_migration_check_params(const uint64_t *pool_size, const uint64_t *chunk_size,
                                Error **errp)
 {
-    if (pool_size && (*pool_size < MIGRATE_MIN_BG_POOL_SIZE ||
+    if (pool_size && *pool_size && (*pool_size < MIGRATE_MIN_BG_POOL_SIZE ||
                       *pool_size > MIGRATE_MAX_BG_POOL_SIZE)) {
-        error_setg(errp, "Parameter 'x-background-snapshot-pool-size' expects a size "
-                   "from %llu to %llu bytes", MIGRATE_MIN_BG_POOL_SIZE,
+        error_setg(errp, "Parameter 'x-background-snapshot-pool-size' expects 0 "
+                   "(automatic) or a size from %llu to %llu bytes", MIGRATE_MIN_BG_POOL_SIZE,
                    MIGRATE_MAX_BG_POOL_SIZE);
         return false;
     }
@@ -353,7 +353,7 @@ static BackgroundSnapshotStats *stats_to_qapi(const BgSnapshotStats *st,
     q->write_faults = st->faults;
     q->fault_pages = st->fault_pages;
     q->pool_high_water_bytes = st->pool_high_water;
-    q->pool_size = bg->cfg.pool_bytes;
+    q->pool_size = st->pool_size;
     q->pages_skipped = st->pages_skipped;
     q->pause_us = bg->pause_us;
     q->write_protect_us = st->pause_us;

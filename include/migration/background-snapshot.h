@@ -47,8 +47,16 @@ typedef bool (*BgSnapshotPutPage)(void *opaque, RAMBlock *block,
                                   uint64_t offset, const uint8_t *data,
                                   Error **errp);
 
+/*
+ * The automatic copy pool (pool_bytes 0): this share of the RAM holding
+ * data at the instant, within these bounds (see size_auto_pool()).
+ */
+#define BG_POOL_AUTO_SHARE 64
+#define BG_POOL_AUTO_MIN (4u << 20)
+#define BG_POOL_AUTO_MAX (64u << 20)
+
 typedef struct BgSnapshotConfig {
-    size_t pool_bytes;          /* copy pool of the fault threads */
+    size_t pool_bytes;          /* copy pool of the fault threads; 0: automatic */
     size_t chunk_bytes;         /* aligned range captured around a fault */
     size_t batch_bytes;         /* pages the saver captures per unprotect */
     int fault_threads;
@@ -126,6 +134,7 @@ typedef struct BgSnapshotStats {
     uint64_t fault_pages;       /* host pages captured by the fault threads */
     uint64_t unprotects;        /* UFFDIO_WRITEPROTECT calls that lift protection */
     uint64_t pool_high_water;   /* bytes of the copy pool in use, at most */
+    uint64_t pool_size;         /* bytes of the copy pool (as sized at arm) */
     uint64_t pause_us;          /* duration of arm() */
     uint64_t run_us;            /* duration of run() */
     uint64_t stall_hist[BG_STALL_BUCKETS];

@@ -67,6 +67,7 @@ typedef struct Channel {
     char *command;          /* exec: for messages */
     char *path;             /* file: for messages */
     bool fsync_on_close;    /* outgoing file */
+    bool direct;            /* outgoing file switched to O_DIRECT (direct-io) */
 } Channel;
 
 Channel *channel_open_outgoing(const char *uri, ChannelFdLookup lookup,

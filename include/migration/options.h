@@ -24,10 +24,10 @@ typedef struct Machine Machine;
 /* QEMU's bound for downtime-limit: 2000 seconds, in ms. */
 #define MIGRATE_MAX_DOWNTIME_LIMIT      2000000
 /* Background snapshot knobs (see docs/devel/background-snapshot.md). */
-#define MIGRATE_DEFAULT_BG_POOL_SIZE    (16ULL << 20)
+#define MIGRATE_DEFAULT_BG_POOL_SIZE    0       /* automatic */
 #define MIGRATE_MIN_BG_POOL_SIZE        (64ULL << 10)
 #define MIGRATE_MAX_BG_POOL_SIZE        (16ULL << 30)
-#define MIGRATE_DEFAULT_BG_CHUNK_SIZE   (64ULL << 10)
+#define MIGRATE_DEFAULT_BG_CHUNK_SIZE   (2ULL << 20)
 #define MIGRATE_MIN_BG_CHUNK_SIZE       (4ULL << 10)
 #define MIGRATE_MAX_BG_CHUNK_SIZE       (2ULL << 20)
 
@@ -37,6 +37,7 @@ typedef struct MigrationOptions {
     uint64_t downtime_limit;        /* ms */
     uint64_t bg_pool_size;          /* x-background-snapshot-pool-size, bytes */
     uint64_t bg_chunk_size;         /* x-background-snapshot-chunk-size, bytes */
+    bool direct_io;                 /* direct-io: file: with O_DIRECT */
 } MigrationOptions;
 
 void migrate_options_init(MigrationOptions *o);

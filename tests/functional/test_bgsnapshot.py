@@ -271,7 +271,7 @@ def test_snapshot_is_the_pause(tmpvm, tmp_path, smp, backend):
     assert sum(b["pages"]["zero"] for b in blocks) == info["ram"]["duplicate"]
 
 
-@pytest.mark.parametrize("pool,chunk", [(16 << 20, 64 << 10), (64 << 10, 4 << 10),
+@pytest.mark.parametrize("pool,chunk", [(0, 2 << 20), (64 << 10, 4 << 10),
                                         (1 << 20, 2 << 20), (64 << 20, 64 << 10),
                                         (256 << 10, 16 << 10), (16 << 20, 64 << 10)])
 def test_invariant_repeated_4_vcpus(tmpvm, tmp_path, pool, chunk):
@@ -282,8 +282,14 @@ def test_invariant_repeated_4_vcpus(tmpvm, tmp_path, pool, chunk):
                              params={"x-background-snapshot-pool-size": pool,
                                      "x-background-snapshot-chunk-size": chunk})
     bgs = info["x-background-snapshot"]
-    assert bgs["pool-size"] == pool
-    assert bgs["pool-high-water-bytes"] <= pool
+    if pool:
+        assert bgs["pool-size"] == pool
+    else:
+        # Automatic: 1/64 of the populated RAM, within [4 MiB, 64 MiB].
+        populated = (info["ram"]["normal"] + info["ram"]["duplicate"]) * PAGE
+        assert bgs["pool-size"] == min(max(populated // 64, 4 << 20),
+                                       64 << 20) // PAGE * PAGE, (bgs, populated)
+    assert bgs["pool-high-water-bytes"] <= bgs["pool-size"]
 
 
 def test_populate_by_read(tmpvm, tmp_path):
@@ -384,7 +390,7 @@ def test_big_sparse_guest_rss(tmpvm, tmp_path):
     assert info["status"] == "completed", info
     peak = max(peak, rss_kib(v.proc.pid))
     bgs = info["x-background-snapshot"]
-    # The copy pool (16 MiB) and stream buffers, not gigabytes.
+    # The copy pool (automatic: 4 MiB here) and stream buffers, not gigabytes.
     assert peak - rss0 < 128 << 10, (rss0, peak)
     assert peak < 1 << 20, peak                 # KiB: well under 1 GiB of 4
     total_pages = (mem_mib << 20) // PAGE
@@ -566,8 +572,8 @@ def test_refused_block_cannot_register(tmpvm, tmp_path):
 def test_parameters(tmpvm, tmp_path):
     v, c = start_qmp(tmpvm, guest_args(1, "ram", str(tmp_path)))
     p = c.ok("query-migrate-parameters")
-    assert p["x-background-snapshot-pool-size"] == 16 << 20
-    assert p["x-background-snapshot-chunk-size"] == 64 << 10
+    assert p["x-background-snapshot-pool-size"] == 0           # automatic
+    assert p["x-background-snapshot-chunk-size"] == 2 << 20
     c.ok("migrate-set-parameters", {"x-background-snapshot-pool-size": 64 << 20,
                                     "x-background-snapshot-chunk-size": 4096})
     p = c.ok("query-migrate-parameters")

@@ -73,8 +73,8 @@ def assert_running_again(vm, c):
 
 # The background snapshot's capability and parameters, at their defaults.
 BGS_CAP = [{"capability": "background-snapshot", "state": False}]
-BGS_PARAMS = {"x-background-snapshot-pool-size": 16 << 20,
-              "x-background-snapshot-chunk-size": 64 << 10}
+BGS_PARAMS = {"x-background-snapshot-pool-size": 0,
+              "x-background-snapshot-chunk-size": 2 << 20, "direct-io": False}
 
 def test_capabilities_round_trip(vmq):
     vm, c = vmq
@@ -125,8 +125,9 @@ def test_parameters_round_trip(vmq):
                                                 "downtime-limit": 120}, **BGS_PARAMS)
     assert hmp(c, "info migrate_parameters") == (
         "max-bandwidth: 67108864 bytes/second\r\ndowntime-limit: 120 ms\r\n"
-        "x-background-snapshot-pool-size: 16777216 bytes\r\n"
-        "x-background-snapshot-chunk-size: 65536 bytes\r\n")
+        "x-background-snapshot-pool-size: 0 bytes (automatic)\r\n"
+        "x-background-snapshot-chunk-size: 2097152 bytes\r\n"
+        "direct-io: off\r\n")
 
 
 @pytest.mark.parametrize("args,desc", [
