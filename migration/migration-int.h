@@ -7,6 +7,7 @@
 
 #include "migration/channel.h"
 #include "migration/direct-io.h"
+#include "migration/write-behind.h"
 #include "migration/migration.h"
 #include "migration/qemu-file.h"
 #include "migration/ram.h"
@@ -26,6 +27,7 @@ typedef struct MigrationIO {
     int cancel_fd;              /* eventfd; readable once cancelled */
     int saved_flags;            /* fd's status flags before we set O_NONBLOCK */
     DirectWriter *direct;       /* direct-io: writes go through it */
+    WriteBehind wb;             /* otherwise, for a regular file */
 } MigrationIO;
 
 bool migration_io_init(MigrationIO *io, int fd, int cancel_fd, Error **errp);

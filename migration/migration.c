@@ -209,6 +209,7 @@ void migration_cancel_fd_signal(int fd)
 
 bool migration_io_init(MigrationIO *io, int fd, int cancel_fd, Error **errp)
 {
+    write_behind_init(&io->wb, fd);
     io->fd = fd;
     io->cancel_fd = cancel_fd;
     io->saved_flags = fcntl(fd, F_GETFL);
@@ -278,7 +279,11 @@ static ssize_t io_writev(void *opaque, const struct iovec *iov, int iovcnt, Erro
     for (;;) {
         ssize_t n = writev(io->fd, iov, MIN(iovcnt, IOV_MAX));
 
-        if (n >= 0 || !io_retry(io, POLLOUT, errp)) {
+        if (n >= 0) {
+            write_behind_wrote(&io->wb, n);
+            return n;
+        }
+        if (!io_retry(io, POLLOUT, errp)) {
             return n;
         }
     }
