@@ -14,7 +14,13 @@
 
 #include "migration/qemu-file.h"
 
-#define IO_BUF_SIZE 32768
+/*
+ * 512 KiB: one write per 512 KiB of stream.  With QEMU's 32 KiB a 1 GiB
+ * snapshot was 32768 writes, and the saver's syscalls and page-cache
+ * calls were what the faulting vCPUs waited on (bench: busy guest time
+ * lost 0.53-1.39 s with 32 KiB, 0.26-0.45 s with 512 KiB, same run).
+ */
+#define IO_BUF_SIZE (512 * 1024)
 #define MAX_IOV 64
 #define RATE_WINDOW_US 100000       /* accounting window, as QEMU's BUFFER_DELAY */
 
@@ -536,7 +542,13 @@ static ssize_t fd_writev(void *opaque, const struct iovec *iov, int iovcnt, Erro
         n = writev(s->fd, iov, MIN(iovcnt, IOV_MAX));
     } while (n < 0 && errno == EINTR);
     saved = errno;
-    if (n < 0 && saved == EPIPE && !was_pending) {
+    /*
+     * The reader may also vanish in the middle of a write bigger than the
+     * pipe: the write then returns a short count, with SIGPIPE raised all
+     * the same.  Consume any SIGPIPE this write raised.
+     */
+    sigpending(&pending);
+    if (!was_pending && sigismember(&pending, SIGPIPE)) {
         struct timespec zero = { 0, 0 };
 
         sigtimedwait(&pipe_set, NULL, &zero);
