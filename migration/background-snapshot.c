@@ -272,6 +272,23 @@ static BgBlock *find_block(BgSnapshot *s, uint64_t addr, int *index)
 
 static void note_unprotect_error(BgSnapshot *s, Error *err);
 
+/* Lift protection from [first, end) of b: one call, waking its writers. */
+static bool unprotect_range(BgSnapshot *s, BgBlock *b, size_t first, size_t end)
+{
+    Error *err = NULL;
+
+    if (first == end) {
+        return true;
+    }
+    ATOMIC_ADD(&s->st_unprotects, 1);
+    if (!uffd_unprotect(s->uffd, b->host + first * b->page_size,
+                        (end - first) * b->page_size, true, &err)) {
+        note_unprotect_error(s, err);
+        return false;
+    }
+    return true;
+}
+
 /*
  * Lift protection from the runs of done pages in [first, end) (wakes the
  * writers blocked there).  Pages not done are left alone: their owner is
@@ -284,7 +301,6 @@ static void unprotect_done_runs(BgSnapshot *s, BgBlock *b, size_t first,
 
     while (i < end) {
         size_t run;
-        Error *err = NULL;
 
         while (i < end && !test_bit_atomic(i, b->done)) {
             i++;
@@ -293,14 +309,8 @@ static void unprotect_done_runs(BgSnapshot *s, BgBlock *b, size_t first,
         while (i < end && test_bit_atomic(i, b->done)) {
             i++;
         }
-        if (run == i) {
+        if (run == i || !unprotect_range(s, b, run, i)) {
             break;
-        }
-        ATOMIC_ADD(&s->st_unprotects, 1);
-        if (!uffd_unprotect(s->uffd, b->host + run * b->page_size,
-                            (i - run) * b->page_size, true, &err)) {
-            note_unprotect_error(s, err);
-            return;
         }
     }
 }
@@ -1092,21 +1102,6 @@ static bool drain_queue(BgSnapshot *s, bool until_idle, Error **errp)
     }
     pthread_mutex_unlock(&s->lock);
     return ok;
-}
-
-/* Lift protection from [first, end) of b: one call, waking its writers. */
-static void unprotect_range(BgSnapshot *s, BgBlock *b, size_t first, size_t end)
-{
-    Error *err = NULL;
-
-    if (first == end) {
-        return;
-    }
-    ATOMIC_ADD(&s->st_unprotects, 1);
-    if (!uffd_unprotect(s->uffd, b->host + first * b->page_size,
-                        (end - first) * b->page_size, true, &err)) {
-        note_unprotect_error(s, err);
-    }
 }
 
 /* Capture the pages of unit u of b, which the saver owns. */

@@ -27,7 +27,7 @@ typedef struct MigrationIO {
     int cancel_fd;              /* eventfd; readable once cancelled */
     int saved_flags;            /* fd's status flags before we set O_NONBLOCK */
     DirectWriter *direct;       /* direct-io: writes go through it */
-    WriteBehind wb;             /* otherwise, for a regular file */
+    WriteBehind wb;             /* otherwise, for a background snapshot to a file */
 } MigrationIO;
 
 bool migration_io_init(MigrationIO *io, int fd, int cancel_fd, Error **errp);

@@ -209,7 +209,7 @@ void migration_cancel_fd_signal(int fd)
 
 bool migration_io_init(MigrationIO *io, int fd, int cancel_fd, Error **errp)
 {
-    write_behind_init(&io->wb, fd);
+    io->wb = (WriteBehind){ .fd = -1 };
     io->fd = fd;
     io->cancel_fd = cancel_fd;
     io->saved_flags = fcntl(fd, F_GETFL);
@@ -449,6 +449,13 @@ static bool outgoing_run(MigrationState *ms, Error **errp)
         !migration_io_init(&io, ms->ch->fd, ms->cancel_fd, errp) ||
         (ms->ch->direct && !(io.direct = direct_writer_new(ms->ch->fd, errp)))) {
         goto out;
+    }
+    if (ms->bg) {
+        /*
+         * The guest runs on: the page-cache work of a big image is CPU it
+         * needs.  A stopped save keeps the cache, for a load right after.
+         */
+        write_behind_init(&io.wb, io.fd);
     }
     f = migration_io_output(&io, ms->uri);
     apply_rate_limit(ms, f);

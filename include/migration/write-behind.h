@@ -1,6 +1,6 @@
 /*
- * Write-behind for a stream written to a regular file through the page
- * cache.  The first WB_START bytes go plainly: the cache absorbs them at
+ * Write-behind for a background snapshot written to a regular file through
+ * the page cache.  The first WB_START bytes go plainly: the cache absorbs them at
  * memory speed.  From there on, every WB_WINDOW bytes, writeback of the
  * window just written is started, and the window WB_LAG behind it is
  * waited for and dropped from the cache.

@@ -23,7 +23,8 @@ import vm as vmmod  # noqa: E402
 from qmp import Qmp  # noqa: E402
 
 QEMU = shutil.which("qemu-system-x86_64")
-VMM_LABEL = {"amber": "amber", "amber-nowpu": "amber, no WP_UNPOPULATED",
+VMM_LABEL = {"amber": "amber", "amber-direct": "amber, file: direct-io",
+             "amber-nowpu": "amber, no WP_UNPOPULATED",
              "qemu": "QEMU 7.2"}
 # Features ANDed with the kernel's (docs/devel/background-snapshot.md): all but
 # UFFD_FEATURE_WP_UNPOPULATED (1 << 13), as on a kernel older than 6.4.

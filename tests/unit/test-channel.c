@@ -13,6 +13,7 @@
 
 #include "migration/channel.h"
 #include "migration/qemu-file.h"
+#include "test-helpers.h"
 
 static char *tmpdir;
 
@@ -21,17 +22,6 @@ static char *tmp_path(const char *name)
     return g_build_filename(tmpdir, name, NULL);
 }
 
-/* Check the message of *errp, then free and clear it. */
-static void assert_error_contains(Error **errp, const char *needle)
-{
-    g_assert_nonnull(*errp);
-    if (!strstr(error_get_pretty(*errp), needle)) {
-        g_printerr("message '%s' lacks '%s'\n", error_get_pretty(*errp), needle);
-        g_assert_not_reached();
-    }
-    error_free(*errp);
-    *errp = NULL;
-}
 
 /* ---- parsing ---------------------------------------------------------------- */
 

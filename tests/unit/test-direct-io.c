@@ -20,6 +20,7 @@
 #include <glib/gstdio.h>
 
 #include "migration/direct-io.h"
+#include "test-helpers.h"
 
 #ifndef TMPFS_MAGIC
 #define TMPFS_MAGIC 0x01021994
@@ -47,17 +48,6 @@ static int fd_flags(int fd)
     return fl;
 }
 
-/* Check the message of *errp, then free and clear it. */
-static void assert_error_contains(Error **errp, const char *needle)
-{
-    g_assert_nonnull(*errp);
-    if (!strstr(error_get_pretty(*errp), needle)) {
-        g_printerr("message '%s' lacks '%s'\n", error_get_pretty(*errp), needle);
-        g_assert_not_reached();
-    }
-    error_free(*errp);
-    *errp = NULL;
-}
 
 /* len pseudo-random bytes. */
 static uint8_t *random_bytes(GRand *r, size_t len)

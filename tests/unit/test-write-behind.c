@@ -46,18 +46,37 @@ static void fill(uint8_t *buf, uint64_t index)
     }
 }
 
+/* A new file in a new directory on a disk file system (not tmpfs). */
+static int open_tmp(char **dir, char **path)
+{
+    int fd;
+
+    *dir = g_strdup("/var/tmp/amber-wb-XXXXXX");
+    g_assert_nonnull(g_mkdtemp(*dir));
+    *path = g_build_filename(*dir, "img", NULL);
+    fd = open(*path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+    g_assert_cmpint(fd, >=, 0);
+    return fd;
+}
+
+static void remove_tmp(int fd, char *dir, char *path)
+{
+    close(fd);
+    g_unlink(path);
+    g_rmdir(dir);
+    g_free(path);
+    g_free(dir);
+}
+
 static void test_big_file(void)
 {
-    char *dir = g_strdup("/var/tmp/amber-wb-XXXXXX"), *path;
+    char *dir, *path;
     uint64_t total = WB_START + 256 * (uint64_t)CHUNK, i;
     uint8_t *buf = g_malloc(CHUNK), *back = g_malloc(CHUNK);
     WriteBehind wb;
     int fd;
 
-    g_assert_nonnull(g_mkdtemp(dir));
-    path = g_build_filename(dir, "img", NULL);
-    fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
-    g_assert_cmpint(fd, >=, 0);
+    fd = open_tmp(&dir, &path);
     /* The stream starts at an offset, as file:PATH,offset=N does. */
     g_assert_cmpint(pwrite(fd, "head", 4, 0), ==, 4);
     g_assert_cmpint(lseek(fd, 4096, SEEK_SET), ==, 4096);
@@ -80,11 +99,7 @@ static void test_big_file(void)
         g_assert_cmpint(pread(fd, back, CHUNK, 4096 + i * CHUNK), ==, CHUNK);
         g_assert_true(memcmp(buf, back, CHUNK) == 0);
     }
-    close(fd);
-    g_unlink(path);
-    g_rmdir(dir);
-    g_free(path);
-    g_free(dir);
+    remove_tmp(fd, dir, path);
     g_free(buf);
     g_free(back);
 }
@@ -92,26 +107,20 @@ static void test_big_file(void)
 /* Under WB_START nothing is dropped: a small image stays cached. */
 static void test_small_file(void)
 {
-    char *dir = g_strdup("/var/tmp/amber-wb-XXXXXX"), *path;
+    char *dir, *path;
     uint8_t *buf = g_malloc0(CHUNK);
     uint64_t total = 64 * (uint64_t)CHUNK;
     WriteBehind wb;
     int fd;
 
-    g_assert_nonnull(g_mkdtemp(dir));
-    path = g_build_filename(dir, "img", NULL);
-    fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+    fd = open_tmp(&dir, &path);
     write_behind_init(&wb, fd);
     for (uint64_t i = 0; i < total / CHUNK; i++) {
         g_assert_cmpint(write(fd, buf, CHUNK), ==, CHUNK);
         write_behind_wrote(&wb, CHUNK);
     }
     g_assert_cmpuint(resident_pages(fd, 0, total), ==, total / 4096);
-    close(fd);
-    g_unlink(path);
-    g_rmdir(dir);
-    g_free(path);
-    g_free(dir);
+    remove_tmp(fd, dir, path);
     g_free(buf);
 }
 
