@@ -463,7 +463,11 @@ def test_cancel_mid_snapshot(tmpvm, tmp_path):
     check_released(v, c)
 
 
-def test_disk_full(tmpvm, tmp_path):
+@pytest.mark.parametrize("direct_io", [False, True])
+def test_disk_full(tmpvm, tmp_path, direct_io):
+    """The disk fills mid-snapshot: through the page cache, or with
+    direct-io (the error then comes from the writer thread, or from the
+    tail written at the end)."""
     if os.geteuid() != 0:
         pytest.skip("mounting a small tmpfs needs root")
     tmp = str(tmp_path)
@@ -473,6 +477,7 @@ def test_disk_full(tmpvm, tmp_path):
     try:
         v, c = running_source(tmpvm, 2, "ram", tmp)
         enable(c)
+        c.ok("migrate-set-parameters", {"direct-io": direct_io})
         c.ok("migrate", {"uri": "file:" + os.path.join(mnt, "vm.snap")})
         info = wait_migration(c, timeout=60)
         assert info["status"] == "failed", info
