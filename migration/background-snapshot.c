@@ -60,7 +60,7 @@ typedef struct BgFaultThread {
     BgSnapshot *s;
     pthread_t tid;
     bool started;
-    size_t *claimed;            /* pages of the chunk this thread captured */
+    size_t *claimed;            /* pages of the unit this thread captured */
     int *slots;                 /* pool slots reserved for the unit */
 } BgFaultThread;
 
@@ -925,11 +925,11 @@ static bool protect_populated(BgSnapshot *s, BgBlock *b, Error **errp)
 
 static bool start_fault_threads(BgSnapshot *s, Error **errp)
 {
-    size_t max_chunk = 1;
+    size_t max_unit = 1;
     int i, r;
 
     for (i = 0; i < s->nblocks; i++) {
-        max_chunk = MAX(max_chunk, s->blocks[i].unit);
+        max_unit = MAX(max_unit, s->blocks[i].unit);
     }
     s->threads = g_new0(BgFaultThread, s->cfg.fault_threads);
     s->nthreads = s->cfg.fault_threads;
@@ -937,8 +937,8 @@ static bool start_fault_threads(BgSnapshot *s, Error **errp)
         BgFaultThread *t = &s->threads[i];
 
         t->s = s;
-        t->claimed = g_new(size_t, max_chunk);
-        t->slots = g_new(int, max_chunk);
+        t->claimed = g_new(size_t, max_unit);
+        t->slots = g_new(int, max_unit);
         r = pthread_create(&t->tid, NULL, fault_thread_fn, t);
         if (r) {
             error_setg_errno(errp, r, "cannot start a snapshot fault thread");

@@ -57,8 +57,12 @@ typedef bool (*BgSnapshotPutPage)(void *opaque, RAMBlock *block,
 
 typedef struct BgSnapshotConfig {
     size_t pool_bytes;          /* copy pool of the fault threads; 0: automatic */
-    size_t chunk_bytes;         /* aligned range captured around a fault */
-    size_t batch_bytes;         /* pages the saver captures per unprotect */
+    /*
+     * The claim unit: an aligned range one owner (a fault thread or the
+     * saver) captures and unprotects whole; at most the pool's slots.
+     */
+    size_t chunk_bytes;
+    size_t batch_bytes;         /* the saver's scan step, rounded up to whole units */
     int fault_threads;
     bool use_wp_unpopulated;    /* when the kernel has it */
     /*
