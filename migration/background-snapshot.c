@@ -591,7 +591,6 @@ static bool block_init(BgSnapshot *s, BgBlock *b, RAMBlock *rb, Error **errp)
     }
     b->saved = bitmap_new(b->npages);
     b->done = bitmap_new(b->npages);
-    b->owned = bitmap_new(b->npages);   /* per unit; units are set later */
     b->skip = bitmap_new(b->npages);
     if (!register_block(s->uffd, rb, errp)) {
         return false;
@@ -997,7 +996,10 @@ bool bg_snapshot_arm(BgSnapshot *s, Error **errp)
         size_auto_pool(s);
     }
     for (i = 0; i < s->nblocks; i++) {
-        s->blocks[i].unit = unit_pages(s, &s->blocks[i]);
+        BgBlock *b = &s->blocks[i];
+
+        b->unit = unit_pages(s, b);
+        b->owned = bitmap_new((b->npages + b->unit - 1) / b->unit);
     }
     s->armed = true;
     pthread_mutex_unlock(&s->lock);

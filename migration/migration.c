@@ -583,10 +583,9 @@ static bool open_early(MigrationState *ms, const char *uri, Channel **ch, Error 
     if (!channel_parse_uri(uri, &addr, errp)) {
         return false;
     }
-    early = addr.kind == CHANNEL_FILE || addr.kind == CHANNEL_EXEC ||
-            addr.kind == CHANNEL_FD;
     kind = addr.kind;
     channel_address_clear(&addr);
+    early = kind == CHANNEL_FILE || kind == CHANNEL_EXEC || kind == CHANNEL_FD;
     if (ms->opts.direct_io && kind != CHANNEL_FILE) {
         error_setg(errp, "direct-io needs a file: URI, not '%s'", uri);
         return false;

@@ -90,6 +90,18 @@ class SerialTail(threading.Thread):
             return len(self.reports)
 
 
+def vmm_args(vmm, mem_mib, smp, append):
+    """The command line that runs the built-in guest under amber (any amber
+    variant) or QEMU, without its serial and monitor."""
+    if vmm.startswith("amber"):
+        return [vmmod.AMBER, "-m", str(mem_mib), "-smp", str(smp), "-append", append]
+    return [QEMU, "-accel", "kvm", "-m", str(mem_mib), "-smp", str(smp),
+            "-kernel", vmmod.GUEST_ELF,
+            "-append", "%s cpus=%d tsc_khz=%d" % (append, smp, tsc_khz()),
+            "-display", "none", "-nodefaults",
+            "-device", "isa-debug-exit,iobase=0x501,iosize=4"]
+
+
 class Guest:
     """One VMM process running the built-in guest, driven over QMP."""
 
@@ -101,14 +113,7 @@ class Guest:
         for p in (self.serial, self.sock):
             if os.path.exists(p):
                 os.unlink(p)
-        if vmm.startswith("amber"):
-            args = [vmmod.AMBER, "-m", str(mem_mib), "-smp", str(smp), "-append", append]
-        else:
-            args = [QEMU, "-accel", "kvm", "-m", str(mem_mib), "-smp", str(smp),
-                    "-kernel", vmmod.GUEST_ELF,
-                    "-append", "%s cpus=%d tsc_khz=%d" % (append, smp, tsc_khz()),
-                    "-display", "none", "-nodefaults",
-                    "-device", "isa-debug-exit,iobase=0x501,iosize=4"]
+        args = vmm_args(vmm, mem_mib, smp, append)
         args += ["-serial", "file:" + self.serial,
                  "-qmp", "unix:%s,server=on,wait=off" % self.sock] + list(extra)
         full_env = dict(os.environ)

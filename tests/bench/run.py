@@ -22,35 +22,16 @@ ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 sys.path.insert(0, os.path.join(ROOT, "tests", "functional"))
 import vm as vmmod  # noqa: E402
 from qmp import Qmp  # noqa: E402
+import benchlib as bl  # noqa: E402
 import bgsnap  # noqa: E402
 import precopy  # noqa: E402
-
-QEMU = shutil.which("qemu-system-x86_64")
-
-
-def tsc_khz():
-    """The host TSC rate in kHz, for QEMU runs (amber passes its own)."""
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("cpu MHz"):
-                return int(float(line.split(":")[1]) * 1000)
-    return 0
-
 
 def boot(vmm, mem_mib, smp, append, seconds, tmp):
     """Run the guest for `seconds`; return (time to first report, reports)."""
     serial = os.path.join(tmp, "%s-%d-%s-serial.log" % (vmm, smp, append.split()[0]))
     if os.path.exists(serial):
         os.unlink(serial)
-    if vmm == "amber":
-        args = [vmmod.AMBER, "-m", str(mem_mib), "-smp", str(smp),
-                "-append", append, "-serial", "file:" + serial]
-    else:
-        args = [QEMU, "-accel", "kvm", "-m", str(mem_mib), "-smp", str(smp),
-                "-kernel", vmmod.GUEST_ELF,
-                "-append", append + " tsc_khz=%d cpus=%d" % (tsc_khz(), smp),
-                "-serial", "file:" + serial, "-display", "none", "-nodefaults",
-                "-device", "isa-debug-exit,iobase=0x501,iosize=4"]
+    args = bl.vmm_args(vmm, mem_mib, smp, append) + ["-serial", "file:" + serial]
     t0 = time.monotonic()
     p = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     first = None
@@ -89,7 +70,7 @@ def bench_boot(args, tmp):
             append = "workload=%s report=250" % workload
             row = {"scenario": "boot", "workload": workload, "smp": smp, "mem_mib": 512}
             for vmm in ("amber", "qemu"):
-                if vmm == "qemu" and not QEMU:
+                if vmm == "qemu" and not bl.QEMU:
                     continue
                 first, reps = boot(vmm, 512, smp, append, args.seconds, tmp)
                 row[vmm] = {"first_report_s": round(first, 3),
@@ -123,14 +104,7 @@ def start_vm(vmm, mem_mib, smp, append, tmp, tag, extra=()):
     for p in (serial, sock):
         if os.path.exists(p):
             os.unlink(p)
-    if vmm == "amber":
-        args = [vmmod.AMBER, "-m", str(mem_mib), "-smp", str(smp), "-append", append]
-    else:
-        args = [QEMU, "-accel", "kvm", "-m", str(mem_mib), "-smp", str(smp),
-                "-kernel", vmmod.GUEST_ELF,
-                "-append", append + " tsc_khz=%d cpus=%d" % (tsc_khz(), smp),
-                "-display", "none", "-nodefaults",
-                "-device", "isa-debug-exit,iobase=0x501,iosize=4"]
+    args = bl.vmm_args(vmm, mem_mib, smp, append)
     args += ["-serial", "file:" + serial, "-qmp", "unix:%s,server=on,wait=off" % sock]
     p = subprocess.Popen(args + list(extra), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
@@ -229,7 +203,7 @@ def bench_saverestore(args, tmp):
     for mem_mib in args.sr_mib:
         row = {"scenario": "saverestore", "mem_mib": mem_mib, "smp": 2}
         for vmm in ("amber", "qemu"):
-            if vmm == "qemu" and not QEMU:
+            if vmm == "qemu" and not bl.QEMU:
                 continue
             row[vmm] = save_restore(vmm, mem_mib, 2, tmp)
         rows.append(row)
@@ -287,8 +261,7 @@ def main():
     bgsnap.add_args(ap)
     precopy.add_args(ap)
     args = ap.parse_args()
-    vmmod.AMBER = os.path.join(os.path.abspath(args.build), "amber")
-    vmmod.GUEST_ELF = os.path.join(os.path.abspath(args.build), "guest", "amber-guest.elf")
+    bl.set_build(args.build)
     tmp = tempfile.mkdtemp(prefix="amber-bench-")
     results = {}
     if not args.only or "boot" in args.only:

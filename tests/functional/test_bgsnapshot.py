@@ -20,10 +20,8 @@ import time
 import pytest
 
 import qevm
-import vm as vmmod
-from qmp import Qmp
 from test_saverestore import (PAGE, amber_img, no_sanitizer_report, pmemsave,
-                              wait_migration, wait_status, wavecheck)
+                              start_qmp, wait_migration, wait_status, wavecheck)
 
 MEM_MIB = 128
 PAGEMAP_WP = 1 << 57
@@ -46,21 +44,6 @@ def drop_images(tmp_path):
             p = os.path.join(root, name)
             if not os.path.islink(p) and os.path.getsize(p) > 1 << 20:
                 os.unlink(p)
-
-
-def start_qmp(make_vm, args, env=None):
-    """Start amber with a QMP socket (and env); returns (vm, negotiated client)."""
-    v = make_vm(list(args))
-    sock = v.path("qmp.sock")
-    v.args += ["-qmp", "unix:%s,server=on,wait=off" % sock]
-    v.stderr_path = v.path("stderr.log")
-    v._stderr = open(v.stderr_path, "w")
-    v.proc = subprocess.Popen([v.binary] + v.args, stdin=subprocess.DEVNULL,
-                              stdout=v._stderr, stderr=subprocess.STDOUT,
-                              start_new_session=True, env=env)
-    c = Qmp.connect(sock, timeout=30)
-    c.negotiate()
-    return v, c
 
 
 def memory_args(backend, tmp, mem_mib=MEM_MIB, name="mem"):

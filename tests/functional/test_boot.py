@@ -10,7 +10,6 @@ import time
 
 import pytest
 
-import vm as vmmod
 
 REPORT = "report=200"
 

@@ -19,7 +19,6 @@ import time
 
 import pytest
 
-import vm as vmmod
 from test_saverestore import (guest_args, pmemsave, start_qmp, wait_migration,
                               wait_status, wavecheck)
 

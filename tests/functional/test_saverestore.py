@@ -51,8 +51,8 @@ def guest_args(smp, backend="ram", mem_mib=MEM_MIB, append="workload=wave report
     return ["-smp", str(smp), "-append", append] + memory_args(backend, mem_mib)
 
 
-def start_qmp(make_vm, args, pass_fds=()):
-    """Start amber with a QMP socket; returns (vm, negotiated client)."""
+def start_qmp(make_vm, args, pass_fds=(), env=None):
+    """Start amber with a QMP socket (and fds, env); returns (vm, negotiated client)."""
     v = make_vm(list(args))
     sock = v.path("qmp.sock")
     v.args += ["-qmp", "unix:%s,server=on,wait=off" % sock]
@@ -60,7 +60,7 @@ def start_qmp(make_vm, args, pass_fds=()):
     v._stderr = open(v.stderr_path, "w")
     v.proc = subprocess.Popen([v.binary] + v.args, stdin=subprocess.DEVNULL,
                               stdout=v._stderr, stderr=subprocess.STDOUT,
-                              start_new_session=True, pass_fds=tuple(pass_fds))
+                              start_new_session=True, pass_fds=tuple(pass_fds), env=env)
     c = Qmp.connect(sock, timeout=30)
     c.negotiate()
     return v, c

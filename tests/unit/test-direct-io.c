@@ -109,6 +109,18 @@ static void assert_file_is(const char *path, const uint8_t *prefix, size_t plen,
     g_free(got);
 }
 
+/* Switch fd (at path) to O_DIRECT and give it a writer. */
+static DirectWriter *writer_on(int fd, const char *path)
+{
+    DirectWriter *w;
+
+    g_assert_true(direct_io_enable(fd, path, &error_abort));
+    g_assert_true(fd_flags(fd) & O_DIRECT);
+    w = direct_writer_new(fd, &error_abort);
+    g_assert_nonnull(w);
+    return w;
+}
+
 /* enable, write len random bytes in random pieces, finish, free; check. */
 static void round_trip(int fd, const char *path, const uint8_t *prefix, size_t plen,
                        size_t len, guint32 seed)
@@ -117,10 +129,7 @@ static void round_trip(int fd, const char *path, const uint8_t *prefix, size_t p
     uint8_t *data = random_bytes(r, len);
     DirectWriter *w;
 
-    g_assert_true(direct_io_enable(fd, path, &error_abort));
-    g_assert_true(fd_flags(fd) & O_DIRECT);
-    w = direct_writer_new(fd, &error_abort);
-    g_assert_nonnull(w);
+    w = writer_on(fd, path);
     write_in_random_pieces(w, r, data, len);
     g_assert_true(direct_writer_finish(w, &error_abort));
     g_assert_false(fd_flags(fd) & O_DIRECT);
@@ -200,8 +209,7 @@ static void test_write_error(void)
     lim.rlim_cur = 2u << 20;
     g_assert_cmpint(setrlimit(RLIMIT_FSIZE, &lim), ==, 0);
 
-    g_assert_true(direct_io_enable(fd, path, &error_abort));
-    w = direct_writer_new(fd, &error_abort);
+    w = writer_on(fd, path);
     for (size_t done = 0; done < len && !failed; done += chunk) {
         struct iovec iov = { (void *)(data + done), chunk };
         ssize_t n = direct_writer_writev(w, &iov, 1, &err);
@@ -237,9 +245,7 @@ static void test_empty(void)
     DirectWriter *w;
     struct stat st;
 
-    g_assert_true(direct_io_enable(fd, path, &error_abort));
-    w = direct_writer_new(fd, &error_abort);
-    g_assert_nonnull(w);
+    w = writer_on(fd, path);
     g_assert_true(direct_writer_finish(w, &error_abort));
     g_assert_false(fd_flags(fd) & O_DIRECT);
     direct_writer_free(w);
@@ -261,8 +267,7 @@ static void test_free_unfinished(void)
     DirectWriter *w;
     struct stat st;
 
-    g_assert_true(direct_io_enable(fd, path, &error_abort));
-    w = direct_writer_new(fd, &error_abort);
+    w = writer_on(fd, path);
     g_assert_cmpint(direct_writer_writev(w, &iov, 1, &error_abort), ==, (ssize_t)len);
     direct_writer_free(w);
     g_assert_cmpint(fstat(fd, &st), ==, 0);
