@@ -14,6 +14,7 @@
  * still copying, and a write let through now would tear the copy.
  */
 #include "migration/background-snapshot.h"
+#include "migration/huge-repair.h"
 #include "util/bitmap.h"
 #include "util/cutils.h"
 #include "util/trace.h"
@@ -46,6 +47,7 @@ typedef struct BgBlock {
     unsigned long *saved;
     unsigned long *done;
     unsigned long *skip;
+    HugeRepair repair;          /* huge pages that units smaller than 2 MiB split */
     bool registered;
 } BgBlock;
 
@@ -482,6 +484,7 @@ static void handle_fault(BgFaultThread *t, uint64_t addr, uint64_t t0)
                 fault_claim(s, b, i, &used, reserved, t, &claimed);
             }
             unprotect_done_runs(s, b, first, end);
+            huge_repair_unit_done(&b->repair, first);
         }
         pool_commit(s, bi, t->claimed, t->slots, used, reserved);
     }
@@ -592,6 +595,8 @@ static bool block_init(BgSnapshot *s, BgBlock *b, RAMBlock *rb, Error **errp)
     b->saved = bitmap_new(b->npages);
     b->done = bitmap_new(b->npages);
     b->skip = bitmap_new(b->npages);
+    huge_repair_init(&b->repair, b->host, b->npages, b->page_size,
+                     !block_is_shmem_like(rb));
     if (!register_block(s->uffd, rb, errp)) {
         return false;
     }
@@ -760,6 +765,7 @@ void bg_snapshot_free(BgSnapshot *s)
         bitmap_free(s->blocks[i].done);
         bitmap_free(s->blocks[i].skip);
         bitmap_free(s->blocks[i].owned);
+        huge_repair_free(&s->blocks[i].repair);
     }
     if (s->pool) {
         munmap(s->pool, s->pool_map_bytes);
@@ -1000,6 +1006,7 @@ bool bg_snapshot_arm(BgSnapshot *s, Error **errp)
 
         b->unit = unit_pages(s, b);
         b->owned = bitmap_new((b->npages + b->unit - 1) / b->unit);
+        huge_repair_start(&b->repair, b->unit, b->skip);
     }
     s->armed = true;
     pthread_mutex_unlock(&s->lock);
@@ -1132,6 +1139,19 @@ static bool save_unit(BgSnapshot *s, BgBlock *b, size_t u, Error **errp)
  * saver's own units: a fault thread's unit may be half copied, and lifting
  * part of it would both expose uncopied pages and split a huge page.
  */
+/* Unprotect [first, end), a run of the saver's own units. */
+static void unprotect_saver_run(BgSnapshot *s, BgBlock *b, size_t first,
+                                size_t end)
+{
+    size_t p;
+
+    if (unprotect_range(s, b, first, end)) {
+        for (p = first; p < end; p += b->unit) {
+            huge_repair_unit_done(&b->repair, p);
+        }
+    }
+}
+
 static bool save_batch(BgSnapshot *s, BgBlock *b, size_t first, size_t end,
                        Error **errp)
 {
@@ -1139,7 +1159,9 @@ static bool save_batch(BgSnapshot *s, BgBlock *b, size_t first, size_t end,
 
     for (u = first / b->unit; u * b->unit < end; u++) {
         if (test_and_set_bit_atomic(u, b->owned)) {
-            unprotect_range(s, b, run, u * b->unit);     /* a fault thread has it */
+            /* A fault thread has it, so its region's mapping is split. */
+            unprotect_saver_run(s, b, run, u * b->unit);
+            huge_repair_note_split(&b->repair, u * b->unit);
             run = MIN((u + 1) * b->unit, end);
             continue;
         }
@@ -1147,7 +1169,7 @@ static bool save_batch(BgSnapshot *s, BgBlock *b, size_t first, size_t end,
             return false;
         }
     }
-    unprotect_range(s, b, run, end);
+    unprotect_saver_run(s, b, run, end);
     return true;
 }
 
@@ -1173,9 +1195,13 @@ bool bg_snapshot_run(BgSnapshot *s, Error **errp)
         for (pos = 0; pos < b->npages && ok; pos += batch) {
             ok = drain_queue(s, false, errp) && !stop_requested(s, errp) &&
                  save_batch(s, b, pos, MIN(pos + batch, b->npages), errp);
+            huge_repair_run(&b->repair, false);
         }
     }
     ok = ok && drain_queue(s, true, errp) && !stop_requested(s, errp);
+    for (bi = 0; bi < s->nblocks && ok; bi++) {
+        huge_repair_run(&s->blocks[bi].repair, true);   /* every owner is idle */
+    }
     unboost_thread(s, nice_was);
     ATOMIC_SET(&s->st_run_us, now_us() - t0);
     return ok;
@@ -1230,6 +1256,9 @@ void bg_snapshot_get_stats(BgSnapshot *s, BgSnapshotStats *st)
     st->faults = ATOMIC_GET(&s->st_faults);
     st->fault_pages = ATOMIC_GET(&s->st_fault_pages);
     st->unprotects = ATOMIC_GET(&s->st_unprotects);
+    for (i = 0; i < s->nblocks; i++) {
+        st->huge_pages_restored += ATOMIC_GET(&s->blocks[i].repair.collapsed);
+    }
     st->pool_high_water = ATOMIC_GET(&s->st_pool_hw);
     pthread_mutex_lock(&s->lock);
     st->pool_size = (uint64_t)s->nslots * s->slot_size;

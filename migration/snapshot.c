@@ -361,6 +361,7 @@ static BackgroundSnapshotStats *stats_to_qapi(const BgSnapshotStats *st,
     q->stall_p50_us = st->stall_p50_us;
     q->stall_p99_us = st->stall_p99_us;
     q->stall_max_us = st->stall_max_us;
+    q->huge_pages_restored = st->huge_pages_restored;
     for (int i = 0; i < BG_STALL_BUCKETS; i++) {
         *tail = g_new0(uint64List, 1);
         (*tail)->value = st->stall_hist[i];
@@ -414,6 +415,7 @@ void bg_migration_hmp_print(Hmp *h, const BackgroundSnapshotStats *st)
     hmp_printf(h, "write faults: %" PRIu64 " (%" PRIu64 " pages copied by faults)\n",
                st->write_faults, st->fault_pages);
     hmp_printf(h, "pages skipped (never populated): %" PRIu64 "\n", st->pages_skipped);
+    hmp_printf(h, "huge pages restored: %" PRIu64 "\n", st->huge_pages_restored);
     hmp_printf(h, "copy pool: %" PRIu64 " of %" PRIu64 " kbytes at most\n",
                st->pool_high_water_bytes >> 10, st->pool_size >> 10);
     hmp_printf(h, "vCPU stalls: %" PRIu64 ", p50 %" PRIu64 " us, p99 %" PRIu64

@@ -137,6 +137,7 @@ typedef struct BgSnapshotStats {
     uint64_t faults;            /* write-protect fault messages read */
     uint64_t fault_pages;       /* host pages captured by the fault threads */
     uint64_t unprotects;        /* UFFDIO_WRITEPROTECT calls that lift protection */
+    uint64_t huge_pages_restored;   /* split 2 MiB mappings collapsed again */
     uint64_t pool_high_water;   /* bytes of the copy pool in use, at most */
     uint64_t pool_size;         /* bytes of the copy pool (as sized at arm) */
     uint64_t pause_us;          /* duration of arm() */

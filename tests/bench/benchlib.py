@@ -24,6 +24,7 @@ from qmp import Qmp  # noqa: E402
 
 QEMU = shutil.which("qemu-system-x86_64")
 VMM_LABEL = {"amber": "amber", "amber-direct": "amber, file: direct-io",
+             "amber-64k": "amber, 64 KiB units",
              "amber-nowpu": "amber, no WP_UNPOPULATED",
              "qemu": "QEMU 7.2"}
 # Features ANDed with the kernel's (docs/devel/background-snapshot.md): all but

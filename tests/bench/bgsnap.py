@@ -27,8 +27,8 @@ LOADS = {
     "sparse": {"mem_mib": 16384, "append": "workload=random ws_mib=256",
                "what": "16 GiB guest, uncapped `workload=random ws_mib=256`"},
 }
-VMMS = ("amber", "amber-direct", "amber-nowpu", "qemu")
-AMBERS = ("amber", "amber-direct")     # the rows held to the goals
+VMMS = ("amber", "amber-direct", "amber-64k", "amber-nowpu", "qemu")
+AMBERS = ("amber", "amber-direct", "amber-64k")     # the rows held to the goals
 SMP = 2
 # Effectively no limit, given explicitly: QEMU 7.2 throttles a background
 # snapshot to max-bandwidth (32 MiB/s by default), amber has none by default.
@@ -57,6 +57,8 @@ def snapshot_run(load, vmm, tmp, opts):
         params = {"max-bandwidth": MAX_BANDWIDTH}
         if vmm != "qemu":
             params.update(opts.bg_params or {})
+        if vmm == "amber-64k":
+            params["x-background-snapshot-chunk-size"] = 64 << 10
         if vmm == "amber-direct":
             params["direct-io"] = True
             uri = "file:" + img
@@ -331,8 +333,8 @@ def table(rows, opts):
     lines += ["", "amber's own counters (`query-migrate` member `x-background-snapshot`):", "",
               "| load | VMM | write faults | pages copied by faults | pages skipped "
               "| pool high water / size (MiB) | write-protect (ms) of pause (ms) "
-              "| fault stall p50 / p99 / max (us) |",
-              "|---|---|---|---|---|---|---|---|"] + engine_lines(rows)
+              "| fault stall p50 / p99 / max (us) | huge pages restored |",
+              "|---|---|---|---|---|---|---|---|---|"] + engine_lines(rows)
     lines += ["", "Goals (amber against QEMU 7.2 in the same run):", ""]
     lines += ["| load | VMM | guest time lost <= 1/10 | max stall <= 1/10 "
               "| snapshot time <= 1/5 | image <= 1.01 x populated | pause <= 5 ms (sparse) "
@@ -349,11 +351,13 @@ def engine_lines(rows):
             e = ((row.get(vmm) or {}).get("figures") or {}).get("engine")
             if not e:
                 continue
-            out.append("| %s | %s | %d | %d | %d | %.1f / %.0f | %.2f of %.2f | %d / %d / %d |" % (
+            out.append("| %s | %s | %d | %d | %d | %.1f / %.0f | %.2f of %.2f | %d / %d / %d "
+                       "| %d |" % (
                 row["load"], bl.VMM_LABEL[vmm], e["write-faults"], e["fault-pages"],
                 e["pages-skipped"], e["pool-high-water-bytes"] / 2**20, e["pool-size"] / 2**20,
                 e["write-protect-us"] / 1000.0, e["pause-us"] / 1000.0,
-                e["stall-p50-us"], e["stall-p99-us"], e["stall-max-us"]))
+                e["stall-p50-us"], e["stall-p99-us"], e["stall-max-us"],
+                e.get("huge-pages-restored", 0)))
     return out
 
 
@@ -386,7 +390,9 @@ sparse = %s. Each VMM runs alone, one after the other, on the same 2-core host; 
 `-accel kvm`, both with `max-bandwidth` %d GiB/s (no limit in practice) and `migrate
 fd:NAME` to a file (descriptor passed with `getfd`, as QEMU 7.2 has no `file:`), except
 "amber, file: direct-io": `migrate file:PATH` with the `direct-io` parameter on (O_DIRECT,
-docs/devel/migration.md). amber without WP_UNPOPULATED:
+docs/devel/migration.md). "amber, 64 KiB units": `x-background-snapshot-chunk-size` 65536
+instead of 2 MiB (huge pages that faults split are collapsed again,
+docs/devel/background-snapshot.md). amber without WP_UNPOPULATED:
 `AMBER_TEST_UFFD_FEATURES_MASK=%s` (populate-by-read, as QEMU does).
 
 - **baseline**: per vCPU, the median of the guest's reported writes/s over the %s s before
