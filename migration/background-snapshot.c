@@ -34,6 +34,7 @@
 #include <glib.h>
 
 #define FAULT_MSGS_PER_READ 32
+#define BG_REPAIR_AFTER_STOP_US 250000
 #define SCAN_REGIONS 256
 
 typedef struct BgBlock {
@@ -480,6 +481,7 @@ static void handle_fault(BgFaultThread *t, uint64_t addr, uint64_t t0)
         }
         reserved = need ? pool_reserve(s, need, t->slots) : 0;
         if (!test_and_set_bit_atomic(p / b->unit, b->owned)) {
+            huge_repair_fault_split(&b->repair, first);
             for (i = first; i < end; i++) {
                 fault_claim(s, b, i, &used, reserved, t, &claimed);
             }
@@ -721,6 +723,7 @@ static void stop_fault_threads(BgSnapshot *s)
 
 void bg_snapshot_disarm(BgSnapshot *s)
 {
+    uint64_t deadline;
     int i;
 
     if (!s) {
@@ -749,6 +752,15 @@ void bg_snapshot_disarm(BgSnapshot *s)
             uffd_unregister(s->uffd, b->host, b->len, NULL);
             b->registered = false;
         }
+    }
+    /*
+     * A snapshot that ended early leaves the huge pages split that faults
+     * hit ahead of the saver (none after a complete one).  Put back what
+     * a short while allows; the guest runs on meanwhile.
+     */
+    deadline = now_us() + BG_REPAIR_AFTER_STOP_US;
+    for (i = 0; i < s->nblocks; i++) {
+        huge_repair_leftovers(&s->blocks[i].repair, deadline);
     }
 }
 

@@ -23,6 +23,7 @@ void huge_repair_init(HugeRepair *h, uint8_t *host, size_t npages,
     h->region = HUGE_REPAIR_REGION / page_size;
     h->nregions = npages / h->region;       /* a partial tail is never huge */
     h->unprotected = g_new0(uint32_t, h->nregions);
+    h->split = bitmap_new(h->nregions);
     h->queue = g_new(size_t, h->nregions);
 }
 
@@ -39,6 +40,7 @@ void huge_repair_start(HugeRepair *h, size_t unit, const unsigned long *skip)
 void huge_repair_free(HugeRepair *h)
 {
     g_free(h->unprotected);
+    bitmap_free(h->split);
     g_free(h->queue);
     memset(h, 0, sizeof(*h));
 }
@@ -51,6 +53,23 @@ void huge_repair_unit_done(HugeRepair *h, size_t page)
     }
 }
 
+void huge_repair_fault_split(HugeRepair *h, size_t page)
+{
+    if (h->region && page / h->region < h->nregions) {
+        set_bit_atomic(page / h->region, h->split);
+    }
+}
+
+/*
+ * Only regions full of data: MADV_COLLAPSE fills the holes of a partly
+ * populated region, and a snapshot must not grow the guest.
+ */
+static bool region_whole(const HugeRepair *h, size_t r)
+{
+    return find_next_bit(h->skip, (r + 1) * h->region, r * h->region) >=
+           (r + 1) * h->region;
+}
+
 void huge_repair_note_split(HugeRepair *h, size_t page)
 {
     size_t r = h->region ? page / h->region : 0;
@@ -59,15 +78,10 @@ void huge_repair_note_split(HugeRepair *h, size_t page)
         (h->qtail && h->queue[h->qtail - 1] == r)) {
         return;
     }
-    /*
-     * Only regions full of data: MADV_COLLAPSE fills the holes of a partly
-     * populated region, and a snapshot must not grow the guest.
-     */
-    if (find_next_bit(h->skip, (r + 1) * h->region, r * h->region) <
-        (r + 1) * h->region) {
-        return;
+    clear_bit_atomic(r, h->split);          /* the queue has it now */
+    if (region_whole(h, r)) {
+        h->queue[h->qtail++] = r;
     }
-    h->queue[h->qtail++] = r;
 }
 
 static void collapse(HugeRepair *h, size_t r)
@@ -115,4 +129,30 @@ void huge_repair_run(HugeRepair *h, bool all)
         }
         h->nretry = 0;              /* once is enough */
     }
+}
+
+static bool past(uint64_t deadline_us)
+{
+    return (uint64_t)g_get_monotonic_time() >= deadline_us;
+}
+
+void huge_repair_leftovers(HugeRepair *h, uint64_t deadline_us)
+{
+    size_t r;
+
+    if (!h->region) {
+        return;
+    }
+    while (h->qhead < h->qtail && !h->refused && !past(deadline_us)) {
+        collapse(h, h->queue[h->qhead++]);
+    }
+    for (r = find_next_bit(h->split, h->nregions, 0);
+         r < h->nregions && !h->refused && !past(deadline_us);
+         r = find_next_bit(h->split, h->nregions, r + 1)) {
+        clear_bit(r, h->split);
+        if (region_whole(h, r)) {
+            collapse(h, r);
+        }
+    }
+    h->nretry = 0;
 }

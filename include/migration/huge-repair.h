@@ -30,6 +30,7 @@ typedef struct HugeRepair {
     size_t units;               /* claim units per region (start()) */
     const unsigned long *skip;  /* pages without data at the instant */
     uint32_t *unprotected;      /* per region: units whose owner lifted protection */
+    unsigned long *split;       /* per region, atomic: a fault split it, not yet queued */
     size_t *queue;              /* split regions, as the saver met them */
     size_t qhead, qtail;
     size_t nretry;              /* queue[0, nretry): busy once, to retry at the end */
@@ -54,6 +55,9 @@ void huge_repair_free(HugeRepair *h);
 /* The owner of the unit holding page has lifted its protection. */
 void huge_repair_unit_done(HugeRepair *h, size_t page);
 
+/* A fault thread took the unit holding page (any thread). */
+void huge_repair_fault_split(HugeRepair *h, size_t page);
+
 /*
  * The saver met a unit a fault thread owns in the region of page: that
  * region's mapping is split.  Regions are met in ascending order.
@@ -67,5 +71,12 @@ void huge_repair_note_split(HugeRepair *h, size_t page);
  * that were busy.
  */
 void huge_repair_run(HugeRepair *h, bool all);
+
+/*
+ * After a snapshot that ended early (cancel, failure), with nothing
+ * protected any more: collapse the split regions the saver never reached,
+ * until deadline_us (g_get_monotonic_time()) passes; khugepaged gets the rest.
+ */
+void huge_repair_leftovers(HugeRepair *h, uint64_t deadline_us);
 
 #endif
