@@ -480,6 +480,7 @@ out:
     precopy_end(ms);
     if (f) {
         qemu_fclose(f);
+        write_behind_finish(&io.wb);
         if (ok && io.direct && !direct_writer_finish(io.direct, errp)) {
             error_prepend(errp, "write to %s failed: ", ms->uri);
             ok = false;

@@ -5,6 +5,23 @@
 
 #include "migration/write-behind.h"
 
+/* Keep at least half a WB_PREALLOC of allocated blocks ahead of the writer. */
+static void reserve_ahead(WriteBehind *wb)
+{
+    while (!wb->no_prealloc && wb->written + WB_PREALLOC / 2 >= wb->reserved) {
+        /*
+         * A refusal (no support, no space) only ends the advance booking:
+         * the writes themselves report a full disk, as they would anyway.
+         */
+        if (fallocate(wb->fd, FALLOC_FL_KEEP_SIZE, wb->base + wb->reserved,
+                      WB_PREALLOC) < 0) {
+            wb->no_prealloc = true;
+            break;
+        }
+        wb->reserved += WB_PREALLOC;
+    }
+}
+
 void write_behind_init(WriteBehind *wb, int fd)
 {
     struct stat st;
@@ -20,6 +37,7 @@ void write_behind_init(WriteBehind *wb, int fd)
     }
     wb->fd = fd;
     wb->base = pos;
+    reserve_ahead(wb);
 }
 
 void write_behind_wrote(WriteBehind *wb, size_t n)
@@ -28,6 +46,7 @@ void write_behind_wrote(WriteBehind *wb, size_t n)
         return;
     }
     wb->written += n;
+    reserve_ahead(wb);
     if (wb->kicked < WB_START) {
         /* Plain writes up to WB_START: count them as if kicked. */
         uint64_t whole = wb->written / WB_WINDOW * WB_WINDOW;
@@ -48,4 +67,19 @@ void write_behind_wrote(WriteBehind *wb, size_t n)
         }
         wb->kicked += WB_WINDOW;
     }
+}
+
+void write_behind_finish(WriteBehind *wb)
+{
+    struct stat st;
+
+    /*
+     * Truncating to the current size frees the blocks allocated past it
+     * (a refused or partial fallocate may have left some too).
+     */
+    if (wb->fd >= 0 && (wb->reserved || wb->no_prealloc) &&
+        fstat(wb->fd, &st) == 0 && ftruncate(wb->fd, st.st_size) < 0) {
+        /* Only space stays held; the image is whole. */
+    }
+    wb->fd = -1;
 }

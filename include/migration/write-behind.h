@@ -15,6 +15,15 @@
  * (1.0-1.45 s against 0.67-0.9 s: the writer then waits on the disk),
  * hence WB_START.  The image is the same; past WB_START it does not stay
  * cached.
+ *
+ * Preallocation: blocks are allocated WB_PREALLOC at a time ahead of the
+ * writer (fallocate, FALLOC_FL_KEEP_SIZE: the file's size still says what
+ * was written), and write_behind_finish() gives back what was not used.
+ * A buffered write into a file's new blocks otherwise pays the file
+ * system's delayed allocation page by page: measured on ext4 here, 1 GiB
+ * in 512 KiB writes went at 0.9-6.1 GB/s plainly, 8.8-10.2 GB/s into
+ * preallocated blocks.  The saver writes at that pace, and under a write
+ * storm the guest's faults wait for the saver.
  */
 #ifndef AMBER_MIGRATION_WRITE_BEHIND_H
 #define AMBER_MIGRATION_WRITE_BEHIND_H
@@ -32,17 +41,25 @@
  * cache pages recycled stay few and hot.
  */
 #define WB_LAG (64u << 20)
+#define WB_PREALLOC (64u << 20)
 
 typedef struct WriteBehind {
     int fd;                 /* -1: not a regular file, nothing to do */
     uint64_t base;          /* file offset of the stream's first byte */
     uint64_t written;       /* stream bytes written so far */
     uint64_t kicked;        /* stream bytes whose writeback was started */
+    uint64_t reserved;      /* stream bytes with blocks allocated ahead */
+    bool no_prealloc;       /* the file system refused: stop asking */
 } WriteBehind;
 
 /* Set up for fd at its current position; a no-op unless a regular file. */
 void write_behind_init(WriteBehind *wb, int fd);
 /* Account n more bytes written; may wait for the disk (that is the throttle). */
 void write_behind_wrote(WriteBehind *wb, size_t n);
+/*
+ * The stream is over (on every path): release the blocks allocated past
+ * the end of the file.  The file's contents and size do not change.
+ */
+void write_behind_finish(WriteBehind *wb);
 
 #endif

@@ -124,6 +124,50 @@ static void test_small_file(void)
     g_free(buf);
 }
 
+/*
+ * Blocks are allocated ahead of the writer, and what was not written is
+ * given back at the end: the file keeps its size and its bytes.
+ */
+static void test_prealloc(void)
+{
+    char *dir, *path;
+    uint8_t *buf = g_malloc(CHUNK), *back = g_malloc(CHUNK);
+    uint64_t total = 5 * (uint64_t)CHUNK;
+    WriteBehind wb;
+    struct stat st;
+    int fd;
+
+    fd = open_tmp(&dir, &path);
+    write_behind_init(&wb, fd);
+    if (wb.no_prealloc) {
+        g_test_skip("this file system cannot preallocate");
+        remove_tmp(fd, dir, path);
+        g_free(buf);
+        g_free(back);
+        return;
+    }
+    for (uint64_t i = 0; i < total / CHUNK; i++) {
+        fill(buf, i);
+        g_assert_cmpint(write(fd, buf, CHUNK), ==, CHUNK);
+        write_behind_wrote(&wb, CHUNK);
+    }
+    g_assert_cmpint(fstat(fd, &st), ==, 0);
+    g_assert_cmpint(st.st_size, ==, total);
+    g_assert_cmpuint((uint64_t)st.st_blocks * 512, >=, total + WB_PREALLOC / 4);
+    write_behind_finish(&wb);
+    g_assert_cmpint(fstat(fd, &st), ==, 0);
+    g_assert_cmpint(st.st_size, ==, total);
+    g_assert_cmpuint((uint64_t)st.st_blocks * 512, <, total + (1 << 20));
+    for (uint64_t i = 0; i < total / CHUNK; i++) {
+        fill(buf, i);
+        g_assert_cmpint(pread(fd, back, CHUNK, i * CHUNK), ==, CHUNK);
+        g_assert_true(memcmp(buf, back, CHUNK) == 0);
+    }
+    remove_tmp(fd, dir, path);
+    g_free(buf);
+    g_free(back);
+}
+
 /* A pipe is not a regular file: nothing to do, and nothing breaks. */
 static void test_pipe(void)
 {
@@ -142,6 +186,7 @@ int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
     g_test_add_func("/write-behind/big-file", test_big_file);
+    g_test_add_func("/write-behind/prealloc", test_prealloc);
     g_test_add_func("/write-behind/small-file", test_small_file);
     g_test_add_func("/write-behind/pipe", test_pipe);
     return g_test_run();
