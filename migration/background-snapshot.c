@@ -1145,12 +1145,6 @@ static bool save_unit(BgSnapshot *s, BgBlock *b, size_t u, Error **errp)
     return true;
 }
 
-/*
- * Capture the units of [first, end) of b (unit aligned) that no fault
- * thread owns, and unprotect each run of them with one call.  Only the
- * saver's own units: a fault thread's unit may be half copied, and lifting
- * part of it would both expose uncopied pages and split a huge page.
- */
 /* Unprotect [first, end), a run of the saver's own units. */
 static void unprotect_saver_run(BgSnapshot *s, BgBlock *b, size_t first,
                                 size_t end)
@@ -1164,6 +1158,12 @@ static void unprotect_saver_run(BgSnapshot *s, BgBlock *b, size_t first,
     }
 }
 
+/*
+ * Capture the units of [first, end) of b (unit aligned) that no fault
+ * thread owns, and unprotect each run of them with one call.  Only the
+ * saver's own units: a fault thread's unit may be half copied, and lifting
+ * part of it would both expose uncopied pages and split a huge page.
+ */
 static bool save_batch(BgSnapshot *s, BgBlock *b, size_t first, size_t end,
                        Error **errp)
 {

@@ -45,18 +45,31 @@ void huge_repair_free(HugeRepair *h)
     memset(h, 0, sizeof(*h));
 }
 
+/* The region holding page, if repair is on and the region is a whole one. */
+static bool region_of(const HugeRepair *h, size_t page, size_t *r)
+{
+    if (!h->region) {
+        return false;
+    }
+    *r = page / h->region;
+    return *r < h->nregions;
+}
+
 void huge_repair_unit_done(HugeRepair *h, size_t page)
 {
-    if (h->region && page / h->region < h->nregions) {
-        __atomic_fetch_add(&h->unprotected[page / h->region], 1,
-                           __ATOMIC_RELEASE);
+    size_t r;
+
+    if (region_of(h, page, &r)) {
+        __atomic_fetch_add(&h->unprotected[r], 1, __ATOMIC_RELEASE);
     }
 }
 
 void huge_repair_fault_split(HugeRepair *h, size_t page)
 {
-    if (h->region && page / h->region < h->nregions) {
-        set_bit_atomic(page / h->region, h->split);
+    size_t r;
+
+    if (region_of(h, page, &r)) {
+        set_bit_atomic(r, h->split);
     }
 }
 
@@ -72,10 +85,9 @@ static bool region_whole(const HugeRepair *h, size_t r)
 
 void huge_repair_note_split(HugeRepair *h, size_t page)
 {
-    size_t r = h->region ? page / h->region : 0;
+    size_t r;
 
-    if (!h->region || r >= h->nregions ||
-        (h->qtail && h->queue[h->qtail - 1] == r)) {
+    if (!region_of(h, page, &r) || (h->qtail && h->queue[h->qtail - 1] == r)) {
         return;
     }
     clear_bit_atomic(r, h->split);          /* the queue has it now */
@@ -122,12 +134,17 @@ void huge_repair_run(HugeRepair *h, bool all)
         }
     }
     if (all) {
+        /*
+         * From 0, a region busy again is put back at an index already
+         * read (so the queue cannot overflow), then forgotten: once more
+         * is enough.
+         */
         retry = h->nretry;
         h->nretry = 0;
         for (i = 0; i < retry && !h->refused; i++) {
             collapse(h, h->queue[i]);
         }
-        h->nretry = 0;              /* once is enough */
+        h->nretry = 0;
     }
 }
 

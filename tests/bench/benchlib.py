@@ -193,16 +193,7 @@ class Guest:
 
     def ram_rss_bytes(self):
         """Resident bytes of guest RAM: the largest mapping of the process."""
-        best = (0, 0)
-        size = rss = 0
-        with open("/proc/%d/smaps" % self.proc.pid) as f:
-            for line in f:
-                if line.startswith("Size:"):
-                    size = int(line.split()[1])
-                elif line.startswith("Rss:"):
-                    rss = int(line.split()[1])
-                    best = max(best, (size, rss))
-        return best[1] * 1024
+        return vmmod.ram_mapping_kib(self.proc.pid, "Rss") * 1024
 
     def pass_fd(self, name, fd):
         r = self.qmp.cmd("getfd", {"fdname": name}, fds=[fd])

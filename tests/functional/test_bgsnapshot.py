@@ -20,6 +20,7 @@ import time
 import pytest
 
 import qevm
+from vm import ram_mapping_kib
 from test_saverestore import (PAGE, amber_img, no_sanitizer_report, pmemsave,
                               start_qmp, wait_migration, wait_status, wavecheck)
 
@@ -275,27 +276,13 @@ def test_invariant_repeated_4_vcpus(tmpvm, tmp_path, pool, chunk):
     assert bgs["pool-high-water-bytes"] <= bgs["pool-size"]
 
 
-def ram_thp_kib(pid):
-    """AnonHugePages of the largest mapping of pid (the guest RAM)."""
-    best = (0, 0)
-    size = 0
-    with open("/proc/%d/smaps" % pid) as f:
-        for line in f:
-            m = re.match(r"(Size|AnonHugePages):\s+(\d+) kB", line)
-            if m and m.group(1) == "Size":
-                size = int(m.group(2))
-            elif m:
-                best = max(best, (size, int(m.group(2))))
-    return best[1]
-
-
 def test_small_units_keep_huge_pages(tmpvm, tmp_path):
     """Units smaller than 2 MiB split the huge pages that faults hit; the
     snapshot collapses them again, so the guest ends on huge pages."""
     tmp = str(tmp_path)
     v, c = running_source(tmpvm, 2, "ram", tmp, 256,
                           append="workload=random report=200")
-    thp_before = ram_thp_kib(v.proc.pid)
+    thp_before = ram_mapping_kib(v.proc.pid, "AnonHugePages")
     if thp_before < 128 << 10:
         pytest.skip("no transparent huge pages for guest RAM (%d KiB)" % thp_before)
     enable(c)
@@ -308,7 +295,7 @@ def test_small_units_keep_huge_pages(tmpvm, tmp_path):
     assert bgs["huge-pages-restored"] > 0, bgs
     # Every region a fault split was full (the random load touches it all),
     # so each one is back, give or take one the kernel could not take.
-    assert ram_thp_kib(v.proc.pid) >= thp_before - 2 * 2048, (thp_before, bgs)
+    assert ram_mapping_kib(v.proc.pid, "AnonHugePages") >= thp_before - 2 * 2048, (thp_before, bgs)
     assert wp_pages(v.proc.pid, 256 << 20) == 0
     check_guest_moves_on(v, c, 2)
 

@@ -19,6 +19,20 @@ REPORT_RE = re.compile(
     r"^vcpu=(\d+) pass=(\d+) pos=(\d+) writes/s=(\d+) maxstall_us=(\d+) p99_us=(\d+)$")
 
 
+def ram_mapping_kib(pid, field):
+    """A /proc/PID/smaps field (kB), e.g. "Rss" or "AnonHugePages", of the
+    process's largest mapping: a VMM's guest RAM."""
+    best = (0, 0)
+    size = 0
+    with open("/proc/%d/smaps" % pid) as f:
+        for line in f:
+            if line.startswith("Size:"):
+                size = int(line.split()[1])
+            elif line.startswith(field + ":"):
+                best = max(best, (size, int(line.split()[1])))
+    return best[1]
+
+
 def parse_reports(text):
     """All guest report lines, as dicts of ints, in order."""
     out = []
