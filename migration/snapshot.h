@@ -5,11 +5,11 @@
  *
  * Outgoing with the capability on, after header, configuration and RAM
  * block list went out (guest running):
- *   one main-loop call: stop (STOP) -> capture the machine -> device
- *   sections into a memory buffer -> arm write-protect -> start (RESUME);
- *   then on the migration thread: the engine's saver writes `ram` PART
- *   records, the buffered device sections, EOF and VMDESCRIPTION follow,
- *   protection is removed.  The source never leaves `running` for more
+ *   one main-loop call: stop (STOP) -> capture the machine state (plain
+ *   copies) -> arm write-protect -> start (RESUME); then on the migration
+ *   thread: the engine's saver writes `ram` PART records, protection is
+ *   removed, and the device sections (serialised from the copies), EOF and
+ *   VMDESCRIPTION follow.  The source never leaves `running` for more
  *   than the pause and never enters `postmigrate`.
  */
 #ifndef AMBER_MIGRATION_SNAPSHOT_H
