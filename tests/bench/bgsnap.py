@@ -246,28 +246,61 @@ def plot(load, results, path):
     return True
 
 
+# Figures a row shows as the median over rounds; the rest (the baseline rates,
+# image sizes, the engine's counters, the plotted series) come from one whole
+# run, the one with the median guest time lost.
+MEDIAN_FIGURES = ("retained_pct", "time_lost_s", "recovered_s", "stall_p50_us",
+                  "stall_p99_us", "stall_max_us", "baseline_stall_max_us", "pause_ms",
+                  "pause_us", "snapshot_ms", "wall_s", "rss_growth_pct")
+
+
+def combine(results):
+    """One VMM's rounds of one load as one result: medians, and every round's figures
+    (in round order, so that round i of amber pairs with round i of QEMU)."""
+    good = [r for r in results if "error" not in r]
+    if not good:
+        return results[0]
+    by_lost = sorted(good, key=lambda r: r["figures"]["time_lost_s"] or 0.0)
+    res = dict(by_lost[(len(by_lost) - 1) // 2])
+    res["figures"] = dict(res["figures"])
+    for key in MEDIAN_FIGURES:
+        vals = [r["figures"][key] for r in good if r["figures"][key] is not None]
+        res["figures"][key] = bl.median(vals)
+    res["rounds"] = [r.get("figures") for r in results]
+    res["failed_rounds"] = len(results) - len(good)
+    return res
+
+
 def bench(opts, tmp):
-    """Every selected load under every VMM; returns the rows."""
+    """Every selected load under every VMM, opts.rounds times (the VMMs in turn
+    within a round, so that each pair of runs saw the host at about the same
+    time); returns the rows."""
     rows = []
+    vmms = opts.bg_vmms or VMMS
     for load in opts.bg_loads:
         row = {"scenario": "bgsnap", "load": load, "mem_mib": LOADS[load]["mem_mib"],
-               "smp": SMP, "append": LOADS[load]["append"]}
-        for vmm in opts.bg_vmms or VMMS:
-            if vmm == "qemu" and not bl.QEMU:
-                row[vmm] = {"error": "qemu-system-x86_64 not installed"}
-                continue
-            try:
-                run = snapshot_run(load, vmm, tmp, opts)
-            except RuntimeError as e:
-                run = {"error": str(e)}
-            if "error" in run:
-                row[vmm] = {"error": run["error"]}
-            else:
-                row[vmm] = {"figures": figures(run, opts), "series": series(run),
-                            "info": run["info"]}
-            print(json.dumps({"load": load, "vmm": vmm,
-                              **{k: v for k, v in row[vmm].items()
-                                 if k not in ("series", "info")}}), flush=True)
+               "smp": SMP, "append": LOADS[load]["append"], "rounds": opts.rounds}
+        results = {vmm: [] for vmm in vmms}
+        for rnd in range(1, opts.rounds + 1):
+            for vmm in vmms:
+                if vmm == "qemu" and not bl.QEMU:
+                    res = {"error": "qemu-system-x86_64 not installed"}
+                else:
+                    try:
+                        run = snapshot_run(load, vmm, tmp, opts)
+                    except RuntimeError as e:
+                        run = {"error": str(e)}
+                    if "error" in run:
+                        res = {"error": run["error"]}
+                    else:
+                        res = {"figures": figures(run, opts), "series": series(run),
+                               "info": run["info"]}
+                results[vmm].append(res)
+                print(json.dumps({"load": load, "vmm": vmm, "round": rnd,
+                                  **{k: v for k, v in res.items()
+                                     if k not in ("series", "info")}}), flush=True)
+        for vmm in vmms:
+            row[vmm] = combine(results[vmm])
         if opts.plots:
             png = os.path.join(opts.plot_dir, "bgsnap-%s.png" % load)
             row["plot"] = os.path.relpath(png, os.path.join(bl.ROOT, "docs"))
@@ -311,16 +344,22 @@ def table(rows, opts):
                 continue
             f = res["figures"]
             pause = f["pause_us"] / 1000.0 if f["pause_us"] is not None else f["pause_ms"]
+            if res.get("failed_rounds"):
+                label += " (%d of %d rounds failed)" % (res["failed_rounds"],
+                                                        len(res["rounds"]))
             lines.append(
                 "| %s | %s | %s | %s | %s | %s | %s / %s / %s | %s | %s | %s | %s / %s | %s "
                 "| %s |" % (
                     row["load"], label,
                     " / ".join("%.3g" % b for b in f["baseline_writes_s"])
                     + ("" if f["warmup_s"] is not None else " (not steady)"),
-                    fmt(f["retained_pct"], "%.0f %%"), fmt(f["time_lost_s"], "%.3f"),
+                    fmt(f["retained_pct"], "%.0f %%"),
+                    fmt(f["time_lost_s"], "%.3f") + spread(res, "time_lost_s", "%.3f"),
                     fmt(f["recovered_s"], "%.2f"),
                     fmt(f["stall_p50_us"], "%d"), fmt(f["stall_p99_us"], "%d"),
-                    fmt(f["stall_max_us"], "%d"), fmt(f.get("baseline_stall_max_us"), "%d"),
+                    fmt(f["stall_max_us"], "%d") + spread(res, "stall_max_us", "%d"),
+                    fmt(f.get("baseline_stall_max_us"), "%d")
+                    + spread(res, "baseline_stall_max_us", "%d"),
                     fmt(pause, "%.2f"),
                     fmt(f["snapshot_ms"] / 1000.0 if f["snapshot_ms"] is not None else None,
                         "%.2f"),
@@ -335,13 +374,31 @@ def table(rows, opts):
               "| pool high water / size (MiB) | write-protect (ms) of pause (ms) "
               "| fault stall p50 / p99 / max (us) | huge pages restored |",
               "|---|---|---|---|---|---|---|---|---|"] + engine_lines(rows)
-    lines += ["", "Goals (amber against QEMU 7.2 in the same run):", ""]
+    lines += ["", "Goals (amber against QEMU 7.2 in the same run; the ratio of the medians, "
+              "then each round's own ratio):", ""]
     lines += ["| load | VMM | guest time lost <= 1/10 | max stall <= 1/10 "
               "| snapshot time <= 1/5 | image <= 1.01 x populated | pause <= 5 ms (sparse) "
               "| RSS growth < 5 % (sparse) |",
               "|---|---|---|---|---|---|---|---|"] + goals
     plots = ["![%s](%s)" % (r["load"], r["plot"]) for r in rows if r.get("plot")]
     return "\n".join(lines + [""] + [definitions(opts)] + ([""] + plots if plots else []))
+
+
+def spread(res, key, spec):
+    """ " (lo-hi)" over the rounds, when there was more than one."""
+    vals = [r[key] for r in res.get("rounds") or () if r and r.get(key) is not None]
+    if len(vals) < 2:
+        return ""
+    return " (%s-%s)" % (spec % min(vals), spec % max(vals))
+
+
+def round_ratios(a_res, q_res, key):
+    """amber/QEMU per round, for the rounds both completed."""
+    out = []
+    for a, q in zip(a_res.get("rounds") or (), q_res.get("rounds") or ()):
+        if a and q and a.get(key) is not None and q.get(key):
+            out.append(a[key] / q[key])
+    return out
 
 
 def engine_lines(rows):
@@ -362,16 +419,22 @@ def engine_lines(rows):
 
 
 def goal_line(row, vmm):
-    a = (row.get(vmm) or {}).get("figures")
-    q = (row.get("qemu") or {}).get("figures")
+    a_res, q_res = row.get(vmm) or {}, row.get("qemu") or {}
+    a, q = a_res.get("figures"), q_res.get("figures")
     label = bl.VMM_LABEL[vmm]
     if not a:
         return "| %s | %s | failed |  |  |  |  |  |" % (row["load"], label)
     q = q or {}
+
+    def cell(key, goal):
+        per = round_ratios(a_res, q_res, key)
+        text = ratio(a[key], q.get(key), goal)
+        if len(per) > 1:
+            text += "; rounds %s" % ", ".join("%.2g" % r for r in per)
+        return text
+
     img = a["image_per_populated"]
-    cells = [ratio(a["time_lost_s"], q.get("time_lost_s"), 0.1),
-             ratio(a["stall_max_us"], q.get("stall_max_us"), 0.1),
-             ratio(a["snapshot_ms"], q.get("snapshot_ms"), 0.2),
+    cells = [cell("time_lost_s", 0.1), cell("stall_max_us", 0.1), cell("snapshot_ms", 0.2),
              "%.3f %s" % (img, "ok" if img <= 1.01 else "**miss**") if img else "-"]
     if row["load"] == "sparse":
         pause = a["pause_us"] / 1000.0 if a["pause_us"] is not None else a["pause_ms"]
@@ -420,6 +483,10 @@ docs/devel/background-snapshot.md). amber without WP_UNPOPULATED:
   pages saved whole (`ram.normal-bytes`, the pages holding data at the instant).
 - **RSS growth**: largest VmRSS of the VMM process sampled every 20 ms during the snapshot,
   over VmRSS before, minus one.
+- **rounds**: with `--bg-rounds N`, every load runs N times, the VMMs in turn within a
+  round. Each figure of the first table is the median over the rounds (guest time lost
+  and the max stalls with their range in brackets); the engine's counters, the image
+  and RSS figures and the plot come from the round with the median guest time lost.
 - Ratios are amber / QEMU 7.2 and must be at most the goal."""
 
 
@@ -447,6 +514,9 @@ def add_args(ap):
     ap.add_argument("--bg-tail", dest="tail", type=float, default=1.0)
     ap.add_argument("--bg-snap-timeout", dest="snap_timeout", type=float, default=120)
     ap.add_argument("--bg-recovery-timeout", dest="recovery_timeout", type=float, default=10)
+    ap.add_argument("--bg-rounds", dest="rounds", type=int, default=1,
+                    help="snapshots per load and VMM, the VMMs in turn; the tables show "
+                         "medians (default 1)")
     ap.add_argument("--bg-param", dest="bg_params", action="append", type=param_arg,
                     metavar="NAME=BYTES", help="extra amber migration parameter")
     ap.add_argument("--no-plots", dest="plots", action="store_false")
@@ -454,7 +524,8 @@ def add_args(ap):
 
 
 def command(opts):
-    return "tests/bench/run.py --only bgsnap" + "".join(
+    return "tests/bench/run.py --only bgsnap" + (
+        " --bg-rounds %d" % opts.rounds if opts.rounds != 1 else "") + "".join(
         " --bg-load %s" % l for l in opts.bg_loads if opts.bg_loads != list(LOADS)) + "".join(
         " --bg-param %s=%d" % kv for kv in sorted(opts.bg_params.items()))
 
@@ -466,6 +537,8 @@ def run(opts, tmp, write_doc=None):
     """The scenario as run.py calls it: bench, print, raw JSON, doc."""
     opts.bg_loads = opts.bg_loads or list(LOADS)
     opts.bg_params = dict(opts.bg_params or ())
+    if opts.rounds < 1:
+        raise SystemExit("--bg-rounds must be at least 1")
     load = os.getloadavg()[0]
     rows = bench(opts, tmp)
     return bl.publish(opts, NAME, rows, table(rows, opts) + bl.load_note(load),
