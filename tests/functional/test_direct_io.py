@@ -16,9 +16,9 @@ import pytest
 
 from test_bgsnapshot import drop_images, snapshot_round  # noqa: F401 (autouse fixture)
 from test_migrate_cmds import hmp
-from test_saverestore import (amber_img, full_round, guest_args,
-                              no_sanitizer_report, running_guest, start_qmp,
-                              wait_migration)
+from test_saverestore import (amber_img, full_round, guest_args, running_guest,
+                              start_qmp, wait_migration)
+from vm import no_sanitizer_report
 
 
 def direct_io_on(c):

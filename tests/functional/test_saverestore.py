@@ -22,14 +22,13 @@ import pytest
 
 import qevm
 import vm as vmmod
+from vm import no_sanitizer_report
 from qmp import Qmp
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 WAVECHECK = os.path.join(ROOT, "scripts", "wavecheck.py")
 MEM_MIB = 128
 PAGE = 4096
-SANITIZER_MARKS = ("AddressSanitizer", "LeakSanitizer", "UndefinedBehaviorSanitizer",
-                   "runtime error:")
 
 
 # ---- helpers ----
@@ -117,11 +116,6 @@ def wavecheck(dump, mem_mib=MEM_MIB):
     res = json.loads(p.stdout)
     assert p.returncode == 0 and res["ok"], "wave invariant: %s" % p.stdout[-3000:]
     return res
-
-
-def no_sanitizer_report(text):
-    for mark in SANITIZER_MARKS:
-        assert mark not in text, "sanitizer report:\n%s" % text[-4000:]
 
 
 def running_guest(make_vm, smp, backend="ram", mem_mib=MEM_MIB):

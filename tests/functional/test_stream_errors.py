@@ -19,8 +19,8 @@ import pytest
 
 import qevm
 import vm as vmmod
-from test_saverestore import (amber_img, guest_args, no_sanitizer_report,
-                              save_running_guest)
+from vm import no_sanitizer_report
+from test_saverestore import amber_img, guest_args, save_running_guest
 
 MEM_MIB = 32
 SMP = 2

@@ -15,8 +15,19 @@ BUILD = os.environ.get("AMBER_BUILD",
 AMBER = os.path.abspath(os.path.join(BUILD, "amber"))
 GUEST_ELF = os.path.abspath(os.path.join(BUILD, "guest", "amber-guest.elf"))
 
+# What a sanitizer build of amber prints when it finds something.  make check
+# runs part of this suite against the ASan+UBSan and TSan builds, and every
+# Vm's output is checked for these when it is killed.
+SANITIZER_MARKS = ("AddressSanitizer", "LeakSanitizer", "UndefinedBehaviorSanitizer",
+                   "ThreadSanitizer", "runtime error:")
+
 REPORT_RE = re.compile(
     r"^vcpu=(\d+) pass=(\d+) pos=(\d+) writes/s=(\d+) maxstall_us=(\d+) p99_us=(\d+)$")
+
+
+def no_sanitizer_report(text):
+    for mark in SANITIZER_MARKS:
+        assert mark not in text, "sanitizer report:\n%s" % text[-4000:]
 
 
 def ram_mapping_kib(pid, field):
@@ -132,6 +143,8 @@ class Vm:
         return self.proc.wait(timeout=timeout)
 
     def kill(self):
+        """Stop the process; fail if a sanitizer build reported anything, even
+        after the test's last look at its output."""
         if self.proc and self.proc.poll() is None:
             try:
                 os.killpg(self.proc.pid, signal.SIGKILL)
@@ -141,3 +154,4 @@ class Vm:
         if getattr(self, "_stderr", None):
             self._stderr.close()
             self._stderr = None
+            no_sanitizer_report(self.output())
