@@ -192,8 +192,8 @@ class Guest:
         return 0
 
     def ram_rss_bytes(self):
-        """Resident bytes of guest RAM: the largest mapping of the process."""
-        return vmmod.ram_mapping_kib(self.proc.pid, "Rss") * 1024
+        """Resident bytes of guest RAM (its mapping in /proc/PID/smaps)."""
+        return vmmod.ram_mapping_kib(self.proc.pid, "Rss", self.mem_mib << 20) * 1024
 
     def pass_fd(self, name, fd):
         r = self.qmp.cmd("getfd", {"fdname": name}, fds=[fd])

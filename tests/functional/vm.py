@@ -30,16 +30,19 @@ def no_sanitizer_report(text):
         assert mark not in text, "sanitizer report:\n%s" % text[-4000:]
 
 
-def ram_mapping_kib(pid, field):
-    """A /proc/PID/smaps field (kB), e.g. "Rss" or "AnonHugePages", of the
-    process's largest mapping: a VMM's guest RAM."""
+def ram_mapping_kib(pid, field, mem_bytes=None):
+    """A /proc/PID/smaps field (kB), e.g. "Rss" or "AnonHugePages", of a VMM's
+    guest RAM mapping: the process's largest mapping or, given the RAM size,
+    the largest of about that size (a sanitizer build's shadow mappings are
+    far bigger than any guest)."""
     best = (0, 0)
     size = 0
     with open("/proc/%d/smaps" % pid) as f:
         for line in f:
             if line.startswith("Size:"):
                 size = int(line.split()[1])
-            elif line.startswith(field + ":"):
+            elif line.startswith(field + ":") and (
+                    mem_bytes is None or mem_bytes <= size << 10 <= mem_bytes + (64 << 20)):
                 best = max(best, (size, int(line.split()[1])))
     return best[1]
 
