@@ -47,19 +47,21 @@ check-functional: build
 # The migration tests again with amber itself built with the sanitizers: the
 # engine's threads against real vCPUs, faults, cancels and broken streams.
 # Every VM's output is checked for reports (tests/functional/vm.py).
-SANITIZED_TESTS := tests/functional/test_bgsnapshot.py tests/functional/test_stream_errors.py
+# TSan runs about twice as slowly, so it takes the snapshot tests only.
+TSAN_FUNCTIONAL := tests/functional/test_bgsnapshot.py tests/functional/test_stream_errors.py
+ASAN_FUNCTIONAL := $(TSAN_FUNCTIONAL) tests/functional/test_direct_io.py \
+                   tests/functional/test_saverestore.py
 check-functional-asan: deps $(ASAN_BUILD)/build.ninja
 	ninja -C $(ASAN_BUILD)
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	    AMBER_BUILD=$(abspath $(ASAN_BUILD)) AMBER_SANITIZER=address \
-	    $(PY) -m pytest -q -ra $(SANITIZED_TESTS) tests/functional/test_direct_io.py \
-	    tests/functional/test_saverestore.py
+	    $(PY) -m pytest -q -ra $(ASAN_FUNCTIONAL)
 
 check-functional-tsan: deps $(TSAN_BUILD)/build.ninja
 	ninja -C $(TSAN_BUILD)
 	G_SLICE=always-malloc TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
 	    AMBER_BUILD=$(abspath $(TSAN_BUILD)) AMBER_SANITIZER=thread \
-	    $(PY) -m pytest -q -ra $(SANITIZED_TESTS)
+	    $(PY) -m pytest -q -ra $(TSAN_FUNCTIONAL)
 
 check: check-unit check-asan check-tsan check-functional check-functional-asan \
        check-functional-tsan

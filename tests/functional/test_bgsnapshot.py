@@ -20,7 +20,7 @@ import time
 import pytest
 
 import qevm
-from vm import no_sanitizer_report, ram_mapping_kib
+from vm import guest_ram_sized, no_sanitizer_report, ram_mapping_kib
 from test_saverestore import (PAGE, amber_img, pmemsave, start_qmp, wait_migration,
                               wait_status, wavecheck)
 
@@ -109,14 +109,13 @@ def last_reports(reports):
 
 def guest_ram_ranges(pid, mem_bytes):
     """[(start, end)] of the mappings of the guest's RAM in /proc/PID/maps:
-    writable ones about as big as the guest's RAM (nothing else amber maps
-    is; a sanitizer's shadow is far bigger)."""
+    the writable ones guest_ram_sized()."""
     out = []
     with open("/proc/%d/maps" % pid) as f:
         for line in f:
             fields = line.split()
             lo, hi = (int(x, 16) for x in fields[0].split("-"))
-            if mem_bytes <= hi - lo <= mem_bytes + (64 << 20) and "w" in fields[1]:
+            if guest_ram_sized(hi - lo, mem_bytes) and "w" in fields[1]:
                 out.append((lo, hi))
     assert out, "no mapping of %d bytes in /proc/%d/maps" % (mem_bytes, pid)
     return out

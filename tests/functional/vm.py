@@ -30,11 +30,17 @@ def no_sanitizer_report(text):
         assert mark not in text, "sanitizer report:\n%s" % text[-4000:]
 
 
+def guest_ram_sized(nbytes, mem_bytes):
+    """Whether a mapping of nbytes can hold a guest's RAM of mem_bytes: about
+    that size (nothing else a VMM maps is; a sanitizer build's shadow
+    mappings are far bigger than any guest)."""
+    return mem_bytes <= nbytes <= mem_bytes + (64 << 20)
+
+
 def ram_mapping_kib(pid, field, mem_bytes=None):
     """A /proc/PID/smaps field (kB), e.g. "Rss" or "AnonHugePages", of a VMM's
     guest RAM mapping: the process's largest mapping or, given the RAM size,
-    the largest of about that size (a sanitizer build's shadow mappings are
-    far bigger than any guest)."""
+    the largest of those guest_ram_sized()."""
     best = (0, 0)
     size = 0
     with open("/proc/%d/smaps" % pid) as f:
@@ -42,7 +48,7 @@ def ram_mapping_kib(pid, field, mem_bytes=None):
             if line.startswith("Size:"):
                 size = int(line.split()[1])
             elif line.startswith(field + ":") and (
-                    mem_bytes is None or mem_bytes <= size << 10 <= mem_bytes + (64 << 20)):
+                    mem_bytes is None or guest_ram_sized(size << 10, mem_bytes)):
                 best = max(best, (size, int(line.split()[1])))
     return best[1]
 
