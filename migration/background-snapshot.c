@@ -72,6 +72,7 @@ struct BgSnapshot {
     BgBlock *blocks;
     int nblocks;
     BgSnapshotPutPage sink;
+    BgSnapshotPace pace;        /* may be NULL */
     void *opaque;
 
     int uffd;
@@ -1101,6 +1102,10 @@ static bool drain_queue(BgSnapshot *s, bool until_idle, Error **errp)
             s->qhead = (s->qhead + 1) % s->nslots;
             s->qlen--;
             pthread_mutex_unlock(&s->lock);
+            if (s->pace) {
+                /* Only copies are held: their guest pages are writable. */
+                s->pace(s->opaque);
+            }
             ok = !stop_requested(s, errp) &&
                  sink_host_page(s, &s->blocks[q.block], q.page,
                                 s->pool + (size_t)q.slot * s->slot_size, errp);
@@ -1185,6 +1190,11 @@ static bool save_batch(BgSnapshot *s, BgBlock *b, size_t first, size_t end,
     return true;
 }
 
+void bg_snapshot_set_pace(BgSnapshot *s, BgSnapshotPace pace)
+{
+    s->pace = pace;
+}
+
 bool bg_snapshot_run(BgSnapshot *s, Error **errp)
 {
     uint64_t t0 = now_us();
@@ -1208,6 +1218,9 @@ bool bg_snapshot_run(BgSnapshot *s, Error **errp)
             ok = drain_queue(s, false, errp) && !stop_requested(s, errp) &&
                  save_batch(s, b, pos, MIN(pos + batch, b->npages), errp);
             huge_repair_run(&b->repair, false);
+            if (s->pace && ok) {
+                s->pace(s->opaque);     /* the whole batch is writable again */
+            }
         }
     }
     ok = ok && drain_queue(s, true, errp) && !stop_requested(s, errp);

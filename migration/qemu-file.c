@@ -286,15 +286,29 @@ uint64_t qemu_file_get_rate_limit(QEMUFile *f)
     return f->rate_limit;
 }
 
-/* Start a new window once the current one is over. */
+static uint64_t window_budget(QEMUFile *f)
+{
+    return MAX(f->rate_limit / (1000000 / RATE_WINDOW_US), 1);
+}
+
+/*
+ * Start a new window once the current one is over.  What a producer put
+ * beyond a window's budget (it checks between units of work, and a unit
+ * may be bigger than the budget) is carried into the windows that follow,
+ * so that over time the stream keeps to the limit.
+ */
 static void rate_window_update(QEMUFile *f)
 {
     int64_t now = f->clock(f->clock_opaque);
+    uint64_t windows, paid;
 
-    if (now - f->window_start >= RATE_WINDOW_US) {
-        f->window_start = now;
-        f->window_used = 0;
+    if (now - f->window_start < RATE_WINDOW_US) {
+        return;
     }
+    windows = (now - f->window_start) / RATE_WINDOW_US;
+    paid = f->rate_limit ? window_budget(f) * windows : f->window_used;
+    f->window_used = f->window_used > paid ? f->window_used - paid : 0;
+    f->window_start = f->window_used ? f->window_start + windows * RATE_WINDOW_US : now;
 }
 
 uint64_t qemu_file_rate_limit_used(QEMUFile *f)
@@ -314,7 +328,7 @@ bool qemu_file_rate_limit_exceeded(QEMUFile *f)
         return false;
     }
     rate_window_update(f);
-    budget = MAX(f->rate_limit / (1000000 / RATE_WINDOW_US), 1);
+    budget = window_budget(f);
     return f->window_used >= budget;
 }
 

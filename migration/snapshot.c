@@ -18,8 +18,6 @@
 
 /* Pages per PART section: bounds the time between two progress updates. */
 #define BG_PAGES_PER_PART 4096
-/* Pages between two rate-limit checks (a 100 ms window holds many). */
-#define BG_RATE_CHECK_PAGES 64
 
 struct BgMigration {
     pthread_mutex_t lock;                /* ctx and the copies below */
@@ -153,18 +151,24 @@ static bool cancel_asked(MigrationState *ms, Error **errp)
 }
 
 /*
- * Honour max-bandwidth (it may change meanwhile).  The wait happens in the
- * saver, so faults keep being served from the copy pool until it is full.
+ * The engine's pace: honour max-bandwidth (it may change meanwhile).  Called
+ * only where the saver holds no write-protected page (BgSnapshotPace), so
+ * the guest never waits for it; faults keep being served from the copy pool
+ * meanwhile, until it is full.  The engine paces after whole batches, far
+ * more than a window's budget at low rates: the limiter carries the excess
+ * into the next windows, and this waits until it is paid off.
  */
-static void rate_limit(BgSave *b)
+static void pace(void *opaque)
 {
+    BgSave *b = opaque;
     uint64_t limit = __atomic_load_n(&b->ms->opts.max_bandwidth, __ATOMIC_RELAXED);
 
     if (limit != qemu_file_get_rate_limit(b->f)) {
         qemu_file_set_rate_limit(b->f, limit);
     }
-    if (qemu_file_rate_limit_exceeded(b->f)) {
-        qemu_file_rate_limit_wait(b->f);
+    while (qemu_file_rate_limit_exceeded(b->f) && !cancel_asked(b->ms, NULL) &&
+           limit == __atomic_load_n(&b->ms->opts.max_bandwidth, __ATOMIC_RELAXED)) {
+        qemu_file_rate_limit_wait(b->f);        /* at most one window */
     }
 }
 
@@ -194,10 +198,7 @@ static bool put_page(void *opaque, RAMBlock *rb, uint64_t offset, const uint8_t 
         savevm_put_section_header(b->f, b->ram_se, QEMU_VM_SECTION_PART);
     }
     ram_save_put_page(b->ms->ram, b->f, rb, offset, data);
-    if (++b->part_pages % BG_RATE_CHECK_PAGES == 0) {
-        rate_limit(b);
-    }
-    if (b->part_pages >= BG_PAGES_PER_PART) {
+    if (++b->part_pages >= BG_PAGES_PER_PART) {
         return close_part(b, errp);
     }
     /* A full disk or a dead reader: stop at once, not at the section's end. */
@@ -300,6 +301,7 @@ static bool new_engine(BgSave *b, Error **errp)
     if (!ctx) {
         return false;
     }
+    bg_snapshot_set_pace(ctx, pace);
     pthread_mutex_lock(&b->bg->lock);
     b->bg->ctx = ctx;
     pthread_mutex_unlock(&b->bg->lock);

@@ -46,6 +46,15 @@
 typedef bool (*BgSnapshotPutPage)(void *opaque, RAMBlock *block,
                                   uint64_t offset, const uint8_t *data,
                                   Error **errp);
+/*
+ * Where the sink's owner may wait for a rate limit (same opaque as the sink).
+ * The sink itself must not: it is called in the middle of a scan batch,
+ * while the batch's remaining pages are still write-protected, and a guest
+ * write to any of them would wait as long as the sink does.  run() calls
+ * the pace only where no page it has taken is still protected: after each
+ * fault copy it saves and after each batch of its scan.
+ */
+typedef void (*BgSnapshotPace)(void *opaque);
 
 /*
  * The automatic copy pool (pool_bytes 0): this share of the RAM holding
@@ -98,6 +107,8 @@ BgSnapshot *bg_snapshot_new(RAMBlock *const *blocks, int nblocks,
                             const BgSnapshotConfig *cfg,
                             BgSnapshotPutPage sink, void *opaque,
                             Error **errp);
+/* Optional, before run(): see BgSnapshotPace. */
+void bg_snapshot_set_pace(BgSnapshot *s, BgSnapshotPace pace);
 /*
  * The snapshot instant, called with the vCPUs parked: notes which pages
  * are unpopulated, starts the fault threads and write-protects the pages

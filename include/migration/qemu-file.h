@@ -100,14 +100,16 @@ uint64_t qemu_file_flushed(QEMUFile *f);
  * Rate limit: at most bytes_per_sec (0 = unlimited), accounted per 100 ms
  * window as QEMU does.  The producer asks qemu_file_rate_limit_exceeded()
  * between units of work and, when true, waits qemu_file_rate_limit_delay_us()
- * (or calls qemu_file_rate_limit_wait()) before going on.
+ * (or calls qemu_file_rate_limit_wait()) before going on.  Bytes beyond a
+ * window's budget count against the windows after it: a producer whose units
+ * are bigger than a window's budget waits until they are paid off.
  */
 void qemu_file_set_rate_limit(QEMUFile *f, uint64_t bytes_per_sec);
 uint64_t qemu_file_get_rate_limit(QEMUFile *f);
 bool qemu_file_rate_limit_exceeded(QEMUFile *f);
 int64_t qemu_file_rate_limit_delay_us(QEMUFile *f);
 void qemu_file_rate_limit_wait(QEMUFile *f);
-/* Bytes counted in the current window. */
+/* Bytes counted in the current window, with any carried from earlier ones. */
 uint64_t qemu_file_rate_limit_used(QEMUFile *f);
 /* Replace the monotonic clock (microseconds); for tests.  NULL restores it. */
 typedef int64_t (*QEMUFileClock)(void *opaque);

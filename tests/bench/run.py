@@ -25,6 +25,7 @@ from qmp import Qmp  # noqa: E402
 import benchlib as bl  # noqa: E402
 import bgsnap  # noqa: E402
 import precopy  # noqa: E402
+import wpfloor  # noqa: E402
 
 def boot(vmm, mem_mib, smp, append, seconds, tmp):
     """Run the guest for `seconds`; return (time to first report, reports)."""
@@ -254,12 +255,13 @@ def main():
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
     ap.add_argument("--seconds", type=float, default=3.0)
     ap.add_argument("--only", action="append",
-                    help="scenario(s) to run: boot, saverestore, bgsnap, precopy")
+                    help="scenario(s) to run: boot, saverestore, bgsnap, wpfloor, precopy")
     ap.add_argument("--sr-mib", type=int, action="append",
                     help="saverestore guest sizes in MiB (default 1024 and 4096)")
     ap.add_argument("--doc", action="store_true", help="update docs/performance.md")
     bgsnap.add_args(ap)
     precopy.add_args(ap)
+    wpfloor.add_args(ap)
     args = ap.parse_args()
     bl.set_build(args.build)
     tmp = tempfile.mkdtemp(prefix="amber-bench-")
@@ -279,7 +281,7 @@ def main():
             cmd = "tests/bench/run.py --only saverestore" + "".join(
                 " --sr-mib %d" % m for m in args.sr_mib)
             write_doc("saverestore", table_saverestore(rows), cmd)
-    for mod in (bgsnap, precopy):
+    for mod in (bgsnap, wpfloor, precopy):
         if not args.only or mod.NAME in args.only:
             results[mod.NAME] = mod.run(args, tmp, write_doc if args.doc else None)
     out = os.path.join(args.build, "bench")

@@ -282,6 +282,8 @@ typedef struct Image {
     int bad_offsets;
     uint64_t fail_after;        /* 0: never; else fail this call (disk full) */
     unsigned slow_us;           /* sleep per page (a slow disk) */
+    uint64_t paces;             /* pace calls (run()'s thread only) */
+    int pace_violations;        /* ...made with a page it got still protected */
 } Image;
 
 static bool image_put(void *opaque, RAMBlock *rb, uint64_t offset,
@@ -732,6 +734,91 @@ static void test_sink_error(gconstpointer opaque)
     interrupted_run(GPOINTER_TO_INT(opaque), false);
 }
 
+/* ------------------------------------------------------------ pacing */
+
+/* Checked calls: each walks the pagemap of every page given so far. */
+#define PACE_CHECKS 400
+
+/*
+ * A rate limit waits in the pace, so it must only come where no page the
+ * saver took is still write-protected: every page the sink has had must be
+ * writable, or a guest write to it would wait out the limit.
+ */
+static void pace_check(void *opaque)
+{
+    Image *im = opaque;
+    size_t npages = im->len / PAGE, p = 0;
+
+    if (++im->paces > PACE_CHECKS) {
+        return;
+    }
+    while (p < npages) {
+        size_t first = find_next_bit(im->seen, npages, p), end;
+
+        if (first >= npages) {
+            break;
+        }
+        end = find_next_zero_bit(im->seen, npages, first);
+        if (pagemap_any_wp(0, (uintptr_t)im->rb->host + first * PAGE,
+                           (end - first) * PAGE, &error_abort)) {
+            im->pace_violations++;
+        }
+        p = end;
+    }
+    if (im->paces % 8 == 0) {
+        g_usleep(200);          /* a rate limit's wait: the writers go on */
+    }
+}
+
+static void test_pace(void)
+{
+    TestMem m;
+    Wave w;
+    Image im;
+    BgSnapshotConfig cfg;
+    RAMBlock *blocks[1];
+    BgSnapshot *s;
+    char *why = NULL;
+    size_t npages;
+    uint8_t *ref;
+
+    if (!kernel_can(UFFD_FEATURE_PAGEFAULT_FLAG_WP, MEM_ANON, &why) ||
+        !mem_create(&m, MEM_ANON, REGION_MIB << 20, &why)) {
+        g_test_skip(why);
+        g_free(why);
+        return;
+    }
+    npages = m.len / PAGE;
+    blocks[0] = &m.rb;
+    ref = g_malloc(m.len);
+    memset(m.rb.host, 0x5a, m.len);
+    wave_start(&w, m.rb.host, 1, (npages - 1) / NWRITERS, NWRITERS, 0);
+    g_usleep(1000);
+    wave_pause(&w);
+    ref_copy(&m, ref);
+    bg_snapshot_config_default(&cfg);
+    cfg.chunk_bytes = 64 << 10;         /* several units per batch */
+    cfg.batch_bytes = 1 << 20;
+    image_init(&im, &m.rb, m.len);
+    s = bg_snapshot_new(blocks, 1, &cfg, image_put, &im, &error_abort);
+    bg_snapshot_set_pace(s, pace_check);
+    g_assert_true(bg_snapshot_arm(s, &error_abort));
+    wave_resume(&w);
+    g_assert_true(bg_snapshot_run(s, &error_abort));
+    bg_snapshot_disarm(s);
+    assert_no_wp(&m);
+    bg_snapshot_free(s);
+    wave_join(&w, true);
+    /* Once per batch at least, and never with a page of its own protected. */
+    g_assert_cmpuint(im.paces, >=, m.len / cfg.batch_bytes);
+    g_assert_cmpint(im.pace_violations, ==, 0);
+    g_assert_cmpint(im.duplicates, ==, 0);
+    assert_image_equals(&im, ref);
+    image_free(&im);
+    g_free(ref);
+    mem_destroy(&m);
+}
+
 /* ---------------------------------------------------- support check */
 
 static void test_check_no_wp(void)
@@ -1010,6 +1097,7 @@ int main(int argc, char **argv)
                          test_huge_repair);
     g_test_add_data_func("/bg-snapshot/huge-repair/64k-cancel", &repair_cases[3],
                          test_huge_repair);
+    g_test_add_func("/bg-snapshot/pace", test_pace);
     g_test_add_func("/bg-snapshot/check/no-wp", test_check_no_wp);
     g_test_add_func("/bg-snapshot/check/shmem-feature", test_check_shmem_feature);
     g_test_add_func("/bg-snapshot/check/disk-file", test_check_disk_file);

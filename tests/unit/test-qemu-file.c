@@ -329,6 +329,33 @@ static void test_rate_limit(void)
     qemu_put_buffer_nocopy(f, buf, 60000);                 /* counted too */
     g_assert_true(qemu_file_rate_limit_exceeded(f));
     g_assert_cmpuint(qemu_file_transferred(f), ==, 150000 + 100000 + 120000);
+
+    /*
+     * 120000 in that window: 20000 too many, carried into the next one,
+     * which then has 80000 left.  330000 more put in it (350000 counted) are
+     * paid off by three more windows, each a wait of at most a window.
+     */
+    fake_now += 100000;
+    g_assert_cmpuint(qemu_file_rate_limit_used(f), ==, 20000);
+    g_assert_false(qemu_file_rate_limit_exceeded(f));
+    qemu_put_buffer(f, buf, 80000);
+    g_assert_true(qemu_file_rate_limit_exceeded(f));
+    qemu_put_buffer(f, buf, 200000);
+    qemu_put_buffer(f, buf, 50000);
+    fake_now += 40000;
+    g_assert_cmpint(qemu_file_rate_limit_delay_us(f), ==, 60000);
+    for (int w = 0; w < 3; w++) {
+        g_assert_true(qemu_file_rate_limit_exceeded(f));
+        fake_now += qemu_file_rate_limit_delay_us(f);
+    }
+    g_assert_cmpint(qemu_file_rate_limit_delay_us(f), ==, 0);
+    g_assert_false(qemu_file_rate_limit_exceeded(f));
+    g_assert_cmpuint(qemu_file_rate_limit_used(f), ==, 50000);
+    /* A quiet spell pays off what is left but leaves no credit behind. */
+    fake_now += 1000000;
+    g_assert_cmpuint(qemu_file_rate_limit_used(f), ==, 0);
+    qemu_put_buffer(f, buf, 100000);
+    g_assert_true(qemu_file_rate_limit_exceeded(f));
     g_assert_cmpint(qemu_fclose(f), ==, 0);
 }
 
