@@ -247,3 +247,12 @@ def publish(opts, name, rows, text, command, write_doc=None):
     if write_doc:
         write_doc(name, text, command)
     return rows
+
+
+def run_scenario(opts, tmp, mod, write_doc=None):
+    """A scenario module as run.py calls it: mod.bench(), then its table with the
+    host's load around it, printed, kept as raw JSON and, when asked, put in the doc."""
+    before = os.getloadavg()[0]
+    rows = mod.bench(opts, tmp)
+    return publish(opts, mod.NAME, rows, mod.table(rows, opts) + load_note(before),
+                   mod.command(opts), write_doc)

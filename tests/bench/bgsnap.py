@@ -12,6 +12,7 @@ and total time; /proc gives memory.
 import io
 import json
 import os
+import sys
 import time
 
 import benchlib as bl
@@ -539,7 +540,4 @@ def run(opts, tmp, write_doc=None):
     opts.bg_params = dict(opts.bg_params or ())
     if opts.rounds < 1:
         raise SystemExit("--bg-rounds must be at least 1")
-    load = os.getloadavg()[0]
-    rows = bench(opts, tmp)
-    return bl.publish(opts, NAME, rows, table(rows, opts) + bl.load_note(load),
-                      command(opts), write_doc)
+    return bl.run_scenario(opts, tmp, sys.modules[__name__], write_doc)

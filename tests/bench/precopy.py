@@ -11,6 +11,7 @@ guest on: its own report lines must appear.
 """
 import json
 import os
+import sys
 import time
 
 import benchlib as bl
@@ -163,7 +164,4 @@ NAME = "precopy"
 
 def run(opts, tmp, write_doc=None):
     """The scenario as run.py calls it: bench, print, raw JSON, doc."""
-    load = os.getloadavg()[0]
-    rows = bench(opts, tmp)
-    return bl.publish(opts, NAME, rows, table(rows, opts) + bl.load_note(load),
-                      command(opts), write_doc)
+    return bl.run_scenario(opts, tmp, sys.modules[__name__], write_doc)

@@ -15,6 +15,7 @@ each load also gets one QEMU 7.2 background snapshot in the same run.
 """
 import json
 import os
+import sys
 import time
 
 import benchlib as bl
@@ -229,7 +230,4 @@ def run(opts, tmp, write_doc=None):
     opts.wf_loads = opts.wf_loads or list(LOADS)
     if opts.wf_rounds < 1:
         raise SystemExit("--wf-rounds must be at least 1")
-    load = os.getloadavg()[0]
-    rows = bench(opts, tmp)
-    return bl.publish(opts, NAME, rows, table(rows, opts) + bl.load_note(load),
-                      command(opts), write_doc)
+    return bl.run_scenario(opts, tmp, sys.modules[__name__], write_doc)
