@@ -30,6 +30,7 @@
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 #include <glib.h>
 
@@ -253,6 +254,9 @@ bool bg_snapshot_check(RAMBlock *const *blocks, int nblocks,
 }
 
 /* --- small helpers --- */
+
+/* Longest single wait in pace_scan(): a cancel is noticed at least this often. */
+#define PACE_WAIT_MAX_US 100000
 
 static uint64_t now_us(void)
 {
@@ -656,7 +660,15 @@ BgSnapshot *bg_snapshot_new(RAMBlock *const *blocks, int nblocks,
     s->opaque = opaque;
     s->uffd = s->stop_fd = s->pagemap_fd = -1;
     pthread_mutex_init(&s->lock, NULL);
-    pthread_cond_init(&s->cond, NULL);
+    {
+        pthread_condattr_t ca;
+
+        /* Monotonic: the saver's timed wait in pace_scan(). */
+        pthread_condattr_init(&ca);
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+        pthread_cond_init(&s->cond, &ca);
+        pthread_condattr_destroy(&ca);
+    }
     s->blocks = g_new0(BgBlock, nblocks);
     s->nblocks = nblocks;
     if (!bg_snapshot_kernel_features(&s->features, errp) ||
@@ -1102,10 +1114,6 @@ static bool drain_queue(BgSnapshot *s, bool until_idle, Error **errp)
             s->qhead = (s->qhead + 1) % s->nslots;
             s->qlen--;
             pthread_mutex_unlock(&s->lock);
-            if (s->pace) {
-                /* Only copies are held: their guest pages are writable. */
-                s->pace(s->opaque);
-            }
             ok = !stop_requested(s, errp) &&
                  sink_host_page(s, &s->blocks[q.block], q.page,
                                 s->pool + (size_t)q.slot * s->slot_size, errp);
@@ -1195,6 +1203,38 @@ void bg_snapshot_set_pace(BgSnapshot *s, BgSnapshotPace pace)
     s->pace = pace;
 }
 
+/*
+ * After a batch of the scan, with none of its pages protected: hold the
+ * scan back for as long as the pace asks, but not the fault copies.  They
+ * are saved as they are queued, so that faults waiting for pool room are
+ * not made to wait out a rate limit too (QEMU likewise serves the pages
+ * its writers wait for ahead of the limit).  Their bytes still count
+ * against the limit, so the scan waits that much longer.
+ */
+static bool pace_scan(BgSnapshot *s, Error **errp)
+{
+    uint64_t us;
+
+    while (s->pace && (us = s->pace(s->opaque)) > 0) {
+        struct timespec until;
+        uint64_t ns;
+
+        if (!drain_queue(s, false, errp) || stop_requested(s, errp)) {
+            return false;
+        }
+        clock_gettime(CLOCK_MONOTONIC, &until);
+        ns = until.tv_nsec + MIN(us, PACE_WAIT_MAX_US) * 1000;
+        until.tv_sec += ns / 1000000000;
+        until.tv_nsec = ns % 1000000000;
+        pthread_mutex_lock(&s->lock);
+        if (!s->qlen && !ATOMIC_GET(&s->cancelled) && !ATOMIC_GET(&s->failed)) {
+            pthread_cond_timedwait(&s->cond, &s->lock, &until);
+        }
+        pthread_mutex_unlock(&s->lock);
+    }
+    return !stop_requested(s, errp);
+}
+
 bool bg_snapshot_run(BgSnapshot *s, Error **errp)
 {
     uint64_t t0 = now_us();
@@ -1215,11 +1255,18 @@ bool bg_snapshot_run(BgSnapshot *s, Error **errp)
 
         batch = (batch + b->unit - 1) / b->unit * b->unit;     /* whole units */
         for (pos = 0; pos < b->npages && ok; pos += batch) {
-            ok = drain_queue(s, false, errp) && !stop_requested(s, errp) &&
-                 save_batch(s, b, pos, MIN(pos + batch, b->npages), errp);
+            uint64_t given;
+
+            ok = drain_queue(s, false, errp) && !stop_requested(s, errp);
+            given = ATOMIC_GET(&s->st_normal) + ATOMIC_GET(&s->st_zero);
+            ok = ok && save_batch(s, b, pos, MIN(pos + batch, b->npages), errp);
             huge_repair_run(&b->repair, false);
-            if (s->pace && ok) {
-                s->pace(s->opaque);     /* the whole batch is writable again */
+            /*
+             * Only a batch that wrote something waits: once faults have
+             * taken everything, the limit has nothing left to hold back.
+             */
+            if (ok && ATOMIC_GET(&s->st_normal) + ATOMIC_GET(&s->st_zero) != given) {
+                ok = pace_scan(s, errp);
             }
         }
     }

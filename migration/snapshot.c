@@ -151,14 +151,13 @@ static bool cancel_asked(MigrationState *ms, Error **errp)
 }
 
 /*
- * The engine's pace: honour max-bandwidth (it may change meanwhile).  Called
- * only where the saver holds no write-protected page (BgSnapshotPace), so
- * the guest never waits for it; faults keep being served from the copy pool
- * meanwhile, until it is full.  The engine paces after whole batches, far
- * more than a window's budget at low rates: the limiter carries the excess
- * into the next windows, and this waits until it is paid off.
+ * The engine's pace (BgSnapshotPace): max-bandwidth, which may change
+ * meanwhile, holds back the scan, never the fault copies.  The engine asks
+ * after whole batches, far more than a window's budget at low rates: the
+ * limiter carries the excess into the next windows, so the scan waits
+ * until it is paid off.
  */
-static void pace(void *opaque)
+static uint64_t pace(void *opaque)
 {
     BgSave *b = opaque;
     uint64_t limit = __atomic_load_n(&b->ms->opts.max_bandwidth, __ATOMIC_RELAXED);
@@ -166,10 +165,10 @@ static void pace(void *opaque)
     if (limit != qemu_file_get_rate_limit(b->f)) {
         qemu_file_set_rate_limit(b->f, limit);
     }
-    while (qemu_file_rate_limit_exceeded(b->f) && !cancel_asked(b->ms, NULL) &&
-           limit == __atomic_load_n(&b->ms->opts.max_bandwidth, __ATOMIC_RELAXED)) {
-        qemu_file_rate_limit_wait(b->f);        /* at most one window */
+    if (cancel_asked(b->ms, NULL)) {
+        return 0;
     }
+    return qemu_file_rate_limit_delay_us(b->f);
 }
 
 /* End the open PART and publish progress. */

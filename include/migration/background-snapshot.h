@@ -47,14 +47,17 @@ typedef bool (*BgSnapshotPutPage)(void *opaque, RAMBlock *block,
                                   uint64_t offset, const uint8_t *data,
                                   Error **errp);
 /*
- * Where the sink's owner may wait for a rate limit (same opaque as the sink).
- * The sink itself must not: it is called in the middle of a scan batch,
- * while the batch's remaining pages are still write-protected, and a guest
- * write to any of them would wait as long as the sink does.  run() calls
- * the pace only where no page it has taken is still protected: after each
- * fault copy it saves and after each batch of its scan.
+ * A rate limit for the scan (same opaque as the sink): how many
+ * microseconds the scan should wait before its next batch, 0 to go on.
+ * The sink must not wait on such a limit itself: it is called in the
+ * middle of a scan batch, while the batch's remaining pages are still
+ * write-protected, and a guest write to any of them would wait as long as
+ * the sink does.  run() asks after each batch that gave the sink pages,
+ * with none of them protected, and while told to wait it goes on saving the
+ * fault copies as they are queued: writers waiting for pool room never wait
+ * for the limit.
  */
-typedef void (*BgSnapshotPace)(void *opaque);
+typedef uint64_t (*BgSnapshotPace)(void *opaque);
 
 /*
  * The automatic copy pool (pool_bytes 0): this share of the RAM holding

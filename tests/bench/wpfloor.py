@@ -1,12 +1,13 @@
 """Write-fault floor: what serving write-protect faults alone costs the guest.
 
 A background snapshot is started with `max-bandwidth` throttled to FLOOR_BANDWIDTH
-and a copy pool as big as the guest's RAM.  The saver then hardly writes (it waits
-in the rate limit) and no fault ever waits for pool room, so for the window the
-guest runs under protection with nothing but the faults between it and its
-memory: KVM traps the write, the fault message reaches the fault thread, which
-copies the unit and lifts its protection, and the vCPU is woken.  Then
-`migrate_cancel` lifts every protection and the guest goes on.
+and a copy pool as big as the guest's RAM.  The saver's scan then waits in the rate
+limit after its first batch (the saver only writes out the fault copies) and no
+fault ever waits for pool room, so for the window the guest runs under protection
+with nothing but the faults between it and its memory: KVM traps the write, the
+fault message reaches the fault thread, which copies the unit and lifts its
+protection, and the vCPU is woken.  Then `migrate_cancel` lifts every protection
+and the guest goes on.
 
 The guest's stalls in that window are the least any background snapshot built
 on write-protect faults can cost it on this host, whatever it does with the
@@ -190,9 +191,10 @@ def table(rows, opts):
 DEFINITIONS = """\
 Guest and loads as in the bgsnap section (2 vCPUs, `report=100`). For each unit size,
 amber takes a background snapshot (`migrate file:`) with `max-bandwidth` %(bw)s MiB/s and
-`x-background-snapshot-pool-size` equal to the RAM, so that the saver sleeps in the rate
-limit and no fault waits for pool room; %(window)s s later `migrate_cancel` ends it. In
-that window nothing but write-protect faults stands between the guest and its memory.
+`x-background-snapshot-pool-size` equal to the RAM, so that the scan waits in the rate
+limit after its first batch (the saver only writes out the fault copies) and no fault
+waits for pool room; %(window)s s later `migrate_cancel` ends it. In that window nothing
+but write-protect faults stands between the guest and its memory.
 - **writes/s in the window**: median over the report intervals that lie wholly inside it
   (all vCPUs); **us per guest write** is its inverse. While most writes fault, this is
   the round trip of one fault as the guest sees it.
@@ -201,7 +203,7 @@ that window nothing but write-protect faults stands between the guest and its me
   the cancel costs (a stall sample is one batch of writes).
 - **write faults**, **fault thread p50 / max**, **pool high water**: amber's counters at
   the end of the window (the fault thread's part of each fault, from reading the message
-  to the wake; the copies the pool held, all of them, as the saver hardly drained it).
+  to the wake; the most copies the pool held at once).
   Each copy here lands in pool memory never touched before, which makes a 2 MiB fault
   slower than with the default pool (1/64 of the RAM), whose memory is reused.
 - **back after cancel**: until every vCPU has an interval back within 10 %% of its
