@@ -70,7 +70,7 @@ demo: build
 	@scripts/demo.sh $(BUILD)
 
 bench: build
-	$(PY) tests/bench/run.py --build $(BUILD) --doc --bg-rounds 3 --wf-rounds 3
+	$(PY) tests/bench/run.py --build $(BUILD) --doc --bg-rounds 3 --wf-rounds 3 --bl-rounds 3
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD)

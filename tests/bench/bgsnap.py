@@ -37,7 +37,7 @@ MAX_BANDWIDTH = 64 << 30
 RECOVERED = 0.9          # back "within 10 %" of the baseline rate
 
 
-def snapshot_run(load, vmm, tmp, opts):
+def snapshot_run(load, vmm, tmp, opts, bandwidth=MAX_BANDWIDTH):
     """One VMM, one load, one snapshot; returns the raw series and figures."""
     spec = LOADS[load]
     append = "%s report=%d" % (spec["append"], opts.report_ms)
@@ -55,7 +55,7 @@ def snapshot_run(load, vmm, tmp, opts):
         err = g.migrate_caps({"background-snapshot": True})
         if err:
             return {"error": "background-snapshot refused: %s" % err}
-        params = {"max-bandwidth": MAX_BANDWIDTH}
+        params = {"max-bandwidth": bandwidth}
         if vmm != "qemu":
             params.update(opts.bg_params or {})
         if vmm == "amber-64k":
