@@ -7,7 +7,6 @@ be held to it.  amber holds only its scan of RAM to the limit and saves the copi
 its write faults made at once (docs/devel/migration.md); QEMU serves the pages its
 guest waits for ahead of the limit.
 """
-import json
 import sys
 
 import benchlib as bl
@@ -24,19 +23,7 @@ def bench(opts, tmp):
     results = {vmm: [] for vmm in VMMS}
     for rnd in range(1, opts.bl_rounds + 1):
         for vmm in VMMS:
-            if vmm == "qemu" and not bl.QEMU:
-                res = {"error": "qemu-system-x86_64 not installed"}
-            else:
-                try:
-                    run = bgsnap.snapshot_run(LOAD, vmm, tmp, opts, bandwidth=LIMIT)
-                except RuntimeError as e:
-                    run = {"error": str(e)}
-                res = run if "error" in run else {
-                    "figures": bgsnap.figures(run, opts), "info": run["info"]}
-            results[vmm].append(res)
-            print(json.dumps({"load": LOAD, "vmm": vmm, "round": rnd,
-                              **{k: v for k, v in res.items() if k != "info"}}),
-                  flush=True)
+            results[vmm].append(bgsnap.measure(LOAD, vmm, rnd, tmp, opts, LIMIT))
     for vmm in VMMS:
         row[vmm] = bgsnap.combine(results[vmm])
     return [row]

@@ -272,6 +272,24 @@ def combine(results):
     return res
 
 
+def measure(load, vmm, rnd, tmp, opts, bandwidth=MAX_BANDWIDTH):
+    """Round rnd of one VMM on one load: its figures, series and QMP info (or
+    {"error": ...}), also printed as a JSON line."""
+    if vmm == "qemu" and not bl.QEMU:
+        res = {"error": "qemu-system-x86_64 not installed"}
+    else:
+        try:
+            run = snapshot_run(load, vmm, tmp, opts, bandwidth)
+        except RuntimeError as e:
+            run = {"error": str(e)}
+        res = {"error": run["error"]} if "error" in run else {
+            "figures": figures(run, opts), "series": series(run), "info": run["info"]}
+    print(json.dumps({"load": load, "vmm": vmm, "round": rnd,
+                      **{k: v for k, v in res.items() if k not in ("series", "info")}}),
+          flush=True)
+    return res
+
+
 def bench(opts, tmp):
     """Every selected load under every VMM, opts.rounds times (the VMMs in turn
     within a round, so that each pair of runs saw the host at about the same
@@ -284,22 +302,7 @@ def bench(opts, tmp):
         results = {vmm: [] for vmm in vmms}
         for rnd in range(1, opts.rounds + 1):
             for vmm in vmms:
-                if vmm == "qemu" and not bl.QEMU:
-                    res = {"error": "qemu-system-x86_64 not installed"}
-                else:
-                    try:
-                        run = snapshot_run(load, vmm, tmp, opts)
-                    except RuntimeError as e:
-                        run = {"error": str(e)}
-                    if "error" in run:
-                        res = {"error": run["error"]}
-                    else:
-                        res = {"figures": figures(run, opts), "series": series(run),
-                               "info": run["info"]}
-                results[vmm].append(res)
-                print(json.dumps({"load": load, "vmm": vmm, "round": rnd,
-                                  **{k: v for k, v in res.items()
-                                     if k not in ("series", "info")}}), flush=True)
+                results[vmm].append(measure(load, vmm, rnd, tmp, opts))
         for vmm in vmms:
             row[vmm] = combine(results[vmm])
         if opts.plots:
