@@ -267,6 +267,14 @@ def main():
     args = ap.parse_args()
     bl.set_build(args.build)
     tmp = tempfile.mkdtemp(prefix="amber-bench-")
+    try:
+        run_all(args, tmp)
+    finally:
+        # Also on an error or Ctrl-C: sockets, serial logs and images go.
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def run_all(args, tmp):
     results = {}
     if not args.only or "boot" in args.only:
         rows = bench_boot(args, tmp)
@@ -290,7 +298,6 @@ def main():
     os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, "results.json"), "w") as f:
         json.dump(results, f, indent=1)
-    shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
