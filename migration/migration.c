@@ -392,8 +392,6 @@ static bool save_stopped_phase(MigrationState *ms, SaveStateRegistry *r, QEMUFil
                                MachineStateImage *img, Error **errp)
 {
     Machine *m = ms->s->machine;
-    SaveVMDesc *desc = NULL;
-    bool ok = false;
     int ret;
 
     if (cancelled(ms, errp)) {
@@ -419,16 +417,11 @@ static bool save_stopped_phase(MigrationState *ms, SaveStateRegistry *r, QEMUFil
     if (ret < 0 || !savevm_save_complete(r, f, errp)) {
         return false;
     }
-    desc = savevm_vmdesc_new(SAVEVM_PAGE_SIZE);
-    if (savevm_save_devices(r, f, desc, errp)) {
-        savevm_put_eof(f);
-        savevm_put_vmdesc(f, desc);
-        qemu_fflush(f);
-        publish_bytes(ms, f);
-        ok = qemu_file_check(f, errp);
+    if (!savevm_save_tail(r, f, errp)) {
+        return false;
     }
-    savevm_vmdesc_free(desc);
-    return ok;
+    publish_bytes(ms, f);
+    return true;
 }
 
 static bool outgoing_run(MigrationState *ms, Error **errp)

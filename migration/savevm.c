@@ -409,31 +409,34 @@ bool savevm_save_devices(SaveStateRegistry *r, QEMUFile *f, SaveVMDesc *desc, Er
     return true;
 }
 
-bool savevm_save_all(SaveStateRegistry *r, QEMUFile *f, Error **errp)
+bool savevm_save_tail(SaveStateRegistry *r, QEMUFile *f, Error **errp)
 {
     SaveVMDesc *desc = savevm_vmdesc_new(SAVEVM_PAGE_SIZE);
-    bool ok = false;
+    bool ok = savevm_save_devices(r, f, desc, errp);
+
+    if (ok) {
+        savevm_put_eof(f);
+        savevm_put_vmdesc(f, desc);
+        qemu_fflush(f);
+        ok = qemu_file_check(f, errp);
+    }
+    savevm_vmdesc_free(desc);
+    return ok;
+}
+
+bool savevm_save_all(SaveStateRegistry *r, QEMUFile *f, Error **errp)
+{
     int ret;
 
     savevm_put_header(f);
     savevm_put_configuration(f, AMBER_MACHINE_TYPE);
     if (!savevm_save_setup(r, f, errp)) {
-        goto out;
+        return false;
     }
     while ((ret = savevm_save_iterate(r, f, errp)) == 0) {
         /* the VM is stopped: every pass makes progress until all is sent */
     }
-    if (ret < 0 || !savevm_save_complete(r, f, errp) ||
-        !savevm_save_devices(r, f, desc, errp)) {
-        goto out;
-    }
-    savevm_put_eof(f);
-    savevm_put_vmdesc(f, desc);
-    qemu_fflush(f);
-    ok = qemu_file_check(f, errp);
-out:
-    savevm_vmdesc_free(desc);
-    return ok;
+    return ret >= 0 && savevm_save_complete(r, f, errp) && savevm_save_tail(r, f, errp);
 }
 
 /* ---- loading ------------------------------------------------------------------- */

@@ -261,7 +261,6 @@ static bool pause_main(Amber *s, void *data, Error **errp)
  */
 static bool write_tail(BgSave *b, Error **errp)
 {
-    SaveVMDesc *desc;
     uint64_t at;
     bool ok;
 
@@ -276,17 +275,11 @@ static bool write_tail(BgSave *b, Error **errp)
         return false;
     }
     at = qemu_file_transferred(b->f);
-    desc = savevm_vmdesc_new(SAVEVM_PAGE_SIZE);
-    ok = savevm_save_devices(b->r, b->f, desc, errp);
+    ok = savevm_save_tail(b->r, b->f, errp);
     if (ok) {
-        trace(bg_migration_devices, "bytes=%" PRIu64, qemu_file_transferred(b->f) - at);
-        savevm_put_eof(b->f);
-        savevm_put_vmdesc(b->f, desc);
-        qemu_fflush(b->f);
+        trace(bg_migration_devices, "tail_bytes=%" PRIu64, qemu_file_transferred(b->f) - at);
         __atomic_store_n(&b->ms->bytes, qemu_file_transferred(b->f), __ATOMIC_RELAXED);
-        ok = qemu_file_check(b->f, errp);
     }
-    savevm_vmdesc_free(desc);
     return ok;
 }
 

@@ -153,6 +153,12 @@ bool savevm_save_complete(SaveStateRegistry *r, QEMUFile *f, Error **errp);
 /* FULL section of every other entry, each described into desc (may be NULL). */
 bool savevm_save_devices(SaveStateRegistry *r, QEMUFile *f, SaveVMDesc *desc, Error **errp);
 /*
+ * The end of every stream, after the iterative entries: the device sections,
+ * EOF and their VMDESCRIPTION.  Flushes; the outcome includes the stream's
+ * sticky error.
+ */
+bool savevm_save_tail(SaveStateRegistry *r, QEMUFile *f, Error **errp);
+/*
  * A whole stream with the VM stopped: header, configuration, iterative
  * entries to the end, devices, EOF, VMDESCRIPTION.  Flushes; the outcome
  * includes the stream's sticky error.
