@@ -37,22 +37,34 @@ MAX_BANDWIDTH = 64 << 30
 RECOVERED = 0.9          # back "within 10 %" of the baseline rate
 
 
+def load_guest(load, vmm, tmp, opts, env=None):
+    """The load's guest, started under vmm (the caller kills it)."""
+    spec = LOADS[load]
+    append = "%s report=%d" % (spec["append"], opts.report_ms)
+    return bl.Guest(vmm, spec["mem_mib"], SMP, append, tmp, load, env=env)
+
+
+def warm_up(g, load, opts):
+    """Warm-up (populate what the load touches), the baseline, then the
+    capability on.  Returns the warm-up seconds and the VMM's refusal of
+    background-snapshot, None when it took it."""
+    g.wait_reports(rounds=2)
+    warm = g.wait_steady(LOADS[load].get("rate", 0), timeout=opts.warmup)
+    time.sleep(opts.baseline)
+    g.check_alive()
+    return warm, g.migrate_caps({"background-snapshot": True})
+
+
 def snapshot_run(load, vmm, tmp, opts, bandwidth=MAX_BANDWIDTH):
     """One VMM, one load, one snapshot; returns the raw series and figures."""
     spec = LOADS[load]
-    append = "%s report=%d" % (spec["append"], opts.report_ms)
     env = {}
     if vmm == "amber-nowpu":
         env["AMBER_TEST_UFFD_FEATURES_MASK"] = bl.NO_WP_UNPOPULATED_MASK
-    g = bl.Guest(vmm, spec["mem_mib"], SMP, append, tmp, load, env=env)
+    g = load_guest(load, vmm, tmp, opts, env)
     img = os.path.join(tmp, "%s-%s.snap" % (vmm, load))
     try:
-        # Warm-up (populate what the load touches), then the baseline.
-        g.wait_reports(rounds=2)
-        warm = g.wait_steady(spec.get("rate", 0), timeout=opts.warmup)
-        time.sleep(opts.baseline)
-        g.check_alive()
-        err = g.migrate_caps({"background-snapshot": True})
+        warm, err = warm_up(g, load, opts)
         if err:
             return {"error": "background-snapshot refused: %s" % err}
         params = {"max-bandwidth": bandwidth}

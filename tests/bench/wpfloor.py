@@ -34,15 +34,10 @@ def floor_run(load, unit, tmp, opts):
     """One guest under amber: a throttled snapshot for opts.wf_window seconds,
     then cancelled.  Returns the raw series, or {"error": ...}."""
     spec = bgsnap.LOADS[load]
-    append = "%s report=%d" % (spec["append"], opts.report_ms)
-    g = bl.Guest("amber", spec["mem_mib"], bgsnap.SMP, append, tmp, load)
+    g = bgsnap.load_guest(load, "amber", tmp, opts)
     img = os.path.join(tmp, "floor-%s.snap" % load)
     try:
-        g.wait_reports(rounds=2)
-        g.wait_steady(spec.get("rate", 0), timeout=opts.warmup)
-        time.sleep(opts.baseline)
-        g.check_alive()
-        err = g.migrate_caps({"background-snapshot": True})
+        _, err = bgsnap.warm_up(g, load, opts)
         if err:
             return {"error": "background-snapshot refused: %s" % err}
         g.qmp.ok("migrate-set-parameters", {
@@ -125,15 +120,10 @@ def bench(opts, tmp):
                 print(json.dumps({"load": load, "unit": unit, "round": rnd, **res}),
                       flush=True)
             if bl.QEMU:
-                try:
-                    q = bgsnap.snapshot_run(load, "qemu", tmp, opts)
-                except RuntimeError as e:
-                    q = {"error": str(e)}
-                q = q if "error" in q else {
-                    "stall_max_us": bgsnap.figures(q, opts)["stall_max_us"]}
-                row.setdefault("qemu", []).append(q)
-                print(json.dumps({"load": load, "vmm": "qemu", "round": rnd, **q}),
-                      flush=True)
+                q = bgsnap.measure(load, "qemu", rnd, tmp, opts)
+                row.setdefault("qemu", []).append(
+                    {"error": q["error"]} if "error" in q else
+                    {"stall_max_us": q["figures"]["stall_max_us"]})
         rows.append(row)
     return rows
 
