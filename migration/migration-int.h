@@ -77,6 +77,8 @@ bool migration_change_status(MigrationState *ms, int *status, int old_status,
                              int new_status);
 int migration_get_status(const int *status);
 int64_t migration_now_us(void);
+/* max-bandwidth, which the user may change at any time, onto f's limiter. */
+void migration_apply_rate_limit(MigrationState *ms, QEMUFile *f);
 /* migration_shutdown() has begun. */
 bool migration_exiting(MigrationState *ms);
 

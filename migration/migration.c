@@ -130,7 +130,7 @@ bool migration_exiting(MigrationState *ms)
     return r;
 }
 
-static void apply_rate_limit(MigrationState *ms, QEMUFile *f)
+void migration_apply_rate_limit(MigrationState *ms, QEMUFile *f)
 {
     uint64_t limit = __atomic_load_n(&ms->opts.max_bandwidth, __ATOMIC_RELAXED);
 
@@ -411,7 +411,7 @@ static bool save_stopped_phase(MigrationState *ms, SaveStateRegistry *r, QEMUFil
         if (cancelled(ms, errp)) {
             return false;
         }
-        apply_rate_limit(ms, f);
+        migration_apply_rate_limit(ms, f);
         qemu_file_rate_limit_wait(f);
     }
     if (ret < 0 || !savevm_save_complete(r, f, errp)) {
@@ -451,7 +451,7 @@ static bool outgoing_run(MigrationState *ms, Error **errp)
         write_behind_init(&io.wb, io.fd);
     }
     f = migration_io_output(&io, ms->uri);
-    apply_rate_limit(ms, f);
+    migration_apply_rate_limit(ms, f);
 
     if (!save_setup_phase(ms, r, f, errp)) {
         goto out;

@@ -388,15 +388,6 @@ static bool pass_converged(Precopy *pc, QEMUFile *f, bool *converged, Error **er
     return true;
 }
 
-static void apply_limit(MigrationState *ms, QEMUFile *f)
-{
-    uint64_t limit = __atomic_load_n(&ms->opts.max_bandwidth, __ATOMIC_RELAXED);
-
-    if (limit != qemu_file_get_rate_limit(f)) {
-        qemu_file_set_rate_limit(f, limit);
-    }
-}
-
 bool precopy_iterate(MigrationState *ms, SaveStateRegistry *r, QEMUFile *f, Error **errp)
 {
     Precopy *pc = ms->precopy;
@@ -418,7 +409,7 @@ bool precopy_iterate(MigrationState *ms, SaveStateRegistry *r, QEMUFile *f, Erro
             error_setg(errp, "migration cancelled");
             return false;
         }
-        apply_limit(ms, f);
+        migration_apply_rate_limit(ms, f);
         qemu_file_rate_limit_wait(f);
         if (ret == 1 && !pass_converged(pc, f, &converged, errp)) {
             return false;

@@ -160,11 +160,8 @@ static bool cancel_asked(MigrationState *ms, Error **errp)
 static uint64_t pace(void *opaque)
 {
     BgSave *b = opaque;
-    uint64_t limit = __atomic_load_n(&b->ms->opts.max_bandwidth, __ATOMIC_RELAXED);
 
-    if (limit != qemu_file_get_rate_limit(b->f)) {
-        qemu_file_set_rate_limit(b->f, limit);
-    }
+    migration_apply_rate_limit(b->ms, b->f);
     if (cancel_asked(b->ms, NULL)) {
         return 0;
     }
