@@ -25,6 +25,13 @@ from test_saverestore import (PAGE, amber_img, pmemsave, start_qmp, wait_migrati
                               wait_status, wavecheck)
 
 MEM_MIB = 128
+# A guest that writes its way through RAM slowly (5000 pages/s per vCPU: a
+# pass takes seconds, a new 2 MiB unit every 0.1 s), so that once a pass has
+# populated its RAM, pages stay write-protected for seconds under a low
+# max-bandwidth.  The limit holds back only the saver's scan: a guest writing
+# at full speed has every unit faulted, and so lifted, within a fraction of a
+# second.  See paced_source().
+PACED_WAVE = "workload=wave rate=5000 report=200"
 PAGEMAP_WP = 1 << 57
 MASK_ENV = "AMBER_TEST_UFFD_FEATURES_MASK"
 # userfaultfd feature bits (linux/userfaultfd.h)
@@ -155,6 +162,14 @@ def wait_passes(v, want, timeout=60):
             return last
         time.sleep(0.1)
     raise AssertionError("passes %r not reached: %r" % (want, last_reports(v.reports())))
+
+
+def paced_source(make_vm, tmp):
+    """A PACED_WAVE source whose every vCPU has finished a pass: all of its
+    RAM populated, so a snapshot has all of it to protect."""
+    v, c = running_source(make_vm, 2, "ram", tmp, append=PACED_WAVE)
+    wait_passes(v, {0: 2, 1: 2})
+    return v, c
 
 
 def check_guest_moves_on(v, c, smp):
@@ -450,7 +465,7 @@ def test_stop_during_snapshot(tmpvm, tmp_path):
     """`stop` mid-snapshot parks vCPUs even if some wait on a protected
     page; the snapshot completes and leaves the VM as the user set it."""
     tmp = str(tmp_path)
-    v, c = running_source(tmpvm, 2, "ram", tmp)
+    v, c = paced_source(tmpvm, tmp)
     enable(c)
     c.ok("migrate-set-parameters", {"max-bandwidth": 32 << 20})
     c.ok("migrate", {"uri": "file:" + os.path.join(tmp, "vm.snap")})
@@ -528,7 +543,7 @@ def test_disk_full(tmpvm, tmp_path, direct_io):
 
 def test_reader_killed(tmpvm, tmp_path):
     tmp = str(tmp_path)
-    v, c = running_source(tmpvm, 2, "ram", tmp)
+    v, c = paced_source(tmpvm, tmp)
     enable(c)
     c.ok("migrate-set-parameters", {"max-bandwidth": 16 << 20})
     c.ok("migrate", {"uri": "exec:exec cat > '%s'" % os.path.join(tmp, "vm.snap")})
