@@ -517,6 +517,22 @@ def test_cancel_mid_snapshot(tmpvm, tmp_path):
     check_released(v, c)
 
 
+def test_cancel_while_rate_limited(tmpvm, tmp_path):
+    """migrate_cancel while the scan waits out max-bandwidth (1 MiB/s: a
+    128 MiB guest would take minutes): the wait ends at once, the snapshot is
+    cancelled and nothing stays protected."""
+    tmp = str(tmp_path)
+    v, c = paced_source(tmpvm, tmp)
+    enable(c)
+    c.ok("migrate-set-parameters", {"max-bandwidth": 1 << 20})
+    c.ok("migrate", {"uri": "file:" + os.path.join(tmp, "vm.snap")})
+    wait_active_with_wp(v, c)
+    c.ok("migrate_cancel")
+    info = wait_migration(c, timeout=30)
+    assert info["status"] == "cancelled", info
+    check_released(v, c)
+
+
 @pytest.mark.parametrize("direct_io", [False, True])
 def test_disk_full(tmpvm, tmp_path, direct_io):
     """The disk fills mid-snapshot: through the page cache, or with
