@@ -975,6 +975,9 @@ static bool start_fault_threads(BgSnapshot *s, Error **errp)
             return false;
         }
         t->started = true;
+        /* A name for top -H, perf and tests/bench/schedtrace.py. */
+        g_autofree char *name = g_strdup_printf("bgs/fault%d", i);
+        pthread_setname_np(t->tid, name);
     }
     return true;
 }

@@ -100,6 +100,9 @@ def vmm_args(vmm, mem_mib, smp, append):
             "-kernel", vmmod.GUEST_ELF,
             "-append", "%s cpus=%d tsc_khz=%d" % (append, smp, tsc_khz()),
             "-display", "none", "-nodefaults",
+            # Thread names (CPU 0/KVM, live_migration) for host tools and
+            # schedtrace.py; nothing else changes.
+            "-name", "guest,debug-threads=on",
             "-device", "isa-debug-exit,iobase=0x501,iosize=4"]
 
 

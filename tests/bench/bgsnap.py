@@ -55,8 +55,10 @@ def warm_up(g, load, opts):
     return warm, g.migrate_caps({"background-snapshot": True})
 
 
-def snapshot_run(load, vmm, tmp, opts, bandwidth=MAX_BANDWIDTH):
-    """One VMM, one load, one snapshot; returns the raw series and figures."""
+def snapshot_run(load, vmm, tmp, opts, bandwidth=MAX_BANDWIDTH, probe=None):
+    """One VMM, one load, one snapshot; returns the raw series and figures.
+    probe (schedtrace.py) is started just before `migrate` and stopped once
+    the snapshot has ended."""
     spec = LOADS[load]
     env = {}
     if vmm == "amber-nowpu":
@@ -86,6 +88,8 @@ def snapshot_run(load, vmm, tmp, opts, bandwidth=MAX_BANDWIDTH):
         g.qmp.ok("migrate-set-parameters", params)
         ram_before = g.ram_rss_bytes()
         rss_before = rss_max = g.rss_bytes()
+        if probe:
+            probe.start(g)
         t0 = time.monotonic()
         g.qmp.ok("migrate", {"uri": uri})
         while True:
@@ -103,6 +107,8 @@ def snapshot_run(load, vmm, tmp, opts, bandwidth=MAX_BANDWIDTH):
                 return {"error": "image grew beyond twice the RAM size"}
             time.sleep(0.02)
         t1 = time.monotonic()
+        if probe:
+            probe.stop(g)
         if info["status"] != "completed":
             return {"error": "snapshot %s: %s" % (info["status"], info.get("error-desc"))}
         # Recovery: until every vCPU has a full interval back at its rate,

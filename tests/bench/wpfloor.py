@@ -30,9 +30,10 @@ UNITS = (4 << 10, 64 << 10, 2 << 20)
 FLOOR_BANDWIDTH = 1 << 20
 
 
-def floor_run(load, unit, tmp, opts):
+def floor_run(load, unit, tmp, opts, probe=None):
     """One guest under amber: a throttled snapshot for opts.wf_window seconds,
-    then cancelled.  Returns the raw series, or {"error": ...}."""
+    then cancelled.  Returns the raw series, or {"error": ...}.  probe
+    (schedtrace.py) runs from just before `migrate` to the end of the window."""
     spec = bgsnap.LOADS[load]
     g = bgsnap.load_guest(load, "amber", tmp, opts)
     img = os.path.join(tmp, "floor-%s.snap" % load)
@@ -44,11 +45,15 @@ def floor_run(load, unit, tmp, opts):
             "max-bandwidth": FLOOR_BANDWIDTH,
             "x-background-snapshot-pool-size": spec["mem_mib"] << 20,
             "x-background-snapshot-chunk-size": unit})
+        if probe:
+            probe.start(g)
         t0 = time.monotonic()
         g.qmp.ok("migrate", {"uri": "file:" + img})
         time.sleep(opts.wf_window)
         info = g.qmp.ok("query-migrate")
         tc = time.monotonic()
+        if probe:
+            probe.stop(g)
         if info.get("status") != "active":
             return {"error": "snapshot %s before the window ended (%s)"
                     % (info.get("status"), info.get("error-desc"))}
