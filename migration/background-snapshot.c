@@ -1201,6 +1201,12 @@ static bool save_batch(BgSnapshot *s, BgBlock *b, size_t first, size_t end,
     return true;
 }
 
+/* Pages given to the sink so far, data and zero pages alike. */
+static uint64_t pages_given(BgSnapshot *s)
+{
+    return ATOMIC_GET(&s->st_normal) + ATOMIC_GET(&s->st_zero);
+}
+
 void bg_snapshot_set_pace(BgSnapshot *s, BgSnapshotPace pace)
 {
     s->pace = pace;
@@ -1261,14 +1267,14 @@ bool bg_snapshot_run(BgSnapshot *s, Error **errp)
             uint64_t given;
 
             ok = drain_queue(s, false, errp) && !stop_requested(s, errp);
-            given = ATOMIC_GET(&s->st_normal) + ATOMIC_GET(&s->st_zero);
+            given = pages_given(s);
             ok = ok && save_batch(s, b, pos, MIN(pos + batch, b->npages), errp);
             huge_repair_run(&b->repair, false);
             /*
              * Only a batch that wrote something waits: once faults have
              * taken everything, the limit has nothing left to hold back.
              */
-            if (ok && ATOMIC_GET(&s->st_normal) + ATOMIC_GET(&s->st_zero) != given) {
+            if (ok && pages_given(s) != given) {
                 ok = pace_scan(s, errp);
             }
         }

@@ -172,6 +172,17 @@ def paced_source(make_vm, tmp):
     return v, c
 
 
+def paced_snapshot(make_vm, tmp, max_bandwidth, uri):
+    """A paced_source() whose snapshot to uri, under max_bandwidth, is past
+    its pause with pages write-protected."""
+    v, c = paced_source(make_vm, tmp)
+    enable(c)
+    c.ok("migrate-set-parameters", {"max-bandwidth": max_bandwidth})
+    c.ok("migrate", {"uri": uri})
+    wait_active_with_wp(v, c)
+    return v, c
+
+
 def check_guest_moves_on(v, c, smp):
     """The guest is running and every vCPU reports progress with writes."""
     assert c.ok("query-status")["status"] == "running"
@@ -465,11 +476,7 @@ def test_stop_during_snapshot(tmpvm, tmp_path):
     """`stop` mid-snapshot parks vCPUs even if some wait on a protected
     page; the snapshot completes and leaves the VM as the user set it."""
     tmp = str(tmp_path)
-    v, c = paced_source(tmpvm, tmp)
-    enable(c)
-    c.ok("migrate-set-parameters", {"max-bandwidth": 32 << 20})
-    c.ok("migrate", {"uri": "file:" + os.path.join(tmp, "vm.snap")})
-    wait_active_with_wp(v, c)
+    v, c = paced_snapshot(tmpvm, tmp, 32 << 20, "file:" + os.path.join(tmp, "vm.snap"))
     t0 = time.monotonic()
     c.ok("stop")
     assert time.monotonic() - t0 < 2
@@ -522,11 +529,7 @@ def test_cancel_while_rate_limited(tmpvm, tmp_path):
     128 MiB guest would take minutes): the wait ends at once, the snapshot is
     cancelled and nothing stays protected."""
     tmp = str(tmp_path)
-    v, c = paced_source(tmpvm, tmp)
-    enable(c)
-    c.ok("migrate-set-parameters", {"max-bandwidth": 1 << 20})
-    c.ok("migrate", {"uri": "file:" + os.path.join(tmp, "vm.snap")})
-    wait_active_with_wp(v, c)
+    v, c = paced_snapshot(tmpvm, tmp, 1 << 20, "file:" + os.path.join(tmp, "vm.snap"))
     c.ok("migrate_cancel")
     info = wait_migration(c, timeout=30)
     assert info["status"] == "cancelled", info
@@ -559,11 +562,8 @@ def test_disk_full(tmpvm, tmp_path, direct_io):
 
 def test_reader_killed(tmpvm, tmp_path):
     tmp = str(tmp_path)
-    v, c = paced_source(tmpvm, tmp)
-    enable(c)
-    c.ok("migrate-set-parameters", {"max-bandwidth": 16 << 20})
-    c.ok("migrate", {"uri": "exec:exec cat > '%s'" % os.path.join(tmp, "vm.snap")})
-    wait_active_with_wp(v, c)
+    v, c = paced_snapshot(tmpvm, tmp, 16 << 20,
+                          "exec:exec cat > '%s'" % os.path.join(tmp, "vm.snap"))
     with open("/proc/%d/task/%d/children" % (v.proc.pid, v.proc.pid)) as f:
         children = [int(p) for p in f.read().split()]
     assert len(children) == 1, children

@@ -381,6 +381,23 @@ static bool kernel_can(uint64_t need, MemType t, char **why)
     return true;
 }
 
+/*
+ * Memory of type t that the kernel can write-protect, or the test is
+ * skipped with the reason (false: return at once).
+ */
+static bool wp_mem_or_skip(TestMem *m, MemType t, size_t len)
+{
+    char *why = NULL;
+
+    if (!kernel_can(UFFD_FEATURE_PAGEFAULT_FLAG_WP, t, &why) ||
+        !mem_create(m, t, len, &why)) {
+        g_test_skip(why);
+        g_free(why);
+        return false;
+    }
+    return true;
+}
+
 static void assert_no_wp(TestMem *m)
 {
     g_assert_cmpint(pagemap_any_wp(0, (uintptr_t)m->rb.host, m->len, NULL), ==, 0);
@@ -587,12 +604,8 @@ static void test_huge_repair(gconstpointer opaque)
     Image im;
     uint8_t *ref;
     uint64_t thp_before;
-    char *why = NULL;
 
-    if (!kernel_can(UFFD_FEATURE_PAGEFAULT_FLAG_WP, MEM_ANON_THP, &why) ||
-        !mem_create(&m, MEM_ANON_THP, len, &why)) {
-        g_test_skip(why);
-        g_free(why);
+    if (!wp_mem_or_skip(&m, MEM_ANON_THP, len)) {
         return;
     }
     for (size_t p = 0; p < len / PAGE; p++) {
@@ -680,14 +693,10 @@ static void interrupted_run(MemType t, bool cancel)
     Error *err = NULL;
     pthread_t ct;
     Canceller c;
-    char *why = NULL;
     size_t npages;
     bool ok;
 
-    if (!kernel_can(UFFD_FEATURE_PAGEFAULT_FLAG_WP, t, &why) ||
-        !mem_create(&m, t, 8 << 20, &why)) {
-        g_test_skip(why);
-        g_free(why);
+    if (!wp_mem_or_skip(&m, t, 8 << 20)) {
         return;
     }
     npages = m.len / PAGE;
@@ -796,14 +805,10 @@ static void test_pace(void)
     BgSnapshotConfig cfg;
     RAMBlock *blocks[1];
     BgSnapshot *s;
-    char *why = NULL;
     size_t npages;
     uint8_t *ref;
 
-    if (!kernel_can(UFFD_FEATURE_PAGEFAULT_FLAG_WP, MEM_ANON, &why) ||
-        !mem_create(&m, MEM_ANON, REGION_MIB << 20, &why)) {
-        g_test_skip(why);
-        g_free(why);
+    if (!wp_mem_or_skip(&m, MEM_ANON, REGION_MIB << 20)) {
         return;
     }
     npages = m.len / PAGE;
