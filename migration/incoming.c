@@ -31,14 +31,14 @@ struct MigrationIncoming {
     ChannelListener *listener;      /* unix/tcp: the thread accepts */
     int cancel_fd;
     char *uri;
-    RamLoadState *ram;
+    RamLoader *ram;
     MachineStateImage *img;
     SaveStateRegistry *r;
 };
 
 static MigrationIncoming *incoming(Amber *s)
 {
-    return s->migration ? ((MigrationState *)s->migration)->incoming : NULL;
+    return s->migration ? s->migration->incoming : NULL;
 }
 
 int migration_incoming_status(MigrationState *ms)
@@ -115,7 +115,7 @@ void migration_incoming_free(MigrationIncoming *mis)
         close(mis->cancel_fd);
     }
     savevm_registry_free(mis->r);
-    ram_load_free(mis->ram);
+    ram_loader_free(mis->ram);
     machine_state_image_free(mis->img);
     g_free(mis->uri);
     g_free(mis);
@@ -158,31 +158,21 @@ static bool fail_main(Amber *s, void *data, Error **errp)
 
 /* ---- the load thread ------------------------------------------------------------------- */
 
-static bool load_stream(MigrationIncoming *mis, QEMUFile *f, Error **errp)
+/* The stream's header is good: the load is active. */
+static void header_read(void *opaque)
 {
-    SaveVMLoader *l = savevm_loader_new(mis->r, f, NULL);
-    char *vmdesc = NULL;
-    bool ok = false;
-    SaveVMLoadResult res;
+    MigrationIncoming *mis = opaque;
 
-    if (!savevm_loader_read_header(l, errp)) {
-        goto out;
-    }
     migration_change_status(mis->ms, &mis->status, MIGRATION_STATUS_SETUP,
                             MIGRATION_STATUS_ACTIVE);
-    res = savevm_loader_run(l, errp);
-    if (res == SAVEVM_LOAD_STOPPED) {
-        error_setg(errp, "the stream stopped before its end");
-        goto out;
-    }
-    if (res != SAVEVM_LOAD_EOF || !savevm_loader_read_vmdesc(l, &vmdesc, errp)) {
-        goto out;
-    }
-    ok = ram_load_complete(mis->ram, errp) && machine_state_complete(mis->img, errp);
-out:
-    g_free(vmdesc);
-    savevm_loader_free(l);
-    return ok;
+}
+
+static bool load_stream(MigrationIncoming *mis, QEMUFile *f, Error **errp)
+{
+    SaveVMLoadOptions opts = { .header_read = header_read, .header_opaque = mis };
+
+    return savevm_load(mis->r, f, &opts, NULL, errp) &&
+           ram_loader_complete(mis->ram, errp) && machine_state_complete(mis->img, errp);
 }
 
 static bool incoming_run(MigrationIncoming *mis, Error **errp)
@@ -273,9 +263,9 @@ static bool incoming_start(Amber *s, MigrationIncoming *mis, const char *uri,
     }
     mis->uri = g_strdup(uri);
     mis->r = savevm_registry_new();
-    mis->ram = ram_load_new(machine_ram(m));
+    mis->ram = ram_loader_new_memcpy(machine_ram(m));
     mis->img = machine_state_image_new(m);
-    if (!ram_load_register(mis->ram, mis->r, errp) ||
+    if (!ram_loader_register(mis->ram, mis->r, errp) ||
         !machine_state_register(m, mis->img, mis->r, errp)) {
         return false;
     }
@@ -322,7 +312,7 @@ void qmp_migrate_incoming(Amber *s, const char *uri, Error **errp)
         mis->ch = NULL;
         g_clear_pointer(&mis->listener, channel_listener_free);
         g_clear_pointer(&mis->r, savevm_registry_free);
-        g_clear_pointer(&mis->ram, ram_load_free);
+        g_clear_pointer(&mis->ram, ram_loader_free);
         g_clear_pointer(&mis->img, machine_state_image_free);
         g_clear_pointer(&mis->uri, g_free);
         if (mis->cancel_fd >= 0) {

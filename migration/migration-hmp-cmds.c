@@ -8,7 +8,7 @@
 #include "migration-int.h"
 #include "monitor/hmp.h"
 #include "qapi-commands.h"
-#include "snapshot.h"
+#include "savers/background.h"
 
 /* ---- migrate [-d] URI ---------------------------------------------------------- */
 
@@ -114,68 +114,120 @@ static void hmp_migrate_set_capability(Hmp *h, int argc, char **argv)
     hmp_handle_error(h, err);
 }
 
-/* One parameter to change: the rest are left out (has_* false). */
-static void set_one_parameter(Hmp *h, const MigrateSetParameters *p)
-{
-    Error *err = NULL;
+/*
+ * The parameters HMP knows, each once: the name, how its value is typed,
+ * where it goes in MigrateSetParameters and comes from in
+ * MigrationParameters, and how `info migrate_parameters` shows it.
+ */
+typedef enum HmpParamKind {
+    HMP_PARAM_SIZE,         /* bytes, with a suffix (K, M, G...) as QEMU takes */
+    HMP_PARAM_NUMBER,       /* a plain number */
+    HMP_PARAM_BOOL,
+} HmpParamKind;
 
-    qmp_migrate_set_parameters(hmp_amber(h), p->has_max_bandwidth, p->max_bandwidth,
-                               p->has_downtime_limit, p->downtime_limit,
-                               p->has_x_background_snapshot_pool_size,
-                               p->x_background_snapshot_pool_size,
-                               p->has_x_background_snapshot_chunk_size,
-                               p->x_background_snapshot_chunk_size,
-                               p->has_direct_io, p->direct_io, &err);
-    hmp_handle_error(h, err);
+typedef struct HmpParam {
+    const char *name;
+    HmpParamKind kind;
+    size_t has_off, set_off;    /* in MigrateSetParameters */
+    size_t get_off;             /* in MigrationParameters */
+    const char *unit;           /* after the value; NULL for a bool */
+    const char *zero_note;      /* after the unit when the value is 0, or NULL */
+} HmpParam;
+
+#define HMP_PARAM(name_, field, kind_, unit_, zero_note_)                       \
+    { .name = name_, .kind = kind_,                                             \
+      .has_off = offsetof(MigrateSetParameters, has_##field),                   \
+      .set_off = offsetof(MigrateSetParameters, field),                         \
+      .get_off = offsetof(MigrationParameters, field),                          \
+      .unit = unit_, .zero_note = zero_note_ }
+
+static const HmpParam hmp_params[] = {
+    HMP_PARAM("max-bandwidth", max_bandwidth, HMP_PARAM_SIZE, "bytes/second",
+              "(no limit)"),
+    HMP_PARAM("downtime-limit", downtime_limit, HMP_PARAM_NUMBER, "ms", NULL),
+    HMP_PARAM("x-background-snapshot-pool-size", x_background_snapshot_pool_size,
+              HMP_PARAM_SIZE, "bytes", "(automatic)"),
+    HMP_PARAM("x-background-snapshot-chunk-size", x_background_snapshot_chunk_size,
+              HMP_PARAM_SIZE, "bytes", NULL),
+    HMP_PARAM("direct-io", direct_io, HMP_PARAM_BOOL, NULL, NULL),
+};
+
+static const HmpParam *find_param(const char *name)
+{
+    for (size_t i = 0; i < G_N_ELEMENTS(hmp_params); i++) {
+        if (!strcmp(hmp_params[i].name, name)) {
+            return &hmp_params[i];
+        }
+    }
+    return NULL;
+}
+
+/* "max-bandwidth, downtime-limit, ...": for the message about an unknown name. */
+static char *param_names(void)
+{
+    GString *s = g_string_new(NULL);
+
+    for (size_t i = 0; i < G_N_ELEMENTS(hmp_params); i++) {
+        g_string_append_printf(s, "%s%s", i ? ", " : "", hmp_params[i].name);
+    }
+    return g_string_free(s, FALSE);
+}
+
+/* Parse word as the parameter's value into p (its has_ flag set). */
+static bool parse_param(Hmp *h, const HmpParam *hp, const char *word,
+                        MigrateSetParameters *p)
+{
+    char *base = (char *)p;
+    Error *err = NULL;
+    uint64_t v;
+
+    switch (hp->kind) {
+    case HMP_PARAM_BOOL:
+        if (!hmp_parse_bool(h, word, hp->name, (bool *)(base + hp->set_off))) {
+            return false;
+        }
+        break;
+    case HMP_PARAM_NUMBER:
+        if (!hmp_parse_u64(h, word, hp->name, &v)) {
+            return false;
+        }
+        *(uint64_t *)(base + hp->set_off) = v;
+        break;
+    case HMP_PARAM_SIZE:
+        if (!parse_size_bytes(word, &v, &err)) {
+            hmp_handle_error(h, err);
+            return false;
+        }
+        *(uint64_t *)(base + hp->set_off) = v;
+        break;
+    }
+    *(bool *)(base + hp->has_off) = true;
+    return true;
 }
 
 static void hmp_migrate_set_parameter(Hmp *h, int argc, char **argv)
 {
+    const HmpParam *hp = find_param(argv[1]);
     MigrateSetParameters p = { 0 };
     Error *err = NULL;
-    uint64_t v;
 
-    if (!strcmp(argv[1], "downtime-limit")) {
-        if (!hmp_parse_u64(h, argv[2], "downtime-limit", &v)) {
-            return;
-        }
-        p.has_downtime_limit = true;
-        p.downtime_limit = v;
-        set_one_parameter(h, &p);
+    if (!hp) {
+        g_autofree char *known = param_names();
+
+        hmp_printf(h, "Error: Invalid parameter '%s' (known: %s)\n", argv[1], known);
         return;
     }
-    if (!strcmp(argv[1], "direct-io")) {
-        if (!hmp_parse_bool(h, argv[2], "direct-io", &p.direct_io)) {
-            return;
-        }
-        p.has_direct_io = true;
-        set_one_parameter(h, &p);
+    if (!parse_param(h, hp, argv[2], &p)) {
         return;
     }
-    if (strcmp(argv[1], "max-bandwidth") &&
-        strcmp(argv[1], "x-background-snapshot-pool-size") &&
-        strcmp(argv[1], "x-background-snapshot-chunk-size")) {
-        hmp_printf(h, "Error: Invalid parameter '%s' (known: max-bandwidth, "
-                   "downtime-limit, x-background-snapshot-pool-size, "
-                   "x-background-snapshot-chunk-size, direct-io)\n", argv[1]);
-        return;
-    }
-    /* As QEMU: a size, bytes unless a suffix (K, M, G...) says otherwise. */
-    if (!parse_size_bytes(argv[2], &v, &err)) {
-        hmp_handle_error(h, err);
-        return;
-    }
-    if (!strcmp(argv[1], "max-bandwidth")) {
-        p.has_max_bandwidth = true;
-        p.max_bandwidth = v;
-    } else if (!strcmp(argv[1], "x-background-snapshot-pool-size")) {
-        p.has_x_background_snapshot_pool_size = true;
-        p.x_background_snapshot_pool_size = v;
-    } else {
-        p.has_x_background_snapshot_chunk_size = true;
-        p.x_background_snapshot_chunk_size = v;
-    }
-    set_one_parameter(h, &p);
+    qmp_migrate_set_parameters(hmp_amber(h), p.has_max_bandwidth, p.max_bandwidth,
+                               p.has_downtime_limit, p.downtime_limit,
+                               p.has_x_background_snapshot_pool_size,
+                               p.x_background_snapshot_pool_size,
+                               p.has_x_background_snapshot_chunk_size,
+                               p.x_background_snapshot_chunk_size,
+                               p.has_direct_io, p.direct_io, &err);
+    hmp_handle_error(h, err);
 }
 
 static void hmp_info_migrate_capabilities(Hmp *h, int argc, char **argv)
@@ -193,16 +245,21 @@ static void hmp_info_migrate_capabilities(Hmp *h, int argc, char **argv)
 static void hmp_info_migrate_parameters(Hmp *h, int argc, char **argv)
 {
     MigrationParameters *p = qmp_query_migrate_parameters(hmp_amber(h), NULL);
+    const char *base = (const char *)p;
 
-    hmp_printf(h, "max-bandwidth: %" PRIu64 " bytes/second%s\n", p->max_bandwidth,
-               p->max_bandwidth ? "" : " (no limit)");
-    hmp_printf(h, "downtime-limit: %" PRIu64 " ms\n", p->downtime_limit);
-    hmp_printf(h, "x-background-snapshot-pool-size: %" PRIu64 " bytes%s\n",
-               p->x_background_snapshot_pool_size,
-               p->x_background_snapshot_pool_size ? "" : " (automatic)");
-    hmp_printf(h, "x-background-snapshot-chunk-size: %" PRIu64 " bytes\n",
-               p->x_background_snapshot_chunk_size);
-    hmp_printf(h, "direct-io: %s\n", p->direct_io ? "on" : "off");
+    for (size_t i = 0; i < G_N_ELEMENTS(hmp_params); i++) {
+        const HmpParam *hp = &hmp_params[i];
+        uint64_t v;
+
+        if (hp->kind == HMP_PARAM_BOOL) {
+            hmp_printf(h, "%s: %s\n", hp->name,
+                       *(const bool *)(base + hp->get_off) ? "on" : "off");
+            continue;
+        }
+        v = *(const uint64_t *)(base + hp->get_off);
+        hmp_printf(h, "%s: %" PRIu64 " %s%s%s\n", hp->name, v, hp->unit,
+                   !v && hp->zero_note ? " " : "", !v && hp->zero_note ? hp->zero_note : "");
+    }
     qapi_free_MigrationParameters(p);
 }
 
@@ -225,6 +282,27 @@ static void print_ram(Hmp *h, const MigrationStats *r)
     hmp_printf(h, "pages-per-second: %" PRId64 "\n", r->pages_per_second);
     hmp_printf(h, "precopy ram: %" PRIu64 " kbytes\n", r->precopy_bytes >> 10);
     hmp_printf(h, "downtime ram: %" PRIu64 " kbytes\n", r->downtime_bytes >> 10);
+}
+
+static void print_background_snapshot(Hmp *h, const BackgroundSnapshotStats *st)
+{
+    hmp_printf(h, "background snapshot pause: %" PRIu64 " us (write-protect %" PRIu64
+               " us, %s)\n", st->pause_us, st->write_protect_us,
+               st->wp_unpopulated ? "wp-unpopulated" : "populated pages only");
+    hmp_printf(h, "write faults: %" PRIu64 " (%" PRIu64 " pages copied by faults)\n",
+               st->write_faults, st->fault_pages);
+    hmp_printf(h, "pages skipped (never populated): %" PRIu64 "\n", st->pages_skipped);
+    hmp_printf(h, "huge pages restored: %" PRIu64 "\n", st->huge_pages_restored);
+    hmp_printf(h, "copy pool: %" PRIu64 " of %" PRIu64 " kbytes at most\n",
+               st->pool_high_water_bytes >> 10, st->pool_size >> 10);
+    hmp_printf(h, "vCPU stalls: %" PRIu64 ", p50 %" PRIu64 " us, p99 %" PRIu64
+               " us, max %" PRIu64 " us\n", st->stalls, st->stall_p50_us,
+               st->stall_p99_us, st->stall_max_us);
+    hmp_printf(h, "stall histogram (log2 us):");
+    for (const uint64List *l = st->stall_histogram; l; l = l->next) {
+        hmp_printf(h, " %" PRIu64, l->value);
+    }
+    hmp_printf(h, "\n");
 }
 
 static void hmp_info_migrate(Hmp *h, int argc, char **argv)
@@ -253,7 +331,7 @@ static void hmp_info_migrate(Hmp *h, int argc, char **argv)
         print_ram(h, info->ram);
     }
     if (info->has_x_background_snapshot) {
-        bg_migration_hmp_print(h, info->x_background_snapshot);
+        print_background_snapshot(h, info->x_background_snapshot);
     }
     qapi_free_MigrationInfo(info);
 }
@@ -277,8 +355,7 @@ static const HmpCommand migrate_set_capability_cmd = {
 };
 static const HmpCommand migrate_set_parameter_cmd = {
     .name = "migrate_set_parameter", .args = "NAME VALUE", .min_args = 2, .max_args = 2,
-    .help = "set a migration parameter (max-bandwidth, downtime-limit, "
-            "x-background-snapshot-pool-size, x-background-snapshot-chunk-size)",
+    .help = "set a migration parameter (the names: info migrate_parameters)",
     .fn = hmp_migrate_set_parameter,
 };
 static const HmpCommand info_migrate_cmd = {

@@ -6,8 +6,7 @@
 #include <pthread.h>
 
 #include "migration/channel.h"
-#include "migration/direct-io.h"
-#include "migration/write-behind.h"
+#include "migration/migration-io.h"
 #include "migration/migration.h"
 #include "migration/qemu-file.h"
 #include "migration/ram.h"
@@ -16,28 +15,6 @@
 #include "qapi-types.h"
 
 typedef struct MigrationIncoming MigrationIncoming;
-
-/*
- * The descriptor side of a stream: blocking semantics for the stream,
- * but every wait also watches cancel_fd, so a cancel (or exit) ends a
- * write to a stalled pipe or a read from a silent peer at once.
- */
-typedef struct MigrationIO {
-    int fd;
-    int cancel_fd;              /* eventfd; readable once cancelled */
-    int saved_flags;            /* fd's status flags before we set O_NONBLOCK */
-    DirectWriter *direct;       /* direct-io: writes go through it */
-    WriteBehind wb;             /* otherwise, for a background snapshot to a file */
-} MigrationIO;
-
-bool migration_io_init(MigrationIO *io, int fd, int cancel_fd, Error **errp);
-/* Give the descriptor its flags back (before the channel closes it). */
-void migration_io_restore(MigrationIO *io);
-QEMUFile *migration_io_output(MigrationIO *io, const char *name);
-QEMUFile *migration_io_input(MigrationIO *io, const char *name);
-/* An eventfd for cancel_fd; -1 with errp on failure. */
-int migration_cancel_fd_new(Error **errp);
-void migration_cancel_fd_signal(int fd);
 
 typedef struct MainCall MainCall;
 
@@ -58,15 +35,15 @@ struct MigrationState {
     int cancel_fd;
     bool cancel;
     Error *error;
-    RamSaveState *ram;
+    RamSaver *ram;              /* the `ram` section and its counters */
     RunState old_runstate;
     bool stopped;               /* we stopped the VM */
     bool succeeded;             /* the whole stream went out */
     int64_t start_us, setup_end_us, stop_us, end_us;
     uint64_t bytes;             /* stream bytes so far */
     uint64_t bytes_at_stop;
-    struct BgMigration *bg;     /* background snapshot (snapshot.c), or NULL */
-    struct Precopy *precopy;    /* live migration (precopy.c), or NULL */
+    struct BgMigration *bg;     /* background snapshot (savers/background.c), or NULL */
+    struct Precopy *precopy;    /* live migration (savers/precopy.c), or NULL */
 
     MigrationIncoming *incoming;
 };
@@ -81,6 +58,19 @@ int64_t migration_now_us(void);
 void migration_apply_rate_limit(MigrationState *ms, QEMUFile *f);
 /* migration_shutdown() has begun. */
 bool migration_exiting(MigrationState *ms);
+
+/* The outgoing thread's helpers, shared by its savers. */
+/* Stream bytes so far into query-migrate's `transferred`. */
+void migration_publish_bytes(MigrationState *ms, QEMUFile *f);
+/* migrate_cancel (or exit) asked: true, with "migration cancelled" in errp. */
+bool migration_cancelled(MigrationState *ms, Error **errp);
+/*
+ * One PART of every iterative entry, then progress and a cancel check;
+ * with wait_limit, max-bandwidth is applied and waited out.  1 when every
+ * entry is done, 0 when more remains, -1 on error or cancel.
+ */
+int migration_save_iterate(MigrationState *ms, SaveStateRegistry *r, QEMUFile *f,
+                           bool wait_limit, Error **errp);
 
 /* incoming.c */
 void migration_incoming_free(MigrationIncoming *mis);

@@ -26,8 +26,9 @@
 #include "monitor/monitor.h"
 #include "qapi-commands.h"
 #include "qapi-events.h"
-#include "precopy.h"
-#include "snapshot.h"
+#include "migration/savers.h"
+#include "savers/background.h"
+#include "savers/precopy.h"
 #include "util/trace.h"
 
 struct MainCall {
@@ -102,7 +103,7 @@ MigrationOptions *migration_options(MigrationState *ms)
     return &ms->opts;
 }
 
-static bool outgoing_running(MigrationState *ms)
+bool migration_outgoing_running(MigrationState *ms)
 {
     int st = migration_get_status(&ms->status);
 
@@ -112,12 +113,7 @@ static bool outgoing_running(MigrationState *ms)
 
 bool migration_is_running(MigrationState *ms)
 {
-    return outgoing_running(ms) || migration_incoming_running(ms);
-}
-
-void migration_parameters_changed(MigrationState *ms)
-{
-    /* The thread picks max-bandwidth up between two RAM sections. */
+    return migration_outgoing_running(ms) || migration_incoming_running(ms);
 }
 
 bool migration_exiting(MigrationState *ms)
@@ -186,137 +182,6 @@ bool migration_call_main(MigrationState *ms, MigrationMainFn fn, void *data, Err
     return c.ok;
 }
 
-/* ---- descriptor I/O with a cancel eventfd ----------------------------------------------- */
-
-int migration_cancel_fd_new(Error **errp)
-{
-    int fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-
-    if (fd < 0) {
-        error_setg_errno(errp, errno, "cannot create an eventfd");
-    }
-    return fd;
-}
-
-void migration_cancel_fd_signal(int fd)
-{
-    uint64_t one = 1;
-
-    if (fd >= 0 && write(fd, &one, sizeof(one)) < 0) {
-        /* Already signalled enough to overflow: still readable. */
-    }
-}
-
-bool migration_io_init(MigrationIO *io, int fd, int cancel_fd, Error **errp)
-{
-    io->wb = (WriteBehind){ .fd = -1 };
-    io->fd = fd;
-    io->cancel_fd = cancel_fd;
-    io->saved_flags = fcntl(fd, F_GETFL);
-    if (io->saved_flags < 0 || fcntl(fd, F_SETFL, io->saved_flags | O_NONBLOCK) < 0) {
-        error_setg_errno(errp, errno, "cannot make the migration descriptor non-blocking");
-        return false;
-    }
-    return true;
-}
-
-void migration_io_restore(MigrationIO *io)
-{
-    if (io->saved_flags >= 0) {
-        fcntl(io->fd, F_SETFL, io->saved_flags);
-    }
-}
-
-/* Wait until fd is ready for `events`; false when cancelled or poll fails. */
-static bool io_wait(MigrationIO *io, short events, Error **errp)
-{
-    struct pollfd p[2] = {
-        { .fd = io->fd, .events = events },
-        { .fd = io->cancel_fd, .events = POLLIN },
-    };
-
-    for (;;) {
-        int n = poll(p, 2, -1);
-
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n < 0) {
-            error_setg_errno(errp, errno, "poll failed");
-            return false;
-        }
-        if (p[1].revents) {
-            error_setg(errp, "migration cancelled");
-            return false;
-        }
-        return true;        /* ready, or an error the next call reports */
-    }
-}
-
-/*
- * After a failed read or write: true to try again (interrupted, or the
- * non-blocking fd became ready), false with errp set (an error, or cancel).
- */
-static bool io_retry(MigrationIO *io, short events, Error **errp)
-{
-    if (errno == EINTR) {
-        return true;
-    }
-    if (errno != EAGAIN) {
-        error_setg(errp, "%s", g_strerror(errno));
-        return false;
-    }
-    return io_wait(io, events, errp);
-}
-
-static ssize_t io_writev(void *opaque, const struct iovec *iov, int iovcnt, Error **errp)
-{
-    MigrationIO *io = opaque;
-
-    if (io->direct) {
-        return direct_writer_writev(io->direct, iov, iovcnt, errp);
-    }
-    for (;;) {
-        ssize_t n = writev(io->fd, iov, MIN(iovcnt, IOV_MAX));
-
-        if (n >= 0) {
-            write_behind_wrote(&io->wb, n);
-            return n;
-        }
-        if (!io_retry(io, POLLOUT, errp)) {
-            return n;
-        }
-    }
-}
-
-static ssize_t io_read(void *opaque, uint8_t *buf, size_t len, Error **errp)
-{
-    MigrationIO *io = opaque;
-
-    for (;;) {
-        ssize_t n = read(io->fd, buf, len);
-
-        if (n >= 0 || !io_retry(io, POLLIN, errp)) {
-            return n;
-        }
-    }
-}
-
-static const QEMUFileOps io_ops = {
-    .writev = io_writev,
-    .read = io_read,
-};
-
-QEMUFile *migration_io_output(MigrationIO *io, const char *name)
-{
-    return qemu_file_new_output(&io_ops, io, name);
-}
-
-QEMUFile *migration_io_input(MigrationIO *io, const char *name)
-{
-    return qemu_file_new_input(&io_ops, io, name);
-}
-
 /* ---- main-loop steps of the thread -------------------------------------------------------- */
 
 static bool stop_vm_main(Amber *s, void *data, Error **errp)
@@ -352,12 +217,12 @@ static bool finish_vm_main(Amber *s, void *data, Error **errp)
 
 /* ---- the thread ---------------------------------------------------------------------- */
 
-static void publish_bytes(MigrationState *ms, QEMUFile *f)
+void migration_publish_bytes(MigrationState *ms, QEMUFile *f)
 {
     __atomic_store_n(&ms->bytes, qemu_file_transferred(f), __ATOMIC_RELAXED);
 }
 
-static bool cancelled(MigrationState *ms, Error **errp)
+bool migration_cancelled(MigrationState *ms, Error **errp)
 {
     if (__atomic_load_n(&ms->cancel, __ATOMIC_ACQUIRE)) {
         error_setg(errp, "migration cancelled");
@@ -366,18 +231,32 @@ static bool cancelled(MigrationState *ms, Error **errp)
     return false;
 }
 
+int migration_save_iterate(MigrationState *ms, SaveStateRegistry *r, QEMUFile *f,
+                           bool wait_limit, Error **errp)
+{
+    int ret = savevm_save_iterate(r, f, errp);
+
+    migration_publish_bytes(ms, f);
+    if (ret < 0 || migration_cancelled(ms, errp)) {
+        return -1;
+    }
+    if (wait_limit) {
+        migration_apply_rate_limit(ms, f);
+        qemu_file_rate_limit_wait(f);
+    }
+    return ret;
+}
+
 /* Header, configuration and the RAM block list: the VM still runs. */
 static bool save_setup_phase(MigrationState *ms, SaveStateRegistry *r, QEMUFile *f,
                              Error **errp)
 {
-    savevm_put_header(f);
-    savevm_put_configuration(f, AMBER_MACHINE_TYPE);
-    if (!savevm_save_setup(r, f, errp)) {
+    if (!savevm_save_head(r, f, errp)) {
         return false;
     }
     qemu_fflush(f);
-    publish_bytes(ms, f);
-    if (!qemu_file_check(f, errp) || cancelled(ms, errp)) {
+    migration_publish_bytes(ms, f);
+    if (!qemu_file_check(f, errp) || migration_cancelled(ms, errp)) {
         return false;
     }
     __atomic_store_n(&ms->setup_end_us, migration_now_us(), __ATOMIC_RELAXED);
@@ -394,7 +273,7 @@ static bool save_stopped_phase(MigrationState *ms, SaveStateRegistry *r, QEMUFil
     Machine *m = ms->s->machine;
     int ret;
 
-    if (cancelled(ms, errp)) {
+    if (migration_cancelled(ms, errp)) {
         return false;
     }
     /* Registered once captured: the image then knows which vCPUs exist. */
@@ -406,22 +285,27 @@ static bool save_stopped_phase(MigrationState *ms, SaveStateRegistry *r, QEMUFil
     if (migrate_events(&ms->opts) && !precopy_live(ms)) {
         qapi_event_send_migration_pass(ms->s, 1);
     }
-    while ((ret = savevm_save_iterate(r, f, errp)) == 0) {
-        publish_bytes(ms, f);
-        if (cancelled(ms, errp)) {
-            return false;
-        }
-        migration_apply_rate_limit(ms, f);
-        qemu_file_rate_limit_wait(f);
+    while ((ret = migration_save_iterate(ms, r, f, true, errp)) == 0) {
     }
-    if (ret < 0 || !savevm_save_complete(r, f, errp)) {
+    if (ret < 0 || !savevm_save_complete(r, f, errp) || !savevm_save_tail(r, f, errp)) {
         return false;
     }
-    if (!savevm_save_tail(r, f, errp)) {
-        return false;
-    }
-    publish_bytes(ms, f);
+    migration_publish_bytes(ms, f);
     return true;
+}
+
+/* The `ram` section's page source: the one this migration is (see savers/). */
+static bool register_ram(MigrationState *ms, SaveStateRegistry *r, RamStopped **stopped,
+                         Error **errp)
+{
+    if (precopy_wanted(ms)) {
+        return precopy_register(ms, r, errp);
+    }
+    if (ms->bg) {
+        return bg_migration_register(ms, r, errp);
+    }
+    *stopped = ram_stopped_new();
+    return ram_stopped_register(*stopped, ms->ram, r, errp);
 }
 
 static bool outgoing_run(MigrationState *ms, Error **errp)
@@ -430,15 +314,14 @@ static bool outgoing_run(MigrationState *ms, Error **errp)
     SaveStateRegistry *r = savevm_registry_new();
     MachineStateImage *img = machine_state_image_new(m);
     MigrationIO io = { .saved_flags = -1 };
+    RamStopped *stopped = NULL;
     QEMUFile *f = NULL;
     bool ok = false;
 
     if (!ms->ch) {
         ms->ch = channel_open_outgoing(ms->uri, NULL, NULL, errp);
     }
-    if (!ms->ch ||
-        !(precopy_wanted(ms) ? precopy_register(ms, r, errp)
-                             : ram_save_register(ms->ram, r, errp)) ||
+    if (!ms->ch || !register_ram(ms, r, &stopped, errp) ||
         !migration_io_init(&io, ms->ch->fd, ms->cancel_fd, errp) ||
         (ms->ch->direct && !(io.direct = direct_writer_new(ms->ch->fd, errp)))) {
         goto out;
@@ -490,6 +373,7 @@ out:
     ms->ch = NULL;
     machine_state_image_free(img);
     savevm_registry_free(r);
+    ram_stopped_free(stopped);
     return ok;
 }
 
@@ -499,7 +383,7 @@ static gpointer outgoing_thread(gpointer opaque)
     Error *err = NULL, *err2 = NULL;
     bool ok = outgoing_run(ms, &err);
     /* A cancel that came after the last byte changes nothing: completed. */
-    bool was_cancel = !ok && __atomic_load_n(&ms->cancel, __ATOMIC_ACQUIRE);
+    bool was_cancel = !ok && migration_cancelled(ms, NULL);
 
     __atomic_store_n(&ms->end_us, migration_now_us(), __ATOMIC_RELAXED);
     ms->succeeded = ok;
@@ -541,7 +425,7 @@ static void reset_outgoing(MigrationState *ms)
     bg_migration_free(ms);
     precopy_free(ms);
     g_clear_pointer(&ms->uri, g_free);
-    g_clear_pointer(&ms->ram, ram_save_free);
+    g_clear_pointer(&ms->ram, ram_saver_free);
     if (ms->error) {
         error_free(ms->error);
         ms->error = NULL;
@@ -635,12 +519,23 @@ void qmp_migrate(Amber *s, const char *uri, bool has_detach, bool detach, Error 
     ms->cancel_fd = cancel_fd;
     ms->ch = ch;
     ms->uri = g_strdup(uri);
-    ms->ram = ram_save_new(machine_ram(s->machine));
+    ms->ram = ram_saver_new(machine_ram(s->machine));
     bg_migration_prepare(ms);
     precopy_prepare(ms);
     ms->start_us = migration_now_us();
     migration_set_status(ms, &ms->status, MIGRATION_STATUS_SETUP);
     ms->thread = g_thread_new("mig/src", outgoing_thread, ms);
+}
+
+/*
+ * Make the thread end as cancelled: the flag its checkpoints read, the
+ * eventfd its waits watch, and the engine's release of blocked vCPUs.
+ */
+static void stop_thread(MigrationState *ms)
+{
+    __atomic_store_n(&ms->cancel, true, __ATOMIC_RELEASE);
+    migration_cancel_fd_signal(ms->cancel_fd);
+    bg_migration_cancel(ms);
 }
 
 void qmp_migrate_cancel(Amber *s, Error **errp)
@@ -653,9 +548,7 @@ void qmp_migrate_cancel(Amber *s, Error **errp)
                                  MIGRATION_STATUS_CANCELLING)) {
         return;         /* nothing in progress (or it is already ending) */
     }
-    __atomic_store_n(&ms->cancel, true, __ATOMIC_RELEASE);
-    migration_cancel_fd_signal(ms->cancel_fd);
-    bg_migration_cancel(ms);
+    stop_thread(ms);
 }
 
 /* ---- query-migrate ----------------------------------------------------------------------- */
@@ -675,7 +568,7 @@ static MigrationStats *ram_stats(MigrationState *ms, int64_t now)
     uint64_t bytes = __atomic_load_n(&ms->bytes, __ATOMIC_RELAXED);
     uint64_t at_stop = __atomic_load_n(&ms->bytes_at_stop, __ATOMIC_RELAXED);
 
-    ram_save_counters(ms->ram, &c);
+    ram_saver_counters(ms->ram, &c);
     st->transferred = bytes;
     st->total = c.total_bytes;
     st->remaining = c.total_bytes - MIN(c.total_bytes, c.scanned_pages * RAM_PAGE_SIZE);
@@ -762,10 +655,8 @@ void migration_shutdown(Amber *s)
     }
     pthread_cond_broadcast(&ms->cond);
     pthread_mutex_unlock(&ms->lock);
-    if (outgoing_running(ms)) {
-        __atomic_store_n(&ms->cancel, true, __ATOMIC_RELEASE);
-        migration_cancel_fd_signal(ms->cancel_fd);
-        bg_migration_cancel(ms);
+    if (migration_outgoing_running(ms)) {
+        stop_thread(ms);
     }
     migration_incoming_shutdown(ms);
     reset_outgoing(ms);

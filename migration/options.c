@@ -14,7 +14,7 @@
 
 #include "migration-int.h"
 #include "qapi-commands.h"
-#include "snapshot.h"
+#include "savers/background.h"
 
 typedef struct CapRule {
     MigrationCapability cap;
@@ -150,8 +150,8 @@ void qmp_migrate_set_parameters(Amber *s, bool has_max_bandwidth, uint64_t max_b
         ms->opts.direct_io = direct_io;
     }
     if (has_max_bandwidth) {
+        /* A running migration reads it before each wait (migration_apply_rate_limit). */
         __atomic_store_n(&ms->opts.max_bandwidth, max_bandwidth, __ATOMIC_RELAXED);
-        migration_parameters_changed(ms);
     }
 }
 

@@ -5,7 +5,6 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <string.h>
 #include <time.h>
@@ -526,93 +525,6 @@ int qemu_fclose(QEMUFile *f)
     g_free(f->name);
     g_free(f);
     return ret;
-}
-
-/* ---- file descriptors -------------------------------------------------- */
-
-typedef struct FdStream {
-    int fd;
-} FdStream;
-
-/*
- * A reader that went away (an exec child that exited, a closed socket)
- * must turn into EPIPE here, not kill the process: SIGPIPE is blocked
- * around the write and a signal this write raised is consumed.
- */
-static ssize_t fd_writev(void *opaque, const struct iovec *iov, int iovcnt, Error **errp)
-{
-    FdStream *s = opaque;
-    sigset_t pipe_set, old, pending;
-    bool was_pending;
-    ssize_t n;
-    int saved;
-
-    sigemptyset(&pipe_set);
-    sigaddset(&pipe_set, SIGPIPE);
-    pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
-    sigpending(&pending);
-    was_pending = sigismember(&pending, SIGPIPE);
-    do {
-        n = writev(s->fd, iov, MIN(iovcnt, IOV_MAX));
-    } while (n < 0 && errno == EINTR);
-    saved = errno;
-    /*
-     * The reader may also vanish in the middle of a write bigger than the
-     * pipe: the write then returns a short count, with SIGPIPE raised all
-     * the same.  Consume any SIGPIPE this write raised.
-     */
-    sigpending(&pending);
-    if (!was_pending && sigismember(&pending, SIGPIPE)) {
-        struct timespec zero = { 0, 0 };
-
-        sigtimedwait(&pipe_set, NULL, &zero);
-    }
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (n < 0) {
-        error_setg_errno(errp, saved, "writev");
-    }
-    return n;
-}
-
-static ssize_t fd_read(void *opaque, uint8_t *buf, size_t len, Error **errp)
-{
-    FdStream *s = opaque;
-    ssize_t n;
-
-    do {
-        n = read(s->fd, buf, len);
-    } while (n < 0 && errno == EINTR);
-    if (n < 0) {
-        error_setg_errno(errp, errno, "read");
-    }
-    return n;
-}
-
-static void fd_release(void *opaque)
-{
-    g_free(opaque);
-}
-
-static const QEMUFileOps fd_ops = {
-    .writev = fd_writev,
-    .read = fd_read,
-    .release = fd_release,
-};
-
-QEMUFile *qemu_file_new_fd_output(int fd, const char *name)
-{
-    FdStream *s = g_new0(FdStream, 1);
-
-    s->fd = fd;
-    return qemu_file_new_output(&fd_ops, s, name);
-}
-
-QEMUFile *qemu_file_new_fd_input(int fd, const char *name)
-{
-    FdStream *s = g_new0(FdStream, 1);
-
-    s->fd = fd;
-    return qemu_file_new_input(&fd_ops, s, name);
 }
 
 /* ---- memory ------------------------------------------------------------ */

@@ -424,19 +424,11 @@ bool savevm_save_tail(SaveStateRegistry *r, QEMUFile *f, Error **errp)
     return ok;
 }
 
-bool savevm_save_all(SaveStateRegistry *r, QEMUFile *f, Error **errp)
+bool savevm_save_head(SaveStateRegistry *r, QEMUFile *f, Error **errp)
 {
-    int ret;
-
     savevm_put_header(f);
     savevm_put_configuration(f, AMBER_MACHINE_TYPE);
-    if (!savevm_save_setup(r, f, errp)) {
-        return false;
-    }
-    while ((ret = savevm_save_iterate(r, f, errp)) == 0) {
-        /* the VM is stopped: every pass makes progress until all is sent */
-    }
-    return ret >= 0 && savevm_save_complete(r, f, errp) && savevm_save_tail(r, f, errp);
+    return savevm_save_setup(r, f, errp);
 }
 
 /* ---- loading ------------------------------------------------------------------- */
@@ -818,6 +810,9 @@ bool savevm_load(SaveStateRegistry *r, QEMUFile *f, const SaveVMLoadOptions *opt
 
     if (!savevm_loader_read_header(l, errp)) {
         goto out;
+    }
+    if (l->opts.header_read) {
+        l->opts.header_read(l->opts.header_opaque);
     }
     res = savevm_loader_run(l, errp);
     if (res == SAVEVM_LOAD_STOPPED) {

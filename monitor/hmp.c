@@ -24,7 +24,10 @@ struct Hmp {
     GString *out;
 };
 
-/* The command types (static descriptions, filled from constructors). */
+/*
+ * The command types: static descriptions, filled from constructors before
+ * main() and only read after it (process-wide; docs/devel/architecture.md).
+ */
 static GPtrArray *hmp_commands;
 
 void hmp_register(const HmpCommand *cmd)

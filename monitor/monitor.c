@@ -22,7 +22,7 @@ MonitorSet *monitor_set(Amber *s)
 
 Monitor *monitor_cur(Amber *s)
 {
-    return s->monitors ? ((MonitorSet *)s->monitors)->cur : NULL;
+    return s->monitors ? s->monitors->cur : NULL;
 }
 
 void monitor_puts(Monitor *mon, const char *text)

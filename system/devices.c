@@ -1,7 +1,8 @@
 /*
  * Device registry.  Device types register themselves from constructors
- * (DEVICE_REGISTER); the table of types is the only process-wide data and
- * never changes after main() starts.  Instances belong to a Machine.
+ * (DEVICE_REGISTER); the table of types is process-wide (filled before
+ * main() starts, read-only after; docs/devel/architecture.md lists every
+ * such table).  Instances belong to a Machine.
  */
 #include <string.h>
 #include <glib.h>

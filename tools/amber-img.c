@@ -125,7 +125,7 @@ struct Img {
     uint64_t ram_base;              /* stream offset of the payload walked now */
     RamBlockList scratch;           /* the blocks, for the RAM loader */
     SaveStateRegistry *ram_registry;
-    RamLoadState *ram_loader;
+    RamLoader *ram_loader;
     SaveStateEntry *ram_entry;      /* the loader's "ram" entry */
     /* The VMDESCRIPTION found at the end of the file. */
     JsonParser *vmdesc;
@@ -810,9 +810,9 @@ static bool ram_loader_setup(Img *img, Error **errp)
         b->rb.fd = -1;
         img->scratch.blocks[img->scratch.nblocks++] = &b->rb;
     }
-    img->ram_loader = ram_load_new(&img->scratch);
+    img->ram_loader = ram_loader_new_memcpy(&img->scratch);
     img->ram_registry = savevm_registry_new();
-    if (!ram_load_register(img->ram_loader, img->ram_registry, errp)) {
+    if (!ram_loader_register(img->ram_loader, img->ram_registry, errp)) {
         return false;
     }
     img->ram_entry = savevm_find(img->ram_registry, RAM_SECTION_NAME, 0);
@@ -1008,7 +1008,7 @@ static bool img_after_eof(Img *img, SaveVMLoader *l, QEMUFile *f, Error **errp)
         error_setg(errp, "the RAM section never ends (no END section before EOF)");
         return false;
     }
-    if (!ram_load_complete(img->ram_loader, errp)) {
+    if (!ram_loader_complete(img->ram_loader, errp)) {
         return false;
     }
     for (guint i = 0; i < img->devs->len; i++) {
@@ -1094,7 +1094,7 @@ static void img_free(Img *img)
     if (img->ram_registry) {
         savevm_registry_free(img->ram_registry);
     }
-    ram_load_free(img->ram_loader);
+    ram_loader_free(img->ram_loader);
     for (guint i = 0; i < img->blocks->len; i++) {
         ImgBlock *b = img->blocks->pdata[i];
 

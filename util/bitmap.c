@@ -163,6 +163,18 @@ void bitmap_or(unsigned long *dst, const unsigned long *src1,
     }
 }
 
+void bitmap_complement(unsigned long *dst, const unsigned long *src, size_t nbits)
+{
+    size_t w, n = BITS_TO_LONGS(nbits);
+
+    for (w = 0; w < n; w++) {
+        dst[w] = ~src[w];
+    }
+    if (nbits % BITS_PER_LONG) {
+        dst[n - 1] &= (1UL << (nbits % BITS_PER_LONG)) - 1;
+    }
+}
+
 size_t bitmap_take_range_atomic(unsigned long *dst, unsigned long *map,
                                 size_t start, size_t nr)
 {

@@ -1,7 +1,7 @@
 /*
  * Log destination (-D) and trace point control (-trace).
  *
- * This file holds the one piece of process-wide state in amber: trace
+ * Process-wide state (docs/devel/architecture.md lists all of it): trace
  * points are static records spread over every object file and must be
  * reachable from any thread without a context pointer, so the log
  * destination and the on/off switches cannot be handed down a context

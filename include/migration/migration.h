@@ -10,7 +10,7 @@
  * closes the channel (fsync / exec exit status).  Success leaves the VM in
  * postmigrate; failure or cancel restores the run state it had.  With the
  * background-snapshot capability the VM stops only for one short pause
- * and keeps running (migration/snapshot.h).
+ * and keeps running (migration/savers/background.h).
  *
  * Incoming (`-incoming URI`, `-incoming defer` + `migrate-incoming`): the
  * machine is created in inmigrate and never runs until a whole stream has
@@ -36,8 +36,8 @@ MigrationState *migration_state(Amber *s);
 MigrationOptions *migration_options(MigrationState *ms);
 /* An outgoing or incoming migration has started and not ended. */
 bool migration_is_running(MigrationState *ms);
-/* Apply changed parameters (max-bandwidth) to a migration in progress. */
-void migration_parameters_changed(MigrationState *ms);
+/* The outgoing one has started and not ended (setup, active or cancelling). */
+bool migration_outgoing_running(MigrationState *ms);
 
 /* ---- the process (system/vl.c) ------------------------------------------------- */
 

@@ -1,6 +1,7 @@
 /*
- * The migration stream: a buffered writer or reader over a file descriptor
- * (or over memory), big-endian helpers, byte counters, a rate limit and a
+ * The migration stream: a buffered writer or reader over QEMUFileOps (a
+ * channel's descriptor through include/migration/migration-io.h, or
+ * memory), big-endian helpers, byte counters, a rate limit and a
  * sticky error.
  *
  * Sticky error: the first failure (a write error, a short read, a caller's
@@ -44,8 +45,6 @@ typedef struct QEMUFileOps {
 /* `name` is used in messages ("write to exec:cat failed: ..."). */
 QEMUFile *qemu_file_new_output(const QEMUFileOps *ops, void *opaque, const char *name);
 QEMUFile *qemu_file_new_input(const QEMUFileOps *ops, void *opaque, const char *name);
-QEMUFile *qemu_file_new_fd_output(int fd, const char *name);
-QEMUFile *qemu_file_new_fd_input(int fd, const char *name);
 /* Output into a growing memory buffer; see qemu_file_mem_data(). */
 QEMUFile *qemu_file_new_mem_output(const char *name);
 /* Input from [buf, buf+len); the caller keeps buf alive until qemu_fclose. */

@@ -1,5 +1,6 @@
 /*
- * The `ram` section (QEMU's RAM section, version 4).
+ * The `ram` section (QEMU's RAM section, version 4), both sides.  One
+ * module, migration/ram/, writes and reads every byte of it.
  *
  * START payload: be64 (total bytes | MEM_SIZE), then per block u8 idlen,
  * idstr, be64 used_length, then be64 EOS.  Every PART/END payload is a run
@@ -8,12 +9,20 @@
  *   be64 (offset in block | flags)  [u8 idlen, idstr unless CONTINUE]
  *   then 4096 bytes (PAGE) or one byte 0 (ZERO)
  *
- * Saving is one pass over every page of every block in order (the VM is
- * stopped): pages never populated and all-zero pages go out as ZERO
- * without being copied, the rest as PAGE, queued straight from guest
- * memory (the stream does not copy them).  Loading checks every record
- * against this VM's blocks.  A page with no record (a background snapshot
- * skips pages never populated at its instant) is zero after the load.
+ * Source: a RamSaver is the section's iterative entry.  It writes the block
+ * list, every record and every EOS, and keeps the counters behind
+ * query-migrate's `ram`.  Which page goes next, and when, is the call of
+ * its page source (RamPageSourceOps), of which there are three:
+ *
+ *   stopped save         every page once, in order (migration/savers/stopped.c)
+ *   precopy              the dirty pages, pass after pass (savers/precopy.c)
+ *   background snapshot  fault copies first, then the scan (savers/background.c)
+ *
+ * Destination: a RamLoader checks every record against this VM's blocks and
+ * hands each page to a placement (RamPlacementOps): a plain write into RAM
+ * no vCPU has run on today, UFFDIO_COPY into registered RAM for postcopy.
+ * A page with no record (a background snapshot skips pages never populated
+ * at its instant) is zero after the load.
  */
 #ifndef AMBER_MIGRATION_RAM_H
 #define AMBER_MIGRATION_RAM_H
@@ -45,68 +54,113 @@ typedef struct RamCounters {
     uint64_t passes;            /* passes over RAM begun */
 } RamCounters;
 
-/* ---- saving ------------------------------------------------------------------ */
+/* Sum of the blocks' used_length. */
+uint64_t ram_list_total_bytes(const RamBlockList *ram);
+
+/* ---- which pages hold data (migration/ram/populated.c) ------------------------------ */
 
 /*
- * Writes page records of a `ram` PART/END payload (DESIGN: ZERO or PAGE,
- * the block's idstr unless CONTINUE).  Every saver (stopped, precopy,
- * background snapshot) goes through it.  `last` is the block of the
- * previous record; reset it to NULL at the start of each section.
+ * Sets bit i of map for each page first + i of [first, first + n), pages of
+ * page_size bytes, that held data: the backing file's data ranges (memfd,
+ * file), and the pages of our mapping that are present or swapped but not
+ * the shared zero page (anonymous memory, and a private file mapping's
+ * copies).  Partly covered pages count as data.  pagemap_fd is from
+ * pagemap_open(0).  False when it cannot be told (no pagemap where one is
+ * needed, a file system without SEEK_DATA): the caller then treats every
+ * page as data.  Ask before write-protecting: afterwards the markers in
+ * empty entries read as swapped.
  */
-typedef struct RamRecordWriter {
-    const RAMBlock *last;
-} RamRecordWriter;
+bool ram_populated(const RAMBlock *rb, int pagemap_fd, uint64_t page_size,
+                   uint64_t first, uint64_t n, unsigned long *map);
+
+/* ---- saving (migration/ram/section.c) ------------------------------------------------ */
+
+typedef struct RamSaver RamSaver;
 
 /*
- * data NULL: a ZERO record.  nocopy: the stream keeps a pointer to data
- * until its next flush (only while the page cannot change).
+ * A page source: decides which page goes next and puts it with
+ * ram_saver_put_page() or ram_saver_put_guest_page().  It never writes
+ * stream bytes itself.
  */
-void ram_record_put(RamRecordWriter *w, QEMUFile *f, const RAMBlock *rb,
-                    uint64_t offset, const uint8_t *data, bool nocopy);
+typedef struct RamPageSourceOps {
+    /* Records per PART section at most: bounds the time between two cancel checks. */
+    uint64_t part_pages;
+    /* After the block list went out (START); NULL: nothing to do. */
+    bool (*setup)(void *opaque, RamSaver *rs, QEMUFile *f, Error **errp);
+    /*
+     * Put up to max_pages pages into f (a source that works in batches may
+     * finish the batch it is in).  final: the END section, where every
+     * page left goes out.  Returns 1 when every page is out, 0 when some
+     * remain (also when a rate limit says stop for now), -1 on error.
+     */
+    int (*fill)(void *opaque, RamSaver *rs, QEMUFile *f, uint64_t max_pages,
+                bool final, Error **errp);
+} RamPageSourceOps;
+
+RamSaver *ram_saver_new(RamBlockList *ram);
+void ram_saver_free(RamSaver *rs);
+/* Register the `ram` entry (instance 0, version 4) in r, fed by the source. */
+bool ram_saver_register(RamSaver *rs, SaveStateRegistry *r, const RamPageSourceOps *ops,
+                        void *opaque, Error **errp);
+RamBlockList *ram_saver_blocks(RamSaver *rs);
+void ram_saver_counters(RamSaver *rs, RamCounters *out);
+/* A new pass over RAM begins (the first one at setup); returns its number. */
+uint64_t ram_saver_new_pass(RamSaver *rs);
 
 /*
- * Sets bit i of map for each page first+i of [first, first + n) that may
- * hold data: the backing file's data ranges (memfd, file), or the present
- * and swapped pages of our mapping through pagemap_fd (anonymous).  False
- * when that cannot be told: the caller then treats every page as data.
+ * One page record: data NULL is a ZERO record.  nocopy: the stream keeps a
+ * pointer to data until its next flush (only while the page cannot
+ * change); otherwise the 4096 bytes are copied at once.
  */
-bool ram_block_populated(const RAMBlock *rb, int pagemap_fd, uint64_t first,
-                         uint64_t n, unsigned long *map);
+void ram_saver_put_page(RamSaver *rs, QEMUFile *f, const RAMBlock *rb, uint64_t offset,
+                        const uint8_t *data, bool nocopy);
+/*
+ * The page at offset of rb, read where it is: a ZERO record when it was
+ * not populated (then it is not read at all) or holds only zeros.
+ */
+void ram_saver_put_guest_page(RamSaver *rs, QEMUFile *f, const RAMBlock *rb,
+                              uint64_t offset, bool populated, bool nocopy);
 
-typedef struct RamSaveState RamSaveState;
+/* ---- loading (migration/ram/load.c) --------------------------------------------------- */
 
 /*
- * Save the blocks of `ram`.  The guest must not run while pages are
- * written: they are queued without a copy and must not change before the
- * stream is flushed.
+ * Where loaded pages go.  For each record the loader asks buffer() where
+ * its 4096 bytes are to be read, then calls place() once they are there;
+ * a ZERO record, and at the end every page that had no record, is a
+ * place() with zero set and no buffer.  again: the stream gave the page
+ * before (a live migration resends pages).  Blocks are indexes into the
+ * RamBlockList the loader was made with.
  */
-RamSaveState *ram_save_new(RamBlockList *ram);
-void ram_save_free(RamSaveState *rs);
-/* Register the iterative `ram` entry (instance 0, version 4) in r. */
-bool ram_save_register(RamSaveState *rs, SaveStateRegistry *r, Error **errp);
-void ram_save_counters(RamSaveState *rs, RamCounters *out);
+typedef struct RamPlacementOps {
+    /* The block list came and names block b: get ready for its pages. */
+    bool (*prepare_block)(void *opaque, int b, Error **errp);
+    uint8_t *(*buffer)(void *opaque, int b, uint64_t page);
+    bool (*place)(void *opaque, int b, uint64_t page, bool zero, bool again,
+                  Error **errp);
+    void (*free)(void *opaque);
+} RamPlacementOps;
+
 /*
- * One page record of a `ram` PART/END payload, for writers that pick the
- * pages themselves (a background snapshot): data NULL is a ZERO record,
- * else the 4096 bytes are copied into the stream at once (the guest may
- * change the page right after).  Counted like the pass's own records.
+ * The placement of RAM that no vCPU has run on yet: pages are read
+ * straight into it; zero pages are cleared only where the machine already
+ * wrote (a loaded guest image, a prealloc backend), so a fresh guest's RAM
+ * is not populated by them.
  */
-void ram_save_put_page(RamSaveState *rs, QEMUFile *f, const RAMBlock *rb,
-                       uint64_t offset, const uint8_t *data);
+void ram_placement_memcpy(RamBlockList *ram, const RamPlacementOps **ops, void **opaque);
 
-/* ---- loading ----------------------------------------------------------------- */
+typedef struct RamLoader RamLoader;
 
-typedef struct RamLoadState RamLoadState;
-
-/* Load into the blocks of `ram`, which no vCPU may have run on yet. */
-RamLoadState *ram_load_new(RamBlockList *ram);
-void ram_load_free(RamLoadState *ls);
-bool ram_load_register(RamLoadState *ls, SaveStateRegistry *r, Error **errp);
+/* Load into the blocks of `ram` through the placement (it is freed with the loader). */
+RamLoader *ram_loader_new(RamBlockList *ram, const RamPlacementOps *ops, void *opaque);
+/* The same with ram_placement_memcpy(). */
+RamLoader *ram_loader_new_memcpy(RamBlockList *ram);
+void ram_loader_free(RamLoader *ls);
+bool ram_loader_register(RamLoader *ls, SaveStateRegistry *r, Error **errp);
 /*
  * After the stream's EOF: true when the block list came and named every
- * block; pages that had no record are then made zero.
+ * block; pages that had no record are then placed as zero.
  */
-bool ram_load_complete(RamLoadState *ls, Error **errp);
-void ram_load_counters(RamLoadState *ls, RamCounters *out);
+bool ram_loader_complete(RamLoader *ls, Error **errp);
+void ram_loader_counters(RamLoader *ls, RamCounters *out);
 
 #endif

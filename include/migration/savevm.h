@@ -159,11 +159,13 @@ bool savevm_save_devices(SaveStateRegistry *r, QEMUFile *f, SaveVMDesc *desc, Er
  */
 bool savevm_save_tail(SaveStateRegistry *r, QEMUFile *f, Error **errp);
 /*
- * A whole stream with the VM stopped: header, configuration, iterative
- * entries to the end, devices, EOF, VMDESCRIPTION.  Flushes; the outcome
- * includes the stream's sticky error.
+ * The start of every stream: header, configuration and the START section
+ * of every iterative entry.  A whole stream is this, savevm_save_iterate()
+ * until it returns 1, savevm_save_complete() and savevm_save_tail(); the
+ * migration thread does each step itself, for its cancel checks, rate
+ * limit and the VM's stop between them.
  */
-bool savevm_save_all(SaveStateRegistry *r, QEMUFile *f, Error **errp);
+bool savevm_save_head(SaveStateRegistry *r, QEMUFile *f, Error **errp);
 
 /* ---- reading --------------------------------------------------------------- */
 
@@ -180,6 +182,9 @@ typedef struct SaveVMLoadOptions {
     const char *machine_type;       /* NULL: AMBER_MACHINE_TYPE */
     SaveVMCommandFn command;
     void *command_opaque;
+    /* savevm_load(): the header and configuration were good (may be NULL). */
+    void (*header_read)(void *opaque);
+    void *header_opaque;
 } SaveVMLoadOptions;
 
 typedef enum SaveVMLoadResult {
@@ -204,8 +209,9 @@ SaveVMLoadResult savevm_loader_run(SaveVMLoader *l, Error **errp);
 bool savevm_loader_read_vmdesc(SaveVMLoader *l, char **json, Error **errp);
 
 /*
- * Load a whole stream into the registered entries.  vmdesc_json, when not
- * NULL, receives the VMDESCRIPTION (NULL when absent).
+ * Load a whole stream into the registered entries: header, sections to
+ * EOF, VMDESCRIPTION.  vmdesc_json, when not NULL, receives the
+ * VMDESCRIPTION (NULL when absent).
  */
 bool savevm_load(SaveStateRegistry *r, QEMUFile *f, const SaveVMLoadOptions *opts,
                  char **vmdesc_json, Error **errp);

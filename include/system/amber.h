@@ -1,6 +1,6 @@
 /*
- * The process: one Amber context owns the machine, the monitors and (later)
- * the migration state.  QMP handlers receive it as their first argument;
+ * The process: one Amber context owns the machine, the monitors and the
+ * migration state.  QMP handlers receive it as their first argument;
  * nothing reaches it through a global.
  */
 #ifndef AMBER_SYSTEM_AMBER_H
@@ -14,6 +14,8 @@
 #include "system/machine.h"
 
 typedef struct Amber Amber;
+typedef struct MonitorSet MonitorSet;           /* monitor/monitor-int.h */
+typedef struct MigrationState MigrationState;   /* migration/migration-int.h */
 
 /* Receives every event; runs on the main thread. `data` may be NULL. */
 typedef void (*AmberEventSink)(void *opaque, const char *event, JsonObject *data,
@@ -28,8 +30,8 @@ struct Amber {
     guint event_source;
     int exit_code;                  /* process status once the loop ends */
     bool quit_requested;
-    void *monitors;                 /* monitor/ state, opaque here */
-    void *migration;                /* migration/ state, opaque here */
+    MonitorSet *monitors;           /* monitor/ state, opaque here */
+    MigrationState *migration;      /* migration/ state, opaque here */
     GThread *main_thread;           /* the thread that runs `loop` */
 };
 

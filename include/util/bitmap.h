@@ -113,6 +113,9 @@ size_t bitmap_count_range(const unsigned long *map, size_t start, size_t nr);
 void bitmap_or(unsigned long *dst, const unsigned long *src1,
                const unsigned long *src2, size_t nbits);
 
+/* dst = ~src over nbits bits, the bits past nbits left clear (dst may be src). */
+void bitmap_complement(unsigned long *dst, const unsigned long *src, size_t nbits);
+
 /*
  * Take-and-clear a chunk: for bits [start, start + nr) of map, atomically
  * exchange each word with zero (only the bits in the range), storing the

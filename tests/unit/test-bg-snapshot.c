@@ -14,7 +14,8 @@
  * [--threads=N] [--populate] [--thp] [--mib=N] [--mbps=N]" measures the writer
  * throughput kept during a snapshot of 256 MiB hammered by 2 threads.
  */
-#include "migration/background-snapshot.h"
+#include "migration/bg-engine.h"
+#include "test-helpers.h"
 #include "util/bitmap.h"
 #include "util/uffd.h"
 
@@ -499,7 +500,17 @@ static void one_snapshot(const EqCase *c, TestMem *m, int iter)
     g_assert_cmpint(bg_snapshot_uses_wp_unpopulated(s), ==, c->wp_unpopulated);
     g_assert_true(bg_snapshot_arm(s, &err));
     wave_resume(&w);
-    g_assert_true(bg_snapshot_run(s, &err));
+    if (iter % 3 == 1) {
+        /* In steps, as the migration thread runs it: writers go on in between. */
+        int ret;
+
+        while ((ret = bg_snapshot_run_step(s, g_random_int_range(1, 3000), &err)) == 0) {
+            g_usleep(g_random_int_range(0, 200));
+        }
+        g_assert_cmpint(ret, ==, 1);
+    } else {
+        g_assert_true(bg_snapshot_run(s, &err));
+    }
     bg_snapshot_disarm(s);
     assert_no_wp(m);
     /*
@@ -746,6 +757,71 @@ static void test_cancel(gconstpointer opaque)
 static void test_sink_error(gconstpointer opaque)
 {
     interrupted_run(GPOINTER_TO_INT(opaque), false);
+}
+
+/* ------------------------------------------------------------ steps */
+
+/*
+ * run in steps: each step gives at least its budget (whole batches), the
+ * last one says 1 once every page went out, and the run cannot go on after
+ * its end.  Stopping between steps and disarming leaves nothing protected.
+ */
+static void test_steps(void)
+{
+    const size_t len = 8u << 20;
+    const uint64_t npages = len / PAGE;
+    BgSnapshotConfig cfg;
+    RAMBlock *blocks[1];
+    BgSnapshotStats st;
+    Error *err = NULL;
+    TestMem m;
+    Image im;
+    BgSnapshot *s;
+    uint64_t given = 0;
+    int ret, steps = 0;
+
+    if (!wp_mem_or_skip(&m, MEM_ANON, len)) {
+        return;
+    }
+    blocks[0] = &m.rb;
+    memset(m.rb.host, 0x5a, len);
+    bg_snapshot_config_default(&cfg);
+    cfg.chunk_bytes = 64 << 10;
+    cfg.batch_bytes = 1 << 20;                  /* 256 pages a batch */
+    image_init(&im, &m.rb, len);
+    s = bg_snapshot_new(blocks, 1, &cfg, image_put, &im, &error_abort);
+    g_assert_true(bg_snapshot_arm(s, &error_abort));
+    while ((ret = bg_snapshot_run_step(s, 300, &error_abort)) == 0) {
+        steps++;
+        /* 300 pages are two batches: never fewer, never a third. */
+        g_assert_cmpuint(im.calls - given, ==, 512);
+        given = im.calls;
+    }
+    g_assert_cmpint(ret, ==, 1);
+    g_assert_cmpint(steps, ==, npages / 512 - 1);
+    g_assert_cmpuint(im.calls, ==, npages);
+    g_assert_cmpint(bg_snapshot_run_step(s, 300, &err), ==, -1);
+    assert_error_contains(&err, "run after its end");
+    bg_snapshot_disarm(s);
+    bg_snapshot_get_stats(s, &st);
+    g_assert_cmpuint(st.pages_normal, ==, npages);
+    g_assert_cmpint(im.duplicates, ==, 0);
+    bg_snapshot_free(s);
+    image_free(&im);
+
+    /* Abandoned after one step: disarm lifts the protection of the rest. */
+    image_init(&im, &m.rb, len);
+    s = bg_snapshot_new(blocks, 1, &cfg, image_put, &im, &error_abort);
+    g_assert_true(bg_snapshot_arm(s, &error_abort));
+    g_assert_cmpint(bg_snapshot_run_step(s, 1, &error_abort), ==, 0);
+    g_assert_cmpuint(im.calls, ==, 256);
+    bg_snapshot_disarm(s);
+    assert_no_wp(&m);
+    bg_snapshot_get_stats(s, &st);
+    g_assert_cmpuint(st.run_us, >, 0);
+    bg_snapshot_free(s);
+    image_free(&im);
+    mem_destroy(&m);
 }
 
 /* ------------------------------------------------------------ pacing */
@@ -1125,6 +1201,7 @@ int main(int argc, char **argv)
                          test_huge_repair);
     g_test_add_data_func("/bg-snapshot/huge-repair/64k-cancel", &repair_cases[3],
                          test_huge_repair);
+    g_test_add_func("/bg-snapshot/steps", test_steps);
     g_test_add_func("/bg-snapshot/pace", test_pace);
     g_test_add_func("/bg-snapshot/check/no-wp", test_check_no_wp);
     g_test_add_func("/bg-snapshot/check/shmem-feature", test_check_shmem_feature);

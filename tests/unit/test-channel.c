@@ -3,6 +3,7 @@
  * messages a user sees when something is wrong.
  */
 #include <errno.h>
+#include <signal.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
@@ -115,10 +116,11 @@ static void test_parse_bad(void)
 
 static void send_bytes(Channel *ch, const char *text)
 {
-    QEMUFile *f = qemu_file_new_fd_output(ch->fd, ch->uri);
+    MigrationIO io;
+    QEMUFile *f = test_fd_file(&io, ch->fd, true, ch->uri);
 
     qemu_put_buffer(f, text, strlen(text));
-    g_assert_cmpint(qemu_fclose(f), ==, 0);
+    g_assert_cmpint(test_fd_close(&io, f), ==, 0);
 }
 
 static char *recv_all(Channel *ch)
@@ -187,14 +189,15 @@ static void test_exec_missing_command(void)
 {
     Error *err = NULL;
     Channel *ch = channel_open_outgoing("exec:amber-no-such-command-here", NULL, NULL, &err);
+    MigrationIO io;
     QEMUFile *f;
     g_autofree uint8_t *big = g_malloc0(1 << 20);
 
     g_assert_nonnull(ch);
     /* Writing into it fails (EPIPE) rather than killing us. */
-    f = qemu_file_new_fd_output(ch->fd, ch->uri);
+    f = test_fd_file(&io, ch->fd, true, ch->uri);
     qemu_put_buffer(f, big, 1 << 20);
-    g_assert_cmpint(qemu_fclose(f), <, 0);
+    g_assert_cmpint(test_fd_close(&io, f), <, 0);
     g_assert_false(channel_close(ch, &err));
     assert_error_contains(&err, "exec command 'amber-no-such-command-here' failed: "
                           "command not found (exit status 127)");
@@ -430,6 +433,7 @@ static void rm_tmpdir(void)
 
 int main(int argc, char **argv)
 {
+    signal(SIGPIPE, SIG_IGN);       /* as amber's main does */
     int ret;
 
     g_test_init(&argc, &argv, NULL);

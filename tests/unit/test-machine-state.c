@@ -11,6 +11,8 @@
 #include <string.h>
 #include <glib.h>
 
+#include "test-helpers.h"
+
 #include "kvm-payload.h"
 #include "accel/kvm-vmstate.h"
 #include "hw/serial.h"
@@ -133,7 +135,7 @@ static GBytes *save_stream(SaveStateRegistry *r)
     Error *err = NULL;
     size_t len;
 
-    if (!savevm_save_all(r, f, &err)) {
+    if (!test_save_stream(r, f, &err)) {
         g_error("save: %s", error_get_pretty(err));
     }
     const uint8_t *data = qemu_file_mem_data(f, &len);

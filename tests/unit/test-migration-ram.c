@@ -6,9 +6,12 @@
  */
 #include <fcntl.h>
 #include <string.h>
+#include <unistd.h>
 #include <glib.h>
 
 #include "migration/ram.h"
+#include "migration/savers.h"
+#include "test-helpers.h"
 
 #define BLOCK_SIZE (2u << 20)
 
@@ -38,22 +41,24 @@ static GBytes *save_list(RamBlockList *list, RamCounters *c)
 {
     RamBlockList l = *list;
     SaveStateRegistry *r = savevm_registry_new();
-    RamSaveState *rs = ram_save_new(&l);
+    RamSaver *rs = ram_saver_new(&l);
+    RamStopped *st = ram_stopped_new();
     QEMUFile *f = qemu_file_new_mem_output("mem");
     Error *err = NULL;
     const uint8_t *data;
     size_t len;
     GBytes *out;
 
-    g_assert_true(ram_save_register(rs, r, &err));
-    if (!savevm_save_all(r, f, &err)) {
+    g_assert_true(ram_stopped_register(st, rs, r, &err));
+    if (!test_save_stream(r, f, &err)) {
         g_error("save: %s", error_get_pretty(err));
     }
     data = qemu_file_mem_data(f, &len);
     out = g_bytes_new(data, len);
-    ram_save_counters(rs, c);
+    ram_saver_counters(rs, c);
     qemu_fclose(f);
-    ram_save_free(rs);
+    ram_stopped_free(st);
+    ram_saver_free(rs);
     savevm_registry_free(r);
     return out;
 }
@@ -70,20 +75,31 @@ static char *load(RAMBlock *rb, const void *buf, size_t len)
 {
     RamBlockList l = { .blocks = { rb }, .nblocks = 1 };
     SaveStateRegistry *r = savevm_registry_new();
-    RamLoadState *ls = ram_load_new(&l);
+    RamLoader *ls = ram_loader_new_memcpy(&l);
     QEMUFile *f = qemu_file_new_mem_input(buf, len, "mem");
     Error *err = NULL;
     char *msg = NULL;
 
-    g_assert_true(ram_load_register(ls, r, &err));
-    if (!savevm_load(r, f, NULL, NULL, &err) || !ram_load_complete(ls, &err)) {
+    g_assert_true(ram_loader_register(ls, r, &err));
+    if (!savevm_load(r, f, NULL, NULL, &err) || !ram_loader_complete(ls, &err)) {
         msg = g_strdup(error_get_pretty(err));
         error_free(err);
     }
     qemu_fclose(f);
-    ram_load_free(ls);
+    ram_loader_free(ls);
     savevm_registry_free(r);
     return msg;
+}
+
+/* Save src and load the stream into dst: dst must then hold what src does. */
+static void round_trip(RAMBlock *src, RAMBlock *dst, RamCounters *c)
+{
+    GBytes *s = save(src, c);
+    g_autofree char *msg = load(dst, g_bytes_get_data(s, NULL), g_bytes_get_size(s));
+
+    g_assert_null(msg);
+    g_assert_cmpint(memcmp(src->host, dst->host, src->used_length), ==, 0);
+    g_bytes_unref(s);
 }
 
 static void test_round_trip(gconstpointer data)
@@ -92,21 +108,15 @@ static void test_round_trip(gconstpointer data)
     RAMBlock *src = new_block(kind, BLOCK_SIZE), *dst = new_block(kind, BLOCK_SIZE);
     uint64_t npages = BLOCK_SIZE / RAM_PAGE_SIZE, data_pages = (npages + 2) / 3;
     RamCounters c;
-    GBytes *s;
-    char *msg;
 
     fill(src);
     /* The destination had something written before: ZERO must clear it. */
     memset(dst->host + 2 * RAM_PAGE_SIZE, 0x55, RAM_PAGE_SIZE);
-    s = save(src, &c);
+    round_trip(src, dst, &c);
     g_assert_cmpuint(c.total_bytes, ==, BLOCK_SIZE);
     g_assert_cmpuint(c.scanned_pages, ==, npages);
     g_assert_cmpuint(c.normal_pages, ==, data_pages);
     g_assert_cmpuint(c.zero_pages, ==, npages - data_pages);
-    msg = load(dst, g_bytes_get_data(s, NULL), g_bytes_get_size(s));
-    g_assert_null(msg);
-    g_assert_cmpint(memcmp(src->host, dst->host, BLOCK_SIZE), ==, 0);
-    g_bytes_unref(s);
     ram_block_free(src);
     ram_block_free(dst);
 }
@@ -129,6 +139,41 @@ static void test_size_mismatch(void)
     g_bytes_unref(s);
     ram_block_free(src);
     ram_block_free(dst);
+}
+
+/*
+ * A private file mapping (memory-backend-file, share=off): the file holds
+ * some pages, and the guest's writes are private copies that only the page
+ * tables know of.  Both must be saved.
+ */
+static void test_private_file(void)
+{
+    char path[] = "/tmp/amber-ram-private-XXXXXX";
+    int fd = mkstemp(path);
+    uint8_t page[RAM_PAGE_SIZE];
+    RamBackendOptions o = { .kind = RAM_BACKEND_FILE, .size = BLOCK_SIZE,
+                            .share = false, .mem_path = path };
+    Error *err = NULL;
+    RAMBlock *src, *dst;
+    RamCounters c;
+
+    g_assert_cmpint(fd, >=, 0);
+    memset(page, 0x11, sizeof(page));
+    for (int i = 0; i < 4; i++) {
+        g_assert_cmpint(pwrite(fd, page, sizeof(page), i * RAM_PAGE_SIZE), ==, sizeof(page));
+    }
+    close(fd);
+    src = ram_block_new("pc.ram", &o, &err);
+    g_assert_nonnull(src);
+    memset(src->host + RAM_PAGE_SIZE, 0x22, 64);           /* a copy of a file page */
+    memset(src->host + 10 * RAM_PAGE_SIZE, 0x33, 64);      /* copies over file holes */
+    memset(src->host + 200 * RAM_PAGE_SIZE, 0x44, 64);
+    dst = new_block(RAM_BACKEND_RAM, BLOCK_SIZE);
+    round_trip(src, dst, &c);
+    g_assert_cmpuint(c.normal_pages, ==, 6);
+    ram_block_free(src);
+    ram_block_free(dst);
+    unlink(path);
 }
 
 /* Replace the first occurrence of needle (same length) and expect msg_part. */
@@ -266,6 +311,7 @@ int main(int argc, char **argv)
     g_test_add_data_func("/migration-ram/round-trip/memfd",
                          GINT_TO_POINTER(RAM_BACKEND_MEMFD), test_round_trip);
     g_test_add_func("/migration-ram/size-mismatch", test_size_mismatch);
+    g_test_add_func("/migration-ram/private-file", test_private_file);
     g_test_add_func("/migration-ram/hostile", test_hostile);
     g_test_add_data_func("/migration-ram/stream-pinned/anon",
                          GINT_TO_POINTER(RAM_BACKEND_RAM), test_stream_pinned);

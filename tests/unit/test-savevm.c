@@ -8,6 +8,7 @@
 #include <json-glib/json-glib.h>
 
 #include "migration/savevm.h"
+#include "test-helpers.h"
 
 /* ---- two small devices ------------------------------------------------------ */
 
@@ -88,7 +89,7 @@ static GByteArray *save_stream(Machine2 *m)
     Error *err = NULL;
     size_t len;
 
-    if (!savevm_save_all(m->reg, f, &err)) {
+    if (!test_save_stream(m->reg, f, &err)) {
         g_printerr("%s\n", error_get_pretty(err));
         g_assert_not_reached();
     }

@@ -1,34 +1,26 @@
 /*
- * RAM load: the `ram` section of an incoming stream, checked record by
- * record against this VM's blocks.
+ * The `ram` section, destination side: every record checked against this
+ * VM's blocks, then its page handed to the placement.
  *
- * The stream is hostile.  Before a byte lands in guest memory the loader
- * has checked that the block list came first and matches this VM (names
- * and sizes), that the record's flags are known and combined as the
- * format allows, that its block exists (or CONTINUE has one to continue),
- * and that the offset lies inside the block.  Pages are read straight
- * into guest memory: no vCPU has run, so nothing else touches it.
- *
- * ZERO records must not populate memory: the destination's RAM is mostly
- * fresh (never touched, so it reads as zero).  Which pages the machine
- * already wrote (the loaded guest image, a prealloc backend) is asked of
- * mincore once per block at setup; only those are cleared.
+ * The stream is hostile.  Before a page is placed the loader has checked
+ * that the block list came first and matches this VM (names and sizes),
+ * that the record's flags are known and combined as the format allows,
+ * that its block exists (or CONTINUE has one to continue), and that the
+ * offset lies inside the block.
  *
  * A page may have no record at all: a background snapshot does not send
  * pages that were never populated at its instant.  Such a page is zero in
- * the saved guest, so at the end it is cleared like a ZERO record.  A
- * stream cut short is still refused: by the framing (EOF, footers).
+ * the saved guest, so at the end it is placed as a zero page.  A stream cut
+ * short is still refused: by the framing (EOF, footers).
  */
-#include <errno.h>
 #include <inttypes.h>
 #include <string.h>
-#include <sys/mman.h>
 
 #include <glib.h>
 
 #include "migration/ram.h"
 #include "util/bitmap.h"
-#include "util/cutils.h"
+#include "util/stat.h"
 
 #define RAM_FLAGS_MASK      (RAM_PAGE_SIZE - 1)
 #define RAM_KNOWN_FLAGS     (RAM_SAVE_FLAG_ZERO | RAM_SAVE_FLAG_MEM_SIZE | \
@@ -37,53 +29,69 @@
 
 typedef struct RamLoadBlock {
     RAMBlock *rb;
+    int index;                      /* in the RamBlockList, for the placement */
     bool listed;                    /* named in the stream's block list */
-    unsigned long *received;        /* pages written by the stream */
-    uint8_t *resident;              /* mincore() at setup: page touched before */
+    unsigned long *received;        /* pages the stream gave */
 } RamLoadBlock;
 
-struct RamLoadState {
+struct RamLoader {
     RamBlockList *ram;
     RamLoadBlock blocks[AMBER_MAX_RAM_BLOCKS];
+    const RamPlacementOps *place;
+    void *place_opaque;
     bool setup_done;
     RamLoadBlock *last;             /* block of the previous record (CONTINUE) */
     RamCounters c;
 };
 
-RamLoadState *ram_load_new(RamBlockList *ram)
+RamLoader *ram_loader_new(RamBlockList *ram, const RamPlacementOps *ops, void *opaque)
 {
-    RamLoadState *ls = g_new0(RamLoadState, 1);
+    RamLoader *ls = g_new0(RamLoader, 1);
 
     ls->ram = ram;
+    ls->place = ops;
+    ls->place_opaque = opaque;
     for (int i = 0; i < ram->nblocks; i++) {
         ls->blocks[i].rb = ram->blocks[i];
-        ls->c.total_bytes += ram->blocks[i]->used_length;
+        ls->blocks[i].index = i;
     }
+    ls->c.total_bytes = ram_list_total_bytes(ram);
     return ls;
 }
 
-void ram_load_free(RamLoadState *ls)
+RamLoader *ram_loader_new_memcpy(RamBlockList *ram)
+{
+    const RamPlacementOps *ops;
+    void *opaque;
+
+    ram_placement_memcpy(ram, &ops, &opaque);
+    return ram_loader_new(ram, ops, opaque);
+}
+
+void ram_loader_free(RamLoader *ls)
 {
     if (!ls) {
         return;
     }
     for (int i = 0; i < ls->ram->nblocks; i++) {
         bitmap_free(ls->blocks[i].received);
-        g_free(ls->blocks[i].resident);
+    }
+    if (ls->place->free) {
+        ls->place->free(ls->place_opaque);
     }
     g_free(ls);
 }
 
-void ram_load_counters(RamLoadState *ls, RamCounters *out)
+void ram_loader_counters(RamLoader *ls, RamCounters *out)
 {
     out->total_bytes = ls->c.total_bytes;
-    out->scanned_pages = __atomic_load_n(&ls->c.scanned_pages, __ATOMIC_RELAXED);
-    out->zero_pages = __atomic_load_n(&ls->c.zero_pages, __ATOMIC_RELAXED);
-    out->normal_pages = __atomic_load_n(&ls->c.normal_pages, __ATOMIC_RELAXED);
+    out->scanned_pages = stat_get(&ls->c.scanned_pages);
+    out->zero_pages = stat_get(&ls->c.zero_pages);
+    out->normal_pages = stat_get(&ls->c.normal_pages);
     out->passes = ls->setup_done ? 1 : 0;
 }
 
-static RamLoadBlock *find_block(RamLoadState *ls, const char *idstr)
+static RamLoadBlock *find_block(RamLoader *ls, const char *idstr)
 {
     for (int i = 0; i < ls->ram->nblocks; i++) {
         if (!strcmp(ls->blocks[i].rb->idstr, idstr)) {
@@ -94,7 +102,7 @@ static RamLoadBlock *find_block(RamLoadState *ls, const char *idstr)
 }
 
 /* "'pc.ram'", or "none" when the VM has no RAM (cannot happen, but say so). */
-static char *block_names(RamLoadState *ls)
+static char *block_names(RamLoader *ls)
 {
     GString *s = g_string_new(NULL);
 
@@ -124,22 +132,15 @@ static bool read_idstr(QEMUFile *f, char name[256], Error **errp)
     return true;
 }
 
-static bool prepare_block(RamLoadBlock *b, Error **errp)
+static bool prepare_block(RamLoader *ls, RamLoadBlock *b, Error **errp)
 {
-    RAMBlock *rb = b->rb;
-    uint64_t npages = rb->used_length / RAM_PAGE_SIZE;
-
-    b->received = bitmap_new(npages);
-    b->resident = g_malloc0(npages ? npages : 1);
-    if (npages && mincore(rb->host, rb->used_length, b->resident) < 0) {
-        /* Cannot tell: treat every page as touched (cleared when non-zero). */
-        memset(b->resident, 1, npages);
-    }
-    return true;
+    b->received = bitmap_new(b->rb->used_length / RAM_PAGE_SIZE);
+    return !ls->place->prepare_block ||
+           ls->place->prepare_block(ls->place_opaque, b->index, errp);
 }
 
 /* The block list: be64 total was read; then blocks until it is used up. */
-static bool load_block_list(RamLoadState *ls, QEMUFile *f, uint64_t total, Error **errp)
+static bool load_block_list(RamLoader *ls, QEMUFile *f, uint64_t total, Error **errp)
 {
     if (ls->setup_done) {
         error_setg(errp, "a second block list");
@@ -183,7 +184,7 @@ static bool load_block_list(RamLoadState *ls, QEMUFile *f, uint64_t total, Error
         }
         b->listed = true;
         total -= len;
-        if (!prepare_block(b, errp)) {
+        if (!prepare_block(ls, b, errp)) {
             return false;
         }
     }
@@ -192,7 +193,7 @@ static bool load_block_list(RamLoadState *ls, QEMUFile *f, uint64_t total, Error
 }
 
 /* The block a ZERO/PAGE record names, checked. */
-static RamLoadBlock *record_block(RamLoadState *ls, QEMUFile *f, uint64_t flags,
+static RamLoadBlock *record_block(RamLoader *ls, QEMUFile *f, uint64_t flags,
                                   Error **errp)
 {
     char name[256];
@@ -218,12 +219,12 @@ static RamLoadBlock *record_block(RamLoadState *ls, QEMUFile *f, uint64_t flags,
     return b;
 }
 
-static bool load_page(RamLoadState *ls, QEMUFile *f, uint64_t addr, uint64_t flags,
+static bool load_page(RamLoader *ls, QEMUFile *f, uint64_t addr, uint64_t flags,
                       Error **errp)
 {
     RamLoadBlock *b = record_block(ls, f, flags, errp);
+    bool zero = flags & RAM_SAVE_FLAG_ZERO;
     uint64_t page;
-    uint8_t *host;
 
     if (!b) {
         return false;
@@ -234,8 +235,7 @@ static bool load_page(RamLoadState *ls, QEMUFile *f, uint64_t addr, uint64_t fla
         return false;
     }
     page = addr / RAM_PAGE_SIZE;
-    host = b->rb->host + addr;
-    if (flags & RAM_SAVE_FLAG_ZERO) {
+    if (zero) {
         uint8_t fill = qemu_get_byte(f, "zero page fill byte");
 
         if (!qemu_file_check(f, errp)) {
@@ -246,25 +246,23 @@ static bool load_page(RamLoadState *ls, QEMUFile *f, uint64_t addr, uint64_t fla
                        "0x%02x (must be 0)", addr, b->rb->idstr, fill);
             return false;
         }
-        /* A live migration may send a page again, zero after data. */
-        if (((b->resident[page] & 1) || test_bit(page, b->received)) &&
-            !buffer_is_zero(host, RAM_PAGE_SIZE)) {
-            memset(host, 0, RAM_PAGE_SIZE);
-        }
-        __atomic_add_fetch(&ls->c.zero_pages, 1, __ATOMIC_RELAXED);
-    } else {
-        if (!qemu_get_buffer(f, host, RAM_PAGE_SIZE, "ram page")) {
-            return qemu_file_check(f, errp);
-        }
-        __atomic_add_fetch(&ls->c.normal_pages, 1, __ATOMIC_RELAXED);
+    } else if (!qemu_get_buffer(f, ls->place->buffer(ls->place_opaque, b->index, page),
+                                RAM_PAGE_SIZE, "ram page")) {
+        return qemu_file_check(f, errp);
     }
+    /* A live migration may send a page again, zero after data. */
+    if (!ls->place->place(ls->place_opaque, b->index, page, zero,
+                          test_bit(page, b->received), errp)) {
+        return false;
+    }
+    stat_add(zero ? &ls->c.zero_pages : &ls->c.normal_pages, 1);
     set_bit(page, b->received);
-    __atomic_add_fetch(&ls->c.scanned_pages, 1, __ATOMIC_RELAXED);
+    stat_add(&ls->c.scanned_pages, 1);
     return true;
 }
 
 /* Exactly one kind per record; CONTINUE only on pages. */
-static bool check_flags(RamLoadState *ls, uint64_t flags, uint64_t at, Error **errp)
+static bool check_flags(RamLoader *ls, uint64_t flags, uint64_t at, Error **errp)
 {
     uint64_t kind = flags & ~(uint64_t)RAM_SAVE_FLAG_CONTINUE;
 
@@ -292,9 +290,9 @@ static bool check_flags(RamLoadState *ls, uint64_t flags, uint64_t at, Error **e
     return true;
 }
 
-static bool ram_load_state(QEMUFile *f, void *opaque, int version_id, Error **errp)
+static bool ram_loader_load_state(QEMUFile *f, void *opaque, int version_id, Error **errp)
 {
-    RamLoadState *ls = opaque;
+    RamLoader *ls = opaque;
 
     if (version_id != RAM_SECTION_VERSION) {
         error_setg(errp, "version %d is not supported (only %d)", version_id,
@@ -338,31 +336,30 @@ static bool ram_load_no_save(QEMUFile *f, void *opaque, Error **errp)
 
 static const SaveStateHandlers ram_load_iterative_handlers = {
     .save_setup = ram_load_no_save,
-    .load_state = ram_load_state,
+    .load_state = ram_loader_load_state,
 };
 
-bool ram_load_register(RamLoadState *ls, SaveStateRegistry *r, Error **errp)
+bool ram_loader_register(RamLoader *ls, SaveStateRegistry *r, Error **errp)
 {
     return savevm_register(r, RAM_SECTION_NAME, 0, RAM_SECTION_VERSION,
                            &ram_load_iterative_handlers, ls, errp) != NULL;
 }
 
-/* Pages with no record were unpopulated when saved: make them zero here too. */
-static void clear_unsent(RamLoadBlock *b)
+/* Pages with no record were unpopulated when saved: zero here too. */
+static bool place_unsent(RamLoader *ls, RamLoadBlock *b, Error **errp)
 {
     uint64_t npages = b->rb->used_length / RAM_PAGE_SIZE;
 
     for (size_t i = find_next_zero_bit(b->received, npages, 0); i < npages;
          i = find_next_zero_bit(b->received, npages, i + 1)) {
-        uint8_t *host = b->rb->host + i * RAM_PAGE_SIZE;
-
-        if ((b->resident[i] & 1) && !buffer_is_zero(host, RAM_PAGE_SIZE)) {
-            memset(host, 0, RAM_PAGE_SIZE);
+        if (!ls->place->place(ls->place_opaque, b->index, i, true, false, errp)) {
+            return false;
         }
     }
+    return true;
 }
 
-bool ram_load_complete(RamLoadState *ls, Error **errp)
+bool ram_loader_complete(RamLoader *ls, Error **errp)
 {
     if (!ls->setup_done) {
         error_setg(errp, "the stream has no RAM (no 'ram' section with a block list)");
@@ -376,7 +373,9 @@ bool ram_load_complete(RamLoadState *ls, Error **errp)
         }
     }
     for (int i = 0; i < ls->ram->nblocks; i++) {
-        clear_unsent(&ls->blocks[i]);
+        if (!place_unsent(ls, &ls->blocks[i], errp)) {
+            return false;
+        }
     }
     return true;
 }

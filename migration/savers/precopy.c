@@ -24,6 +24,7 @@
 #include "qapi-events.h"
 #include "util/bitmap.h"
 #include "util/cutils.h"
+#include "util/stat.h"
 #include "util/trace.h"
 #include "util/uffd.h"
 
@@ -38,6 +39,7 @@ struct Precopy {
     MigrationState *ms;
     Machine *m;
     RamBlockList *ram;
+    RamSaver *rs;                   /* the section; its passes are the dirty syncs */
     bool live;                      /* atomic: read by query-migrate */
     RamDirty *dirty;
     int pagemap_fd;
@@ -46,10 +48,8 @@ struct Precopy {
     int block;
     uint64_t page;
     bool first_pass;
-    RamRecordWriter w;
 
     /* measurements, atomics */
-    RamCounters c;                  /* passes = dirty syncs */
     uint64_t dirty_rate;            /* pages/s logged between the last two syncs */
     uint64_t expected_downtime;     /* ms */
     uint64_t bandwidth;             /* bytes/s */
@@ -58,35 +58,17 @@ struct Precopy {
     uint64_t window_bytes;
 };
 
-static void counter_add(uint64_t *p, uint64_t n)
-{
-    __atomic_add_fetch(p, n, __ATOMIC_RELAXED);
-}
-
-static uint64_t counter_get(const uint64_t *p)
-{
-    return __atomic_load_n(p, __ATOMIC_RELAXED);
-}
-
-static void counter_set(uint64_t *p, uint64_t v)
-{
-    __atomic_store_n(p, v, __ATOMIC_RELAXED);
-}
-
 /* ---- life cycle --------------------------------------------------------------------- */
 
 void precopy_prepare(MigrationState *ms)
 {
     Precopy *pc = g_new0(Precopy, 1);
-    RamBlockList *ram = machine_ram(ms->s->machine);
 
     pc->ms = ms;
     pc->m = ms->s->machine;
-    pc->ram = ram;
+    pc->ram = machine_ram(ms->s->machine);
+    pc->rs = ms->ram;
     pc->pagemap_fd = -1;
-    for (int i = 0; i < ram->nblocks; i++) {
-        pc->c.total_bytes += ram->blocks[i]->used_length;
-    }
     ms->precopy = pc;
 }
 
@@ -131,20 +113,6 @@ void precopy_end(MigrationState *ms)
     }
 }
 
-/* ---- records ------------------------------------------------------------------------- */
-
-static void send_page(Precopy *pc, QEMUFile *f, const RAMBlock *rb, uint64_t offset,
-                      bool populated)
-{
-    const uint8_t *p = rb->host + offset;
-    const uint8_t *data = populated && !buffer_is_zero(p, RAM_PAGE_SIZE) ? p : NULL;
-
-    /* Copied now (no nocopy): the guest may change the page right after. */
-    ram_record_put(&pc->w, f, rb, offset, data, false);
-    counter_add(data ? &pc->c.normal_pages : &pc->c.zero_pages, 1);
-    counter_add(&pc->c.scanned_pages, 1);
-}
-
 /* ---- which pages of a chunk hold data (first pass) ------------------------------------- */
 
 /* Pages of [start, start + n) that may hold data; all of them when unknown. */
@@ -156,10 +124,10 @@ static unsigned long chunk_populated(Precopy *pc, const RAMBlock *rb, uint64_t s
     if (!pc->first_pass) {
         return ~0UL;        /* a page logged as written holds data */
     }
-    if (rb->fd < 0 && pc->pagemap_fd < 0) {
+    if (pc->pagemap_fd < 0) {
         pc->pagemap_fd = pagemap_open(0, NULL);
     }
-    return ram_block_populated(rb, pc->pagemap_fd, start, n, &map) ? map : ~0UL;
+    return ram_populated(rb, pc->pagemap_fd, RAM_PAGE_SIZE, start, n, &map) ? map : ~0UL;
 }
 
 /* ---- passes ------------------------------------------------------------------------------ */
@@ -186,11 +154,13 @@ static int send_chunk(Precopy *pc, QEMUFile *f, int b, uint64_t start, uint64_t 
             ram_dirty_put_back(pc->dirty, b, start, n, &bits);
             return 0;
         }
-        send_page(pc, f, rb, (start + i) * RAM_PAGE_SIZE, (pop >> i) & 1);
+        /* Copied now (no nocopy): the guest may change the page right after. */
+        ram_saver_put_guest_page(pc->rs, f, rb, (start + i) * RAM_PAGE_SIZE,
+                                 (pop >> i) & 1, false);
         bits &= bits - 1;
         (*done)++;
     }
-    __atomic_store_n(&pc->ms->bytes, qemu_file_transferred(f), __ATOMIC_RELAXED);
+    migration_publish_bytes(pc->ms, f);
     return 1;
 }
 
@@ -250,89 +220,63 @@ static bool sync_pass(Precopy *pc, Error **errp)
         return false;
     }
     if (now > pc->sync_us) {
-        counter_set(&pc->dirty_rate, logged * G_USEC_PER_SEC / (now - pc->sync_us));
+        stat_set(&pc->dirty_rate, logged * G_USEC_PER_SEC / (now - pc->sync_us));
     }
     pc->sync_us = now;
-    pass = counter_get(&pc->c.passes) + 1;
-    counter_set(&pc->c.passes, pass);
+    pass = ram_saver_new_pass(pc->rs);
     trace(migration_precopy_pass, "pass=%" PRIu64 " logged=%" PRIu64 " pending=%" PRIu64,
           pass, logged, ram_dirty_pending(pc->dirty));
     pass_event(pc, pass);
     return true;
 }
 
-/* ---- section handlers --------------------------------------------------------------------- */
+/* ---- the page source ---------------------------------------------------------------- */
 
-static bool precopy_save_setup(QEMUFile *f, void *opaque, Error **errp)
+static bool precopy_setup(void *opaque, RamSaver *rs, QEMUFile *f, Error **errp)
 {
     Precopy *pc = opaque;
 
-    qemu_put_be64(f, pc->c.total_bytes | RAM_SAVE_FLAG_MEM_SIZE);
-    for (int i = 0; i < pc->ram->nblocks; i++) {
-        const RAMBlock *rb = pc->ram->blocks[i];
-
-        qemu_put_byte(f, strlen(rb->idstr));
-        qemu_put_buffer(f, rb->idstr, strlen(rb->idstr));
-        qemu_put_be64(f, rb->used_length);
-    }
-    qemu_put_be64(f, RAM_SAVE_FLAG_EOS);
-    if (!qemu_file_check(f, errp) || !ram_dirty_start(pc->dirty, errp)) {
+    if (!ram_dirty_start(pc->dirty, errp)) {
         return false;
     }
     /* Every page is marked: the first pass is the whole of RAM. */
     pc->block = 0;
     pc->page = 0;
     pc->first_pass = true;
-    pc->w.last = NULL;
     pc->sync_us = migration_now_us();
     /* Nothing measured yet: say the limit, as QEMU does. */
-    counter_set(&pc->expected_downtime,
+    stat_set(&pc->expected_downtime,
                 __atomic_load_n(&pc->ms->opts.downtime_limit, __ATOMIC_RELAXED));
-    counter_set(&pc->c.passes, 1);
-    pass_event(pc, 1);
+    pass_event(pc, ram_saver_new_pass(rs));
     return true;
 }
 
-static int precopy_save_iterate(QEMUFile *f, void *opaque, Error **errp)
+/*
+ * Live, the marked pages from the scan position within the rate limit;
+ * final (the VM is stopped, the last sync complete): everything marked.
+ */
+static int precopy_fill(void *opaque, RamSaver *rs, QEMUFile *f, uint64_t max_pages,
+                        bool final, Error **errp)
 {
     Precopy *pc = opaque;
-    int ret = save_marked(pc, f, PRECOPY_PART_PAGES, true, errp);
+    int ret;
 
+    if (final) {
+        pc->block = 0;
+        pc->page = 0;
+        return sync_pass(pc, errp) ? save_marked(pc, f, max_pages, false, errp) : -1;
+    }
+    ret = save_marked(pc, f, max_pages, true, errp);
     if (ret == 1) {
         pc->first_pass = false;
-    }
-    qemu_put_be64(f, RAM_SAVE_FLAG_EOS);
-    if (ret < 0 || !qemu_file_check(f, errp)) {
-        return -1;
     }
     return ret;
 }
 
-/* The VM is stopped: the last sync is complete, everything marked goes. */
-static bool precopy_save_complete(QEMUFile *f, void *opaque, Error **errp)
-{
-    Precopy *pc = opaque;
-
-    pc->block = 0;
-    pc->page = 0;
-    if (!sync_pass(pc, errp) || save_marked(pc, f, UINT64_MAX, false, errp) < 0) {
-        return false;
-    }
-    qemu_put_be64(f, RAM_SAVE_FLAG_EOS);
-    return qemu_file_check(f, errp);
-}
-
-static bool precopy_load_refused(QEMUFile *f, void *opaque, int version_id, Error **errp)
-{
-    error_setg(errp, "this registry saves RAM; it cannot load it");
-    return false;
-}
-
-static const SaveStateHandlers precopy_handlers = {
-    .save_setup = precopy_save_setup,
-    .save_iterate = precopy_save_iterate,
-    .save_complete = precopy_save_complete,
-    .load_state = precopy_load_refused,
+static const RamPageSourceOps precopy_source = {
+    .part_pages = PRECOPY_PART_PAGES,
+    .setup = precopy_setup,
+    .fill = precopy_fill,
 };
 
 bool precopy_register(MigrationState *ms, SaveStateRegistry *r, Error **errp)
@@ -345,8 +289,7 @@ bool precopy_register(MigrationState *ms, SaveStateRegistry *r, Error **errp)
     }
     /* Published for query-migrate, which reads the pending count. */
     __atomic_store_n(&pc->dirty, d, __ATOMIC_RELEASE);
-    return savevm_register(r, RAM_SECTION_NAME, 0, RAM_SECTION_VERSION, &precopy_handlers,
-                           pc, errp) != NULL;
+    return ram_saver_register(pc->rs, r, &precopy_source, pc, errp);
 }
 
 /* ---- the live loop ------------------------------------------------------------------------- */
@@ -357,11 +300,11 @@ static void measure_bandwidth(Precopy *pc, QEMUFile *f)
     int64_t now = migration_now_us();
     uint64_t bytes = qemu_file_transferred(f);
 
-    if (now - pc->window_us < PRECOPY_BW_WINDOW_US && counter_get(&pc->bandwidth)) {
+    if (now - pc->window_us < PRECOPY_BW_WINDOW_US && stat_get(&pc->bandwidth)) {
         return;
     }
     if (now > pc->window_us && bytes > pc->window_bytes) {
-        counter_set(&pc->bandwidth,
+        stat_set(&pc->bandwidth,
                     (bytes - pc->window_bytes) * G_USEC_PER_SEC / (now - pc->window_us));
     }
     pc->window_us = now;
@@ -378,10 +321,10 @@ static bool pass_converged(Precopy *pc, QEMUFile *f, bool *converged, Error **er
     if (!sync_pass(pc, errp)) {
         return false;
     }
-    bw = counter_get(&pc->bandwidth);
+    bw = stat_get(&pc->bandwidth);
     left = ram_dirty_pending(pc->dirty) * RAM_PAGE_SIZE;
     expected = !left ? 0 : bw ? left * 1000 / bw : UINT64_MAX;
-    counter_set(&pc->expected_downtime, MIN(expected, (uint64_t)INT64_MAX));
+    stat_set(&pc->expected_downtime, MIN(expected, (uint64_t)INT64_MAX));
     trace(migration_precopy_converge, "left=%" PRIu64 " bw=%" PRIu64 " expected_ms=%" PRIu64
           " limit_ms=%" PRIu64, left, bw, expected, limit);
     *converged = expected <= limit;
@@ -399,18 +342,11 @@ bool precopy_iterate(MigrationState *ms, SaveStateRegistry *r, QEMUFile *f, Erro
     pc->window_us = migration_now_us();
     pc->window_bytes = qemu_file_transferred(f);
     while (!converged) {
-        int ret = savevm_save_iterate(r, f, errp);
+        int ret = migration_save_iterate(ms, r, f, true, errp);
 
-        __atomic_store_n(&ms->bytes, qemu_file_transferred(f), __ATOMIC_RELAXED);
         if (ret < 0) {
             return false;
         }
-        if (__atomic_load_n(&ms->cancel, __ATOMIC_ACQUIRE)) {
-            error_setg(errp, "migration cancelled");
-            return false;
-        }
-        migration_apply_rate_limit(ms, f);
-        qemu_file_rate_limit_wait(f);
         if (ret == 1 && !pass_converged(pc, f, &converged, errp)) {
             return false;
         }
@@ -425,25 +361,16 @@ void precopy_info(MigrationState *ms, MigrationInfo *info)
     Precopy *pc = ms->precopy;
     MigrationStats *st = info->ram;
     RamDirty *d;
-    int64_t end = __atomic_load_n(&ms->end_us, __ATOMIC_RELAXED);
-    double secs;
-    uint64_t scanned;
 
     if (!precopy_live(ms) || !st) {
         return;
     }
-    secs = ((end ? end : migration_now_us()) - ms->start_us) / 1e6;
-    scanned = counter_get(&pc->c.scanned_pages);
-    st->duplicate = counter_get(&pc->c.zero_pages);
-    st->normal = counter_get(&pc->c.normal_pages);
-    st->normal_bytes = st->normal * RAM_PAGE_SIZE;
-    st->dirty_sync_count = counter_get(&pc->c.passes);
+    /* Pages go out more than once: what is left is what the log has marked. */
     d = __atomic_load_n(&pc->dirty, __ATOMIC_ACQUIRE);
     st->remaining = d ? ram_dirty_pending(d) * RAM_PAGE_SIZE : st->total;
-    st->pages_per_second = secs > 0 ? (int64_t)(scanned / secs) : 0;
     st->has_dirty_pages_rate = true;
-    st->dirty_pages_rate = counter_get(&pc->dirty_rate);
+    st->dirty_pages_rate = stat_get(&pc->dirty_rate);
     if (info->has_expected_downtime) {
-        info->expected_downtime = counter_get(&pc->expected_downtime);
+        info->expected_downtime = stat_get(&pc->expected_downtime);
     }
 }

@@ -10,6 +10,7 @@
  *     bg_snapshot_arm(ctx, errp)                     the snapshot instant
  *     ...vCPUs resumed...
  *     ok = bg_snapshot_run(ctx, errp)                the saver, same thread
+ *          (or bg_snapshot_run_step() until it returns 1 or -1)
  *     bg_snapshot_disarm(ctx)                        every path, ok or not
  *     bg_snapshot_get_stats(ctx, &stats)
  *     bg_snapshot_free(ctx)
@@ -23,8 +24,8 @@
  * to the shared zero page, or holes of a memfd/file) are not given to the
  * sink at all: the restore side starts from zeroed RAM.
  */
-#ifndef AMBER_MIGRATION_BACKGROUND_SNAPSHOT_H
-#define AMBER_MIGRATION_BACKGROUND_SNAPSHOT_H
+#ifndef AMBER_MIGRATION_BG_ENGINE_H
+#define AMBER_MIGRATION_BG_ENGINE_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -125,6 +126,15 @@ bool bg_snapshot_arm(BgSnapshot *s, Error **errp);
  * Returns true once every page is saved; false on cancel or a sink error.
  */
 bool bg_snapshot_run(BgSnapshot *s, Error **errp);
+/*
+ * The same in steps, for a caller that frames the pages in sections: a step
+ * gives the sink at least max_pages pages (it ends between two scan
+ * batches, where the saver holds no page protected) and returns 0 while
+ * pages remain, 1 once every page is saved, -1 on cancel or a sink error.
+ * The thread that calls it must be the same for every step; after -1 or 1
+ * the run is over.
+ */
+int bg_snapshot_run_step(BgSnapshot *s, uint64_t max_pages, Error **errp);
 /* Ends run() with "cancelled" and lifts every protection at once. */
 void bg_snapshot_cancel(BgSnapshot *s);
 /*

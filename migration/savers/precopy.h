@@ -1,8 +1,9 @@
 /*
  * Live migration (precopy): the guest runs while RAM is sent in passes,
  * then stops for a short final pass and the device state.  Private to
- * migration/; the glue between the migration thread (migration.c) and
- * the dirty page tracking of include/migration/dirty.h.
+ * migration/: the `ram` section's page source that sends what the dirty
+ * page tracking of include/migration/dirty.h marks, and the loop of the
+ * migration thread (migration.c) that decides when to stop.
  *
  * Outgoing over a socket (unix:, tcp:, or fd: naming a socket), unless
  * background-snapshot is on:
@@ -21,10 +22,10 @@
  * written once, as before: a saved image holds each page once, at the
  * instant of the stop.
  */
-#ifndef AMBER_MIGRATION_PRECOPY_H
-#define AMBER_MIGRATION_PRECOPY_H
+#ifndef AMBER_MIGRATION_SAVERS_PRECOPY_H
+#define AMBER_MIGRATION_SAVERS_PRECOPY_H
 
-#include "migration-int.h"
+#include "../migration-int.h"
 
 typedef struct Precopy Precopy;
 
@@ -34,7 +35,7 @@ void precopy_prepare(MigrationState *ms);
 void precopy_free(MigrationState *ms);
 /* Migration thread, channel open: whether this migration is live. */
 bool precopy_wanted(MigrationState *ms);
-/* Register the live `ram` saver in r (precopy_wanted said yes). */
+/* Register ms->ram's section in r, fed by the dirty pages (precopy_wanted said yes). */
 bool precopy_register(MigrationState *ms, SaveStateRegistry *r, Error **errp);
 bool precopy_live(MigrationState *ms);
 /*

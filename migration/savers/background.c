@@ -1,6 +1,10 @@
 /*
- * Background snapshot as a migration: see snapshot.h for the sequence and
- * docs/devel/background-snapshot.md for the engine.
+ * Background snapshot as a migration: see background.h for the sequence
+ * and docs/devel/background-snapshot.md for the engine.
+ *
+ * The engine is the `ram` section's page source: each PART is one step of
+ * its saver (fault copies first, then the scan), whose pages the sink hands
+ * to the section.
  *
  * Who touches what: the migration thread owns the stream and drives the
  * engine; the main thread (migrate_cancel, query-migrate, exit) only calls
@@ -10,9 +14,9 @@
 #include <inttypes.h>
 #include <string.h>
 
-#include "migration/background-snapshot.h"
+#include "background.h"
+#include "migration/bg-engine.h"
 #include "qapi-events.h"
-#include "snapshot.h"
 #include "util/trace.h"
 #include "util/uffd.h"
 
@@ -28,18 +32,13 @@ struct BgMigration {
     bool have_final;
     BgSnapshotConfig cfg;
     uint64_t pause_us;          /* stop to start, as the guest saw it */
-};
 
-/* Everything the pause and the sink need; lives on the thread's stack. */
-typedef struct BgSave {
+    /* The migration thread's, while bg_migration_save() runs. */
     MigrationState *ms;
-    BgMigration *bg;
-    SaveStateRegistry *r;
     QEMUFile *f;
     MachineStateImage *img;
-    SaveStateEntry *ram_se;
-    unsigned part_pages;        /* records in the open PART, 0: none open */
-} BgSave;
+    bool ram_done;              /* the engine's run returned 1 */
+};
 
 /* ---- checks --------------------------------------------------------------------- */
 
@@ -139,16 +138,7 @@ static void engine_end(BgMigration *bg)
     bg_snapshot_free(ctx);
 }
 
-/* ---- the sink: `ram` records into the stream ------------------------------------------ */
-
-static bool cancel_asked(MigrationState *ms, Error **errp)
-{
-    if (__atomic_load_n(&ms->cancel, __ATOMIC_ACQUIRE)) {
-        error_setg(errp, "migration cancelled");
-        return true;
-    }
-    return false;
-}
+/* ---- the page source: `ram` records into the stream ------------------------------- */
 
 /*
  * The engine's pace (BgSnapshotPace): max-bandwidth, which may change
@@ -159,54 +149,68 @@ static bool cancel_asked(MigrationState *ms, Error **errp)
  */
 static uint64_t pace(void *opaque)
 {
-    BgSave *b = opaque;
+    BgMigration *bg = opaque;
 
-    migration_apply_rate_limit(b->ms, b->f);
-    if (cancel_asked(b->ms, NULL)) {
+    migration_apply_rate_limit(bg->ms, bg->f);
+    if (migration_cancelled(bg->ms, NULL)) {
         return 0;
     }
-    return qemu_file_rate_limit_delay_us(b->f);
-}
-
-/* End the open PART and publish progress. */
-static bool close_part(BgSave *b, Error **errp)
-{
-    if (!b->part_pages) {
-        return true;
-    }
-    qemu_put_be64(b->f, RAM_SAVE_FLAG_EOS);
-    savevm_put_section_footer(b->f, b->ram_se);
-    b->part_pages = 0;
-    __atomic_store_n(&b->ms->bytes, qemu_file_transferred(b->f), __ATOMIC_RELAXED);
-    return qemu_file_check(b->f, errp) && !cancel_asked(b->ms, errp);
+    return qemu_file_rate_limit_delay_us(bg->f);
 }
 
 /*
  * The engine's sink.  data may point into guest RAM that the guest writes
- * as soon as we return: ram_save_put_page copies it into the stream.
+ * as soon as we return: the section copies it into the stream.
  */
 static bool put_page(void *opaque, RAMBlock *rb, uint64_t offset, const uint8_t *data,
                      Error **errp)
 {
-    BgSave *b = opaque;
+    BgMigration *bg = opaque;
 
-    if (!b->part_pages) {
-        savevm_put_section_header(b->f, b->ram_se, QEMU_VM_SECTION_PART);
-    }
-    ram_save_put_page(b->ms->ram, b->f, rb, offset, data);
-    if (++b->part_pages >= BG_PAGES_PER_PART) {
-        return close_part(b, errp);
-    }
+    ram_saver_put_page(bg->ms->ram, bg->f, rb, offset, data, false);
     /* A full disk or a dead reader: stop at once, not at the section's end. */
-    return qemu_file_check(b->f, errp);
+    return qemu_file_check(bg->f, errp);
+}
+
+static bool bg_source_setup(void *opaque, RamSaver *rs, QEMUFile *f, Error **errp)
+{
+    ram_saver_new_pass(rs);
+    return true;
+}
+
+/* One step of the engine's saver per PART; the END gets whatever is left. */
+static int bg_source_fill(void *opaque, RamSaver *rs, QEMUFile *f, uint64_t max_pages,
+                          bool final, Error **errp)
+{
+    BgMigration *bg = opaque;
+    int ret;
+
+    if (bg->ram_done) {
+        return 1;
+    }
+    g_assert(f == bg->f && bg->ctx);
+    ret = bg_snapshot_run_step(bg->ctx, max_pages, errp);
+    bg->ram_done = ret == 1;
+    return ret;
+}
+
+static const RamPageSourceOps bg_source = {
+    .part_pages = BG_PAGES_PER_PART,
+    .setup = bg_source_setup,
+    .fill = bg_source_fill,
+};
+
+bool bg_migration_register(MigrationState *ms, SaveStateRegistry *r, Error **errp)
+{
+    return ram_saver_register(ms->ram, r, &bg_source, ms->bg, errp);
 }
 
 /* ---- the pause (main thread) ---------------------------------------------------------- */
 
 /* Machine paused: its state into img (plain copies, serialised later). */
-static bool capture_devices(BgSave *b, Error **errp)
+static bool capture_devices(BgMigration *bg, Error **errp)
 {
-    if (!machine_state_capture(b->ms->s->machine, b->img, errp)) {
+    if (!machine_state_capture(bg->ms->s->machine, bg->img, errp)) {
         error_prepend(errp, "cannot read the machine state: ");
         return false;
     }
@@ -215,8 +219,7 @@ static bool capture_devices(BgSave *b, Error **errp)
 
 static bool pause_main(Amber *s, void *data, Error **errp)
 {
-    BgSave *b = data;
-    BgMigration *bg = b->bg;
+    BgMigration *bg = data;
     int64_t t0 = migration_now_us();
     bool was_running = runstate_is_running(machine_runstate(s->machine));
     Error *err = NULL;
@@ -226,7 +229,7 @@ static bool pause_main(Amber *s, void *data, Error **errp)
     if (was_running && !amber_vm_stop(s, RUN_STATE_PAUSED, errp)) {
         return false;
     }
-    ok = capture_devices(b, &err) && bg_snapshot_arm(bg->ctx, &err);
+    ok = capture_devices(bg, &err) && bg_snapshot_arm(bg->ctx, &err);
     if (ok) {
         pthread_mutex_lock(&bg->lock);
         bg->armed = true;
@@ -247,8 +250,8 @@ static bool pause_main(Amber *s, void *data, Error **errp)
 /* ---- after the pause (migration thread) -------------------------------------------------- */
 
 /*
- * The RAM section's END, then the device sections serialised from the
- * machine state captured at the pause, EOF and the description.
+ * The device sections serialised from the machine state captured at the
+ * pause, EOF and the description.
  *
  * Serialising waits until the RAM is done, protection gone: building the
  * sections and the description allocates, and the allocator's mprotect and
@@ -256,69 +259,79 @@ static bool pause_main(Amber *s, void *data, Error **errp)
  * fault meanwhile.  Right after the pause, when nearly every guest write
  * faults, that was some 30 such calls over the saver's first 14 ms.
  */
-static bool write_tail(BgSave *b, Error **errp)
+static bool write_tail(BgMigration *bg, SaveStateRegistry *r, Error **errp)
 {
     uint64_t at;
     bool ok;
 
-    if (!close_part(b, errp)) {
-        return false;
-    }
-    savevm_put_section_header(b->f, b->ram_se, QEMU_VM_SECTION_END);
-    qemu_put_be64(b->f, RAM_SAVE_FLAG_EOS);
-    savevm_put_section_footer(b->f, b->ram_se);
-    if (!machine_state_register(b->ms->s->machine, b->img, b->r, errp)) {
+    if (!machine_state_register(bg->ms->s->machine, bg->img, r, errp)) {
         error_prepend(errp, "cannot read the machine state: ");
         return false;
     }
-    at = qemu_file_transferred(b->f);
-    ok = savevm_save_tail(b->r, b->f, errp);
+    at = qemu_file_transferred(bg->f);
+    ok = savevm_save_tail(r, bg->f, errp);
     if (ok) {
-        trace(bg_migration_devices, "tail_bytes=%" PRIu64, qemu_file_transferred(b->f) - at);
-        __atomic_store_n(&b->ms->bytes, qemu_file_transferred(b->f), __ATOMIC_RELAXED);
+        trace(bg_migration_devices, "tail_bytes=%" PRIu64, qemu_file_transferred(bg->f) - at);
+        migration_publish_bytes(bg->ms, bg->f);
     }
     return ok;
 }
 
-static bool new_engine(BgSave *b, Error **errp)
+static bool new_engine(BgMigration *bg, Error **errp)
 {
-    RamBlockList *ram = machine_ram(b->ms->s->machine);
+    RamBlockList *ram = machine_ram(bg->ms->s->machine);
     BgSnapshot *ctx;
 
     /* qmp_migrate checked the blocks; new() checks the features once more. */
-    ctx = bg_snapshot_new(ram->blocks, ram->nblocks, &b->bg->cfg, put_page, b, errp);
+    ctx = bg_snapshot_new(ram->blocks, ram->nblocks, &bg->cfg, put_page, bg, errp);
     if (!ctx) {
         return false;
     }
     bg_snapshot_set_pace(ctx, pace);
-    pthread_mutex_lock(&b->bg->lock);
-    b->bg->ctx = ctx;
-    pthread_mutex_unlock(&b->bg->lock);
+    pthread_mutex_lock(&bg->lock);
+    bg->ctx = ctx;
+    pthread_mutex_unlock(&bg->lock);
     return true;
+}
+
+/* The `ram` PARTs, each a step of the engine's saver, then its END. */
+static bool save_ram(BgMigration *bg, SaveStateRegistry *r, Error **errp)
+{
+    int ret;
+
+    /* The engine paces its scan itself, never its fault copies: no wait here. */
+    while ((ret = migration_save_iterate(bg->ms, r, bg->f, false, errp)) == 0) {
+    }
+    return ret > 0 && savevm_save_complete(r, bg->f, errp);
 }
 
 bool bg_migration_save(MigrationState *ms, SaveStateRegistry *r, QEMUFile *f,
                        MachineStateImage *img, Error **errp)
 {
-    BgSave b = { .ms = ms, .bg = ms->bg, .r = r, .f = f, .img = img };
+    BgMigration *bg = ms->bg;
     bool ok;
 
-    b.ram_se = savevm_find(r, RAM_SECTION_NAME, 0);
-    g_assert(b.ram_se && b.bg);
+    g_assert(bg);
+    bg->ms = ms;
+    bg->f = f;
+    bg->img = img;
+    bg->ram_done = false;
     /* Registration happens now, with the guest running: the pause stays short. */
-    ok = !cancel_asked(ms, errp) && new_engine(&b, errp) &&
-         migration_call_main(ms, pause_main, &b, errp);
+    ok = !migration_cancelled(ms, errp) && new_engine(bg, errp) &&
+         migration_call_main(ms, pause_main, bg, errp);
     if (ok && migrate_events(&ms->opts)) {
         qapi_event_send_migration_pass(ms->s, 1);
     }
-    ok = ok && !cancel_asked(ms, errp) && bg_snapshot_run(b.bg->ctx, errp);
+    ok = ok && save_ram(bg, r, errp);
     /* Protection off (vCPUs released) before anything else is reported. */
-    if (!ok && b.bg->ctx) {
-        bg_snapshot_cancel(b.bg->ctx);
+    if (!ok && bg->ctx) {
+        bg_snapshot_cancel(bg->ctx);
     }
-    engine_end(b.bg);
-    ok = ok && write_tail(&b, errp);
-    trace(bg_migration_end, "ok=%d pause_us=%" PRIu64, ok, b.bg->pause_us);
+    engine_end(bg);
+    ok = ok && write_tail(bg, r, errp);
+    trace(bg_migration_end, "ok=%d pause_us=%" PRIu64, ok, bg->pause_us);
+    bg->f = NULL;
+    bg->img = NULL;
     return ok;
 }
 
@@ -385,25 +398,4 @@ void bg_migration_info(MigrationState *ms, MigrationInfo *info)
         info->has_downtime = true;
         info->downtime = bg->pause_us / 1000;
     }
-}
-
-void bg_migration_hmp_print(Hmp *h, const BackgroundSnapshotStats *st)
-{
-    hmp_printf(h, "background snapshot pause: %" PRIu64 " us (write-protect %" PRIu64
-               " us, %s)\n", st->pause_us, st->write_protect_us,
-               st->wp_unpopulated ? "wp-unpopulated" : "populated by reading");
-    hmp_printf(h, "write faults: %" PRIu64 " (%" PRIu64 " pages copied by faults)\n",
-               st->write_faults, st->fault_pages);
-    hmp_printf(h, "pages skipped (never populated): %" PRIu64 "\n", st->pages_skipped);
-    hmp_printf(h, "huge pages restored: %" PRIu64 "\n", st->huge_pages_restored);
-    hmp_printf(h, "copy pool: %" PRIu64 " of %" PRIu64 " kbytes at most\n",
-               st->pool_high_water_bytes >> 10, st->pool_size >> 10);
-    hmp_printf(h, "vCPU stalls: %" PRIu64 ", p50 %" PRIu64 " us, p99 %" PRIu64
-               " us, max %" PRIu64 " us\n", st->stalls, st->stall_p50_us,
-               st->stall_p99_us, st->stall_max_us);
-    hmp_printf(h, "stall histogram (log2 us):");
-    for (const uint64List *l = st->stall_histogram; l; l = l->next) {
-        hmp_printf(h, " %" PRIu64, l->value);
-    }
-    hmp_printf(h, "\n");
 }

@@ -1,22 +1,22 @@
 /*
  * Background snapshot as a migration (capability `background-snapshot`):
  * the glue between the migration thread, the machine and the engine of
- * include/migration/background-snapshot.h.  Private to migration/.
+ * include/migration/bg-engine.h, which is the `ram` section's page source.
+ * Private to migration/.
  *
  * Outgoing with the capability on, after header, configuration and RAM
  * block list went out (guest running):
  *   one main-loop call: stop (STOP) -> capture the machine state (plain
  *   copies) -> arm write-protect -> start (RESUME); then on the migration
- *   thread: the engine's saver writes `ram` PART records, protection is
- *   removed, and the device sections (serialised from the copies), EOF and
- *   VMDESCRIPTION follow.  The source never leaves `running` for more
- *   than the pause and never enters `postmigrate`.
+ *   thread: `ram` PART sections, each one step of the engine's saver, the
+ *   END, protection removed, and the device sections (serialised from the
+ *   copies), EOF and VMDESCRIPTION.  The source never leaves `running` for
+ *   more than the pause and never enters `postmigrate`.
  */
-#ifndef AMBER_MIGRATION_SNAPSHOT_H
-#define AMBER_MIGRATION_SNAPSHOT_H
+#ifndef AMBER_MIGRATION_SAVERS_BACKGROUND_H
+#define AMBER_MIGRATION_SAVERS_BACKGROUND_H
 
-#include "migration-int.h"
-#include "monitor/hmp.h"
+#include "../migration-int.h"
 
 typedef struct BgMigration BgMigration;
 
@@ -30,6 +30,8 @@ bool bg_migration_check_params(const uint64_t *pool_size, const uint64_t *chunk_
 void bg_migration_prepare(MigrationState *ms);
 /* The thread has ended (or never ran): free ms->bg. */
 void bg_migration_free(MigrationState *ms);
+/* Migration thread, channel open: the engine feeds ms->ram's section in r. */
+bool bg_migration_register(MigrationState *ms, SaveStateRegistry *r, Error **errp);
 /*
  * Migration thread, after the setup phase: the pause, the RAM, the device
  * state, EOF and description.  Protection is gone when it returns.
@@ -40,7 +42,5 @@ bool bg_migration_save(MigrationState *ms, SaveStateRegistry *r, QEMUFile *f,
 void bg_migration_cancel(MigrationState *ms);
 /* query-migrate: the pause as downtime, and x-background-snapshot. */
 void bg_migration_info(MigrationState *ms, MigrationInfo *info);
-/* info migrate lines for the stats. */
-void bg_migration_hmp_print(Hmp *h, const BackgroundSnapshotStats *st);
 
 #endif

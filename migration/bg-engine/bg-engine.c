@@ -1,5 +1,5 @@
 /*
- * Background snapshot engine (see include/migration/background-snapshot.h
+ * Background snapshot engine (see include/migration/bg-engine.h
  * and docs/devel/background-snapshot.md).
  *
  * Every host page of every block has three bits:
@@ -13,10 +13,12 @@
  * ioctls), but never of a page that is saved and not done: its owner is
  * still copying, and a write let through now would tear the copy.
  */
-#include "migration/background-snapshot.h"
+#include "migration/bg-engine.h"
 #include "migration/huge-repair.h"
+#include "migration/ram.h"
 #include "util/bitmap.h"
 #include "util/cutils.h"
+#include "util/stat.h"
 #include "util/trace.h"
 #include "util/uffd.h"
 
@@ -68,6 +70,16 @@ typedef struct BgFaultThread {
     int *slots;                 /* pool slots reserved for the unit */
 } BgFaultThread;
 
+/* Where the saver is, between the steps of run. */
+typedef struct BgRun {
+    bool started, ended;
+    int block;                  /* the scan's position: block ... */
+    size_t pos;                 /* ... and host page in it */
+    uint64_t t0;
+    pid_t tid;                  /* the saver's thread, boosted while it runs */
+    int nice_was;
+} BgRun;
+
 struct BgSnapshot {
     BgSnapshotConfig cfg;
     BgBlock *blocks;
@@ -84,6 +96,7 @@ struct BgSnapshot {
     bool armed;
     BgFaultThread *threads;
     int nthreads;
+    BgRun run;
 
     /* Copy pool and queue; everything below is under lock. */
     pthread_mutex_t lock;
@@ -112,7 +125,10 @@ struct BgSnapshot {
     uint64_t st_hist[BG_STALL_BUCKETS];
 };
 
-#define ATOMIC_ADD(p, v) __atomic_fetch_add((p), (v), __ATOMIC_RELAXED)
+/*
+ * Flags and published values (cancelled, failed, the stats' maxima) go
+ * with acquire/release; plain counters are util/stat.h's stat_add().
+ */
 #define ATOMIC_GET(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
 #define ATOMIC_SET(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
 
@@ -278,7 +294,7 @@ static BgBlock *find_block(BgSnapshot *s, uint64_t addr, int *index)
     return NULL;
 }
 
-static void note_unprotect_error(BgSnapshot *s, Error *err);
+static void note_failure(BgSnapshot *s, Error *err);
 
 /* Lift protection from [first, end) of b: one call, waking its writers. */
 static bool unprotect_range(BgSnapshot *s, BgBlock *b, size_t first, size_t end)
@@ -288,10 +304,10 @@ static bool unprotect_range(BgSnapshot *s, BgBlock *b, size_t first, size_t end)
     if (first == end) {
         return true;
     }
-    ATOMIC_ADD(&s->st_unprotects, 1);
+    stat_add(&s->st_unprotects, 1);
     if (!uffd_unprotect(s->uffd, b->host + first * b->page_size,
                         (end - first) * b->page_size, true, &err)) {
-        note_unprotect_error(s, err);
+        note_failure(s, err);
         return false;
     }
     return true;
@@ -342,8 +358,8 @@ static void unprotect_all(BgSnapshot *s)
     }
 }
 
-/* A fault-thread failure: remember it, release everyone, stop run(). */
-static void note_unprotect_error(BgSnapshot *s, Error *err)
+/* A fault thread failed (unprotect, poll, read): remember it, release everyone, stop run(). */
+static void note_failure(BgSnapshot *s, Error *err)
 {
     pthread_mutex_lock(&s->lock);
     if (!s->failure) {
@@ -417,8 +433,8 @@ static void record_stall(BgSnapshot *s, uint64_t us)
     while (bucket < BG_STALL_BUCKETS - 1 && (us >> (bucket + 1))) {
         bucket++;
     }
-    ATOMIC_ADD(&s->st_hist[bucket], 1);
-    ATOMIC_ADD(&s->st_stalls, 1);
+    stat_add(&s->st_hist[bucket], 1);
+    stat_add(&s->st_stalls, 1);
     max = ATOMIC_GET(&s->st_stall_max);
     while (us > max &&
            !__atomic_compare_exchange_n(&s->st_stall_max, &max, us, false,
@@ -440,12 +456,12 @@ static bool fault_claim(BgSnapshot *s, BgBlock *b, size_t i, int *nslots_used,
         return false;
     }
     if (skip) {
-        ATOMIC_ADD(&s->st_skipped, b->page_size / BG_SNAPSHOT_PAGE_SIZE);
+        stat_add(&s->st_skipped, b->page_size / BG_SNAPSHOT_PAGE_SIZE);
     } else {
         memcpy(s->pool + (size_t)t->slots[*nslots_used] * s->slot_size,
                b->host + i * b->page_size, b->page_size);
         t->claimed[(*nslots_used)++] = i;
-        ATOMIC_ADD(&s->st_fault_pages, 1);
+        stat_add(&s->st_fault_pages, 1);
     }
     set_bit_atomic(i, b->done);
     (*nclaimed)++;
@@ -503,12 +519,11 @@ static void handle_fault(BgFaultThread *t, uint64_t addr, uint64_t t0)
 }
 
 /*
- * Give the calling thread the configured nice value; returns the one it
- * had, for restoring.  Failure (no CAP_SYS_NICE) just leaves it alone.
+ * Give thread tid the configured nice value; returns the one it had, for
+ * restoring.  Failure (no CAP_SYS_NICE) just leaves it alone.
  */
-static int boost_thread(BgSnapshot *s)
+static int boost_thread(BgSnapshot *s, pid_t tid)
 {
-    pid_t tid = (pid_t)syscall(SYS_gettid);
     int old;
 
     errno = 0;
@@ -519,10 +534,10 @@ static int boost_thread(BgSnapshot *s)
     return old;
 }
 
-static void unboost_thread(BgSnapshot *s, int old)
+static void unboost_thread(BgSnapshot *s, pid_t tid, int old)
 {
     if (s->cfg.boost_nice) {
-        setpriority(PRIO_PROCESS, (pid_t)syscall(SYS_gettid), old);
+        setpriority(PRIO_PROCESS, tid, old);
     }
 }
 
@@ -530,7 +545,7 @@ static void *fault_thread_fn(void *opaque)
 {
     BgFaultThread *t = opaque;
 
-    boost_thread(t->s);             /* the thread ends with the snapshot */
+    boost_thread(t->s, (pid_t)syscall(SYS_gettid));   /* it ends with the snapshot */
     BgSnapshot *s = t->s;
     struct uffd_msg msgs[FAULT_MSGS_PER_READ];
 
@@ -547,7 +562,7 @@ static void *fault_thread_fn(void *opaque)
                 continue;
             }
             error_setg_errno(&err, errno, "cannot poll userfaultfd");
-            note_unprotect_error(s, err);
+            note_failure(s, err);
             break;
         }
         if (pfd[1].revents) {
@@ -555,7 +570,7 @@ static void *fault_thread_fn(void *opaque)
         }
         n = uffd_read_events(s->uffd, msgs, FAULT_MSGS_PER_READ, &err);
         if (n < 0) {
-            note_unprotect_error(s, err);
+            note_failure(s, err);
             break;
         }
         for (i = 0; i < n; i++) {
@@ -564,7 +579,7 @@ static void *fault_thread_fn(void *opaque)
             if (msgs[i].event != UFFD_EVENT_PAGEFAULT) {
                 continue;
             }
-            ATOMIC_ADD(&s->st_faults, 1);
+            stat_add(&s->st_faults, 1);
             handle_fault(t, msgs[i].arg.pagefault.address, t0);
         }
     }
@@ -734,6 +749,8 @@ static void stop_fault_threads(BgSnapshot *s)
     s->nthreads = 0;
 }
 
+static void run_end(BgSnapshot *s);
+
 void bg_snapshot_disarm(BgSnapshot *s)
 {
     uint64_t deadline;
@@ -742,6 +759,8 @@ void bg_snapshot_disarm(BgSnapshot *s)
     if (!s) {
         return;
     }
+    /* A run left between two steps (cancel, an error of the stream). */
+    run_end(s);
     /*
      * Order matters: lift protection first so that no writer stays
      * blocked on a fault nobody will serve, then stop the threads, then
@@ -821,97 +840,21 @@ bool bg_snapshot_uses_wp_unpopulated(const BgSnapshot *s)
 /* --- arm --- */
 
 /*
- * Without WP_UNPOPULATED, write-protect skips page table entries that are
- * empty, so a first write there would go unseen: map every page (the
- * shared zero page, for anonymous memory) by reading a byte of it.
- * shmem and hugetlbfs keep a marker in empty entries, so they need none.
+ * Which pages hold nothing at the instant (see ram_populated(): neither
+ * file data nor mapped or swapped, or mapped to the shared zero page).
+ * Done before protecting, as afterwards the write-protect markers of empty
+ * entries read as swapped.  When that cannot be told, every page is
+ * treated as data: protected and saved.
  */
-/* Mark [start, end) (addresses) of b in map as set or clear. */
-static void mark_range(BgBlock *b, unsigned long *map, uint64_t start,
-                       uint64_t end, bool set)
+static void scan_unpopulated(BgSnapshot *s, BgBlock *b)
 {
-    size_t first = (start - (uintptr_t)b->host) / b->page_size;
-    size_t last = (end - (uintptr_t)b->host + b->page_size - 1) / b->page_size;
-
-    last = MIN(last, b->npages);
-    if (set) {
-        bitmap_set(map, first, last - first);
+    bitmap_zero(b->skip, b->npages);
+    if (ram_populated(b->rb, s->pagemap_fd, b->page_size, 0, b->npages, b->skip)) {
+        bitmap_complement(b->skip, b->skip, b->npages);
     } else {
-        bitmap_clear(map, first, last - first);
+        trace(bg_snapshot_populated_unknown, "block=%s: every page is data", b->rb->idstr);
+        bitmap_zero(b->skip, b->npages);
     }
-}
-
-/* Apply every region of b that matches q to the skip bitmap. */
-static bool scan_pagemap(BgSnapshot *s, BgBlock *b, const PagemapQuery *q,
-                         bool set, Error **errp)
-{
-    struct page_region regions[SCAN_REGIONS];
-    uint64_t pos = (uintptr_t)b->host, end = pos + b->len;
-
-    while (pos < end) {
-        uint64_t walk_end;
-        ssize_t i, n = pagemap_scan(s->pagemap_fd, pos, end - pos, q, regions,
-                                    SCAN_REGIONS, &walk_end, errp);
-        if (n < 0) {
-            return false;
-        }
-        for (i = 0; i < n; i++) {
-            mark_range(b, b->skip, regions[i].start, regions[i].end, set);
-        }
-        if (walk_end <= pos) {
-            break;
-        }
-        pos = walk_end;
-    }
-    return true;
-}
-
-/* For a memfd/file: the file's data ranges are populated (holes are zero). */
-static void scan_file_data(BgBlock *b)
-{
-    off_t base = b->rb->fd_offset, end = base + b->len, pos = base;
-
-    while (pos < end) {
-        off_t data = lseek(b->rb->fd, pos, SEEK_DATA), hole;
-
-        if (data < 0) {
-            if (errno != ENXIO) {
-                /* No SEEK_DATA here (hugetlbfs): treat it all as data. */
-                bitmap_clear(b->skip, 0, b->npages);
-            }
-            return;
-        }
-        if (data >= end) {
-            return;
-        }
-        hole = lseek(b->rb->fd, data, SEEK_HOLE);
-        if (hole < 0 || hole > end) {
-            hole = end;
-        }
-        mark_range(b, b->skip, (uintptr_t)b->host + (data - base),
-                   (uintptr_t)b->host + (hole - base), false);
-        pos = hole;
-    }
-}
-
-/*
- * Which pages hold nothing at the instant: neither mapped nor swapped (nor
- * file data), or mapped to the shared zero page.  Done before protecting,
- * as afterwards the write-protect markers of empty entries read as swapped.
- */
-static bool scan_unpopulated(BgSnapshot *s, BgBlock *b, Error **errp)
-{
-    static const PagemapQuery populated = {
-        .any_set = PAGE_IS_PRESENT | PAGE_IS_SWAPPED,
-    };
-    static const PagemapQuery zero_pfn = { .all_set = PAGE_IS_PFNZERO };
-
-    bitmap_set(b->skip, 0, b->npages);
-    if (b->rb->fd >= 0) {
-        scan_file_data(b);
-    }
-    return scan_pagemap(s, b, &populated, false, errp) &&
-           scan_pagemap(s, b, &zero_pfn, true, errp);
 }
 
 /*
@@ -942,7 +885,7 @@ static bool protect_populated(BgSnapshot *s, BgBlock *b, Error **errp)
             }
             end = find_next_bit(b->skip, b->npages, next);
         }
-        ATOMIC_ADD(&s->st_protects, 1);
+        stat_add(&s->st_protects, 1);
         if (!uffd_protect(s->uffd, b->host + start * b->page_size,
                           (end - start) * b->page_size, errp)) {
             return false;
@@ -1018,11 +961,7 @@ bool bg_snapshot_arm(BgSnapshot *s, Error **errp)
         return false;
     }
     for (i = 0; i < s->nblocks; i++) {
-        BgBlock *b = &s->blocks[i];
-
-        if (!scan_unpopulated(s, b, errp)) {
-            return false;
-        }
+        scan_unpopulated(s, &s->blocks[i]);
     }
     /* The skip bitmaps are read-only from here: the threads see them whole. */
     pthread_mutex_lock(&s->lock);
@@ -1092,10 +1031,10 @@ static bool sink_host_page(BgSnapshot *s, BgBlock *b, size_t page,
             return false;
         }
         if (zero) {
-            ATOMIC_ADD(&s->st_zero, 1);
+            stat_add(&s->st_zero, 1);
         } else {
-            ATOMIC_ADD(&s->st_normal, 1);
-            ATOMIC_ADD(&s->st_bytes, BG_SNAPSHOT_PAGE_SIZE);
+            stat_add(&s->st_normal, 1);
+            stat_add(&s->st_bytes, BG_SNAPSHOT_PAGE_SIZE);
         }
     }
     return true;
@@ -1151,7 +1090,7 @@ static bool save_unit(BgSnapshot *s, BgBlock *b, size_t u, Error **errp)
             continue;
         }
         if (test_bit(i, b->skip)) {
-            ATOMIC_ADD(&s->st_skipped, b->page_size / BG_SNAPSHOT_PAGE_SIZE);
+            stat_add(&s->st_skipped, b->page_size / BG_SNAPSHOT_PAGE_SIZE);
         } else if (!sink_host_page(s, b, i, b->host + i * b->page_size, errp)) {
             /* Still protected and ours: the guest cannot change it now. */
             return false;
@@ -1244,48 +1183,97 @@ static bool pace_scan(BgSnapshot *s, Error **errp)
     return !stop_requested(s, errp);
 }
 
-bool bg_snapshot_run(BgSnapshot *s, Error **errp)
+/* The saver's first step: the clock starts and its thread is boosted. */
+static void run_begin(BgSnapshot *s)
 {
-    uint64_t t0 = now_us();
-    bool ok = true;
-    int bi;
+    BgRun *r = &s->run;
 
-    int nice_was;
+    r->started = true;
+    r->t0 = now_us();
+    r->tid = (pid_t)syscall(SYS_gettid);
+    r->nice_was = boost_thread(s, r->tid);
+}
 
-    if (!s->armed) {
-        error_setg(errp, "background-snapshot: run before arm");
+/* The saver is done, well or not (also from disarm(), if a step was its last). */
+static void run_end(BgSnapshot *s)
+{
+    BgRun *r = &s->run;
+
+    if (r->started && !r->ended) {
+        r->ended = true;
+        unboost_thread(s, r->tid, r->nice_was);
+        ATOMIC_SET(&s->st_run_us, now_us() - r->t0);
+    }
+}
+
+/* One batch of the scan at the saver's position, the queued copies first. */
+static bool run_batch(BgSnapshot *s, BgBlock *b, size_t batch, Error **errp)
+{
+    size_t pos = s->run.pos;
+    uint64_t given;
+
+    if (!drain_queue(s, false, errp) || stop_requested(s, errp)) {
         return false;
     }
-    nice_was = boost_thread(s);
-    for (bi = 0; bi < s->nblocks && ok; bi++) {
-        BgBlock *b = &s->blocks[bi];
+    given = pages_given(s);
+    if (!save_batch(s, b, pos, MIN(pos + batch, b->npages), errp)) {
+        return false;
+    }
+    huge_repair_run(&b->repair, false);
+    /*
+     * Only a batch that wrote something waits: once faults have taken
+     * everything, the limit has nothing left to hold back.
+     */
+    return pages_given(s) == given || pace_scan(s, errp);
+}
+
+int bg_snapshot_run_step(BgSnapshot *s, uint64_t max_pages, Error **errp)
+{
+    BgRun *r = &s->run;
+    uint64_t first = pages_given(s);
+
+    if (!s->armed || r->ended) {
+        error_setg(errp, "background-snapshot: %s", r->ended ? "run after its end"
+                                                            : "run before arm");
+        return -1;
+    }
+    if (!r->started) {
+        run_begin(s);
+    }
+    while (r->block < s->nblocks) {
+        BgBlock *b = &s->blocks[r->block];
         size_t batch = MAX(1, s->cfg.batch_bytes / b->page_size);
-        size_t pos;
 
         batch = (batch + b->unit - 1) / b->unit * b->unit;     /* whole units */
-        for (pos = 0; pos < b->npages && ok; pos += batch) {
-            uint64_t given;
-
-            ok = drain_queue(s, false, errp) && !stop_requested(s, errp);
-            given = pages_given(s);
-            ok = ok && save_batch(s, b, pos, MIN(pos + batch, b->npages), errp);
-            huge_repair_run(&b->repair, false);
-            /*
-             * Only a batch that wrote something waits: once faults have
-             * taken everything, the limit has nothing left to hold back.
-             */
-            if (ok && pages_given(s) != given) {
-                ok = pace_scan(s, errp);
-            }
+        if (r->pos >= b->npages) {
+            r->block++;
+            r->pos = 0;
+            continue;
         }
+        /* Between batches the saver holds no page protected: a good place to stop. */
+        if (pages_given(s) - first >= max_pages) {
+            return 0;
+        }
+        if (!run_batch(s, b, batch, errp)) {
+            run_end(s);
+            return -1;
+        }
+        r->pos += batch;
     }
-    ok = ok && drain_queue(s, true, errp) && !stop_requested(s, errp);
-    for (bi = 0; bi < s->nblocks && ok; bi++) {
+    if (!drain_queue(s, true, errp) || stop_requested(s, errp)) {
+        run_end(s);
+        return -1;
+    }
+    for (int bi = 0; bi < s->nblocks; bi++) {
         huge_repair_run(&s->blocks[bi].repair, true);   /* every owner is idle */
     }
-    unboost_thread(s, nice_was);
-    ATOMIC_SET(&s->st_run_us, now_us() - t0);
-    return ok;
+    run_end(s);
+    return 1;
+}
+
+bool bg_snapshot_run(BgSnapshot *s, Error **errp)
+{
+    return bg_snapshot_run_step(s, UINT64_MAX, errp) > 0;
 }
 
 void bg_snapshot_cancel(BgSnapshot *s)

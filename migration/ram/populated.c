@@ -1,0 +1,108 @@
+/*
+ * Which pages of a RAM block hold data, asked of the kernel rather than
+ * read: SEEK_DATA/SEEK_HOLE on the backing file (memfd, file: that also
+ * finds pages swapped out or not mapped here) and PAGEMAP_SCAN on our own
+ * mapping (present or swapped pages, less those mapped to the shared zero
+ * page).  A page the kernel never populated reads as zero, so a saver can
+ * write it as ZERO, or skip it, without touching it: a fresh 4 GiB guest is
+ * neither read nor faulted in.
+ *
+ * A shared file mapping is all in the file.  A private one (share=off) also
+ * has the copies the guest wrote, which only the page tables know of, so
+ * both are asked and their union taken.
+ */
+#include <errno.h>
+#include <unistd.h>
+
+#include <glib.h>
+
+#include "migration/ram.h"
+#include "util/bitmap.h"
+#include "util/uffd.h"
+
+#define POPULATED_REGIONS 256
+
+/* Set the pages of map covering byte offsets [start, end) from base, rounded outwards. */
+static void mark(unsigned long *map, uint64_t page_size, uint64_t n, uint64_t start,
+                 uint64_t end)
+{
+    uint64_t first = start / page_size;
+    uint64_t last = MIN((end + page_size - 1) / page_size, n);
+
+    if (last > first) {
+        bitmap_set(map, first, last - first);
+    }
+}
+
+/* The backing file's data ranges; false when the file system cannot say. */
+static bool by_seek(const RAMBlock *rb, uint64_t page_size, uint64_t first, uint64_t n,
+                    unsigned long *map)
+{
+    off_t base = rb->fd_offset + first * page_size;
+    off_t end = base + n * page_size, pos = base;
+
+    while (pos < end) {
+        off_t data = lseek(rb->fd, pos, SEEK_DATA);
+        off_t hole;
+
+        if (data < 0) {
+            return errno == ENXIO;      /* no data after pos: done */
+        }
+        if (data >= end) {
+            break;
+        }
+        hole = lseek(rb->fd, data, SEEK_HOLE);
+        if (hole < 0) {
+            return false;
+        }
+        hole = MIN(hole, end);
+        mark(map, page_size, n, data - base, hole - base);
+        pos = hole;
+    }
+    return true;
+}
+
+/* Present or swapped pages of our mapping that are not the zero page. */
+static bool by_pagemap(const RAMBlock *rb, int pagemap_fd, uint64_t page_size,
+                       uint64_t first, uint64_t n, unsigned long *map)
+{
+    static const PagemapQuery q = {
+        .any_set = PAGE_IS_PRESENT | PAGE_IS_SWAPPED,
+        .all_clear = PAGE_IS_PFNZERO,
+    };
+    uint64_t start = (uintptr_t)rb->host + first * page_size;
+    uint64_t end = start + n * page_size, pos = start;
+    struct page_region regs[POPULATED_REGIONS];
+
+    while (pos < end) {
+        uint64_t walk_end = end;
+        ssize_t nr = pagemap_scan(pagemap_fd, pos, end - pos, &q, regs,
+                                  G_N_ELEMENTS(regs), &walk_end, NULL);
+
+        if (nr < 0) {
+            return false;
+        }
+        for (ssize_t i = 0; i < nr; i++) {
+            mark(map, page_size, n, regs[i].start - start, regs[i].end - start);
+        }
+        if (walk_end <= pos) {
+            break;
+        }
+        pos = walk_end;
+    }
+    return true;
+}
+
+bool ram_populated(const RAMBlock *rb, int pagemap_fd, uint64_t page_size,
+                   uint64_t first, uint64_t n, unsigned long *map)
+{
+    if (rb->fd >= 0) {
+        if (!by_seek(rb, page_size, first, n, map)) {
+            return false;
+        }
+        if (rb->shared) {
+            return true;
+        }
+    }
+    return pagemap_fd >= 0 && by_pagemap(rb, pagemap_fd, page_size, first, n, map);
+}
