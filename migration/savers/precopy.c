@@ -1,8 +1,9 @@
 /*
- * Live migration (precopy): the `ram` saver for a running guest and the
- * loop that decides when to stop it.  See precopy.h for the phases.
+ * Live migration (precopy): the `ram` section's page source for a running
+ * guest and the loop that decides when to stop it.  See precopy.h for the
+ * phases.
  *
- * The saver sends pages marked in a RamDirty, 64-page chunk by chunk: the
+ * The source gives the pages marked in a RamDirty, 64-page chunk by chunk: the
  * chunk's marks are taken and its pages re-armed in the dirty log, then
  * the pages are copied into the stream (never queued from guest memory:
  * the guest keeps writing them).  A write that races with the copy is
