@@ -148,6 +148,38 @@ typedef struct RamPlacementOps {
  */
 void ram_placement_memcpy(RamBlockList *ram, const RamPlacementOps **ops, void **opaque);
 
+/*
+ * The placement of RAM registered for missing-page faults
+ * (migration/ram/place-uffd.c), for postcopy and a lazy restore: vCPUs may
+ * run before every page is there; one that touches a missing page blocks
+ * until it is placed.  Each page goes in whole with UFFDIO_COPY (or
+ * UFFDIO_ZEROPAGE), exactly once: a second placement of a page changes
+ * nothing.  Anonymous and shared (memfd) blocks; any other is refused at
+ * new(), naming the block and why.
+ */
+typedef struct RamUffd RamUffd;
+
+/* Register every block of ram; no page of it may have been touched yet. */
+RamUffd *ram_uffd_new(RamBlockList *ram, Error **errp);
+/* Unregisters (waking anyone still blocked: they then see zero pages). */
+void ram_uffd_free(RamUffd *u);
+/* The userfaultfd, whose MISSING fault messages say which page a vCPU waits on. */
+int ram_uffd_fd(RamUffd *u);
+/* The block and 4 KiB page of a faulting address; false when it is in none. */
+bool ram_uffd_find(RamUffd *u, uint64_t addr, int *b, uint64_t *page);
+/* Page of block b was placed (any thread). */
+bool ram_uffd_placed(RamUffd *u, int b, uint64_t page);
+/* Place one page from data (NULL: zeros), from any thread, with its own buffer. */
+bool ram_uffd_place_page(RamUffd *u, int b, uint64_t page, const uint8_t *data,
+                         Error **errp);
+/* Pages copied, zero pages mapped, placements that found the page there. */
+void ram_uffd_stats(RamUffd *u, uint64_t *copies, uint64_t *zeros, uint64_t *already);
+/*
+ * The loader's placement over u (u outlives the loader, which does not free
+ * it): buffer()/place() from the loader's thread only.
+ */
+void ram_uffd_placement(RamUffd *u, const RamPlacementOps **ops, void **opaque);
+
 typedef struct RamLoader RamLoader;
 
 /* Load into the blocks of `ram` through the placement (it is freed with the loader). */

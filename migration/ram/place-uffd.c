@@ -1,0 +1,200 @@
+/*
+ * The placement of RAM that vCPUs may already be running on, its missing
+ * pages registered with userfaultfd (postcopy, and a lazy restore): a vCPU
+ * that touches a page not placed yet blocks in the kernel until the page
+ * arrives, and every page goes in whole and at once with UFFDIO_COPY (or
+ * UFFDIO_ZEROPAGE), which also wakes the vCPUs waiting on it.  Never a
+ * plain write: a vCPU could see a page half written.
+ *
+ * Exactly once: the kernel refuses to place over a page that is there
+ * (EEXIST), so whichever of two placements of a page comes first wins and
+ * the later one changes nothing.  The `placed` bitmap tells the fault
+ * path which pages need no request.
+ *
+ * Threads: the loader places through the RamPlacementOps, from its own
+ * staging page; any other thread (a fault handler that fetched a page
+ * itself) uses ram_uffd_place_page() with a buffer of its own.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <glib.h>
+
+#include "migration/ram.h"
+#include "util/bitmap.h"
+#include "util/stat.h"
+#include "util/uffd.h"
+
+struct RamUffd {
+    RamBlockList *ram;
+    int uffd;
+    bool registered[AMBER_MAX_RAM_BLOCKS];
+    unsigned long *placed[AMBER_MAX_RAM_BLOCKS];    /* atomic bits, 4 KiB pages */
+    uint8_t *stage;                                 /* the loader's page */
+    uint64_t copies, zeros, already;                /* stats */
+};
+
+/* Features a block's registration needs beyond anonymous memory's. */
+static uint64_t block_features(const RAMBlock *rb)
+{
+    if (rb->fd < 0) {
+        return 0;
+    }
+    return UFFD_FEATURE_MISSING_SHMEM;
+}
+
+/* Why rb cannot take missing-page faults here, or NULL. */
+static const char *unsupported(const RAMBlock *rb)
+{
+    if (rb->page_size != RAM_PAGE_SIZE) {
+        return "its huge pages are not placed a whole huge page at a time yet";
+    }
+    if (rb->fd >= 0 && !rb->shared) {
+        return "a private file mapping cannot take missing-page faults";
+    }
+    return NULL;
+}
+
+RamUffd *ram_uffd_new(RamBlockList *ram, Error **errp)
+{
+    RamUffd *u = g_new0(RamUffd, 1);
+    uint64_t features = 0;
+
+    u->ram = ram;
+    u->uffd = -1;
+    for (int i = 0; i < ram->nblocks; i++) {
+        const char *why = unsupported(ram->blocks[i]);
+
+        if (why) {
+            error_setg(errp, "RAM block '%s' cannot be placed on demand: %s",
+                       ram->blocks[i]->idstr, why);
+            goto fail;
+        }
+        features |= block_features(ram->blocks[i]);
+    }
+    u->uffd = uffd_create(features, errp);
+    if (u->uffd < 0) {
+        goto fail;
+    }
+    for (int i = 0; i < ram->nblocks; i++) {
+        RAMBlock *rb = ram->blocks[i];
+
+        if (!uffd_register(u->uffd, rb->host, rb->used_length,
+                           UFFDIO_REGISTER_MODE_MISSING, NULL, errp)) {
+            error_prepend(errp, "RAM block '%s' cannot be placed on demand: ", rb->idstr);
+            goto fail;
+        }
+        u->registered[i] = true;
+        u->placed[i] = bitmap_new(rb->used_length / RAM_PAGE_SIZE);
+    }
+    u->stage = g_malloc(RAM_PAGE_SIZE);
+    return u;
+
+fail:
+    ram_uffd_free(u);
+    return NULL;
+}
+
+void ram_uffd_free(RamUffd *u)
+{
+    if (!u) {
+        return;
+    }
+    for (int i = 0; i < u->ram->nblocks; i++) {
+        RAMBlock *rb = u->ram->blocks[i];
+
+        /* Unregistering wakes whoever still waits: they then see zero pages. */
+        if (u->registered[i]) {
+            uffd_unregister(u->uffd, rb->host, rb->used_length, NULL);
+        }
+        bitmap_free(u->placed[i]);
+    }
+    if (u->uffd >= 0) {
+        close(u->uffd);
+    }
+    g_free(u->stage);
+    g_free(u);
+}
+
+int ram_uffd_fd(RamUffd *u)
+{
+    return u->uffd;
+}
+
+bool ram_uffd_find(RamUffd *u, uint64_t addr, int *b, uint64_t *page)
+{
+    for (int i = 0; i < u->ram->nblocks; i++) {
+        const RAMBlock *rb = u->ram->blocks[i];
+
+        if (addr >= (uintptr_t)rb->host && addr - (uintptr_t)rb->host < rb->used_length) {
+            *b = i;
+            *page = (addr - (uintptr_t)rb->host) / RAM_PAGE_SIZE;
+            return true;
+        }
+    }
+    return false;
+}
+
+bool ram_uffd_placed(RamUffd *u, int b, uint64_t page)
+{
+    return test_bit_atomic(page, u->placed[b]);
+}
+
+bool ram_uffd_place_page(RamUffd *u, int b, uint64_t page, const uint8_t *data,
+                         Error **errp)
+{
+    uint8_t *host = u->ram->blocks[b]->host + page * RAM_PAGE_SIZE;
+    int r = data ? uffd_copy(u->uffd, host, data, RAM_PAGE_SIZE, true, errp)
+                 : uffd_zeropage(u->uffd, host, RAM_PAGE_SIZE, true, errp);
+
+    if (r < 0) {
+        error_prepend(errp, "RAM block '%s' page 0x%" PRIx64 ": ",
+                      u->ram->blocks[b]->idstr, (uint64_t)(page * RAM_PAGE_SIZE));
+        return false;
+    }
+    /* 0: it was there already (the other path won); what is there stays. */
+    stat_add(r ? (data ? &u->copies : &u->zeros) : &u->already, 1);
+    set_bit_atomic(page, u->placed[b]);
+    return true;
+}
+
+void ram_uffd_stats(RamUffd *u, uint64_t *copies, uint64_t *zeros, uint64_t *already)
+{
+    *copies = stat_get(&u->copies);
+    *zeros = stat_get(&u->zeros);
+    *already = stat_get(&u->already);
+}
+
+/* ---- as the loader's placement ------------------------------------------------------ */
+
+static uint8_t *uffd_buffer(void *opaque, int b, uint64_t page)
+{
+    RamUffd *u = opaque;
+
+    return u->stage;
+}
+
+static bool uffd_place(void *opaque, int b, uint64_t page, bool zero, bool again,
+                       Error **errp)
+{
+    RamUffd *u = opaque;
+
+    /* A page is placed once: a later copy (precopy's resend) cannot change it. */
+    if (again || ram_uffd_placed(u, b, page)) {
+        return true;
+    }
+    return ram_uffd_place_page(u, b, page, zero ? NULL : u->stage, errp);
+}
+
+static const RamPlacementOps uffd_ops = {
+    .buffer = uffd_buffer,
+    .place = uffd_place,
+};
+
+void ram_uffd_placement(RamUffd *u, const RamPlacementOps **ops, void **opaque)
+{
+    *ops = &uffd_ops;
+    *opaque = u;
+}

@@ -1,0 +1,271 @@
+/*
+ * The userfaultfd placement (postcopy's and a lazy restore's): readers
+ * touch pages of registered RAM while the stream loads; a page they fault
+ * on is fetched and placed at once by a fault thread, ahead of the stream,
+ * as a postcopy request would be.  Every reader must see each page whole
+ * and as saved, every page must be placed exactly once, and a block that
+ * cannot take missing-page faults is refused with its name.
+ */
+#include <fcntl.h>
+#include <string.h>
+#include <unistd.h>
+#include <glib.h>
+
+#include "migration/ram.h"
+#include "migration/savers.h"
+#include "test-helpers.h"
+#include "util/cutils.h"
+#include "util/uffd.h"
+
+#define UFFD_BLOCK_SIZE (4u << 20)
+#define NPAGES (UFFD_BLOCK_SIZE / RAM_PAGE_SIZE)
+#define NREADERS 2
+
+static RAMBlock *new_block(RamBackendKind kind)
+{
+    RamBackendOptions o = { .kind = kind, .size = UFFD_BLOCK_SIZE,
+                            .share = kind == RAM_BACKEND_MEMFD };
+    Error *err = NULL;
+    RAMBlock *rb = ram_block_new("pc.ram", &o, &err);
+
+    if (!rb) {
+        g_error("ram_block_new: %s", error_get_pretty(err));
+    }
+    return rb;
+}
+
+/* Every third page zero, the rest stamped with their number. */
+static void fill(RAMBlock *rb)
+{
+    for (uint64_t p = 0; p < NPAGES; p++) {
+        if (p % 3) {
+            for (unsigned i = 0; i < RAM_PAGE_SIZE; i += 8) {
+                memcpy(rb->host + p * RAM_PAGE_SIZE + i, &p, sizeof(p));
+            }
+        }
+    }
+}
+
+static GBytes *save(RAMBlock *rb)
+{
+    RamBlockList l = { .blocks = { rb }, .nblocks = 1 };
+    SaveStateRegistry *r = savevm_registry_new();
+    RamSaver *rs = ram_saver_new(&l);
+    RamStopped *st = ram_stopped_new();
+    QEMUFile *f = qemu_file_new_mem_output("mem");
+    const uint8_t *data;
+    size_t len;
+    GBytes *out;
+
+    g_assert_true(ram_stopped_register(st, rs, r, &error_abort));
+    g_assert_true(test_save_stream(r, f, &error_abort));
+    data = qemu_file_mem_data(f, &len);
+    out = g_bytes_new(data, len);
+    qemu_fclose(f);
+    ram_stopped_free(st);
+    ram_saver_free(rs);
+    savevm_registry_free(r);
+    return out;
+}
+
+typedef struct Run {
+    RamUffd *u;
+    RAMBlock *src, *dst;
+    int stop;                   /* atomic */
+    uint64_t served;            /* pages the fault thread placed */
+    uint64_t bad;               /* pages a reader saw wrong */
+} Run;
+
+/* Serves each missing-page fault at once from src, as a postcopy request would be. */
+static void *fault_fn(void *opaque)
+{
+    Run *run = opaque;
+    int fd = ram_uffd_fd(run->u);
+    struct uffd_msg msgs[16];
+
+    while (!__atomic_load_n(&run->stop, __ATOMIC_ACQUIRE)) {
+        int n;
+
+        if (uffd_wait(fd, 20, &error_abort) <= 0) {
+            continue;
+        }
+        n = uffd_read_events(fd, msgs, G_N_ELEMENTS(msgs), &error_abort);
+        for (int i = 0; i < n; i++) {
+            uint64_t page;
+            int b;
+
+            g_assert_cmpint(msgs[i].event, ==, UFFD_EVENT_PAGEFAULT);
+            g_assert_true(ram_uffd_find(run->u, msgs[i].arg.pagefault.address, &b, &page));
+            if (!ram_uffd_placed(run->u, b, page)) {
+                uint8_t buf[RAM_PAGE_SIZE];
+
+                memcpy(buf, run->src->host + page * RAM_PAGE_SIZE, RAM_PAGE_SIZE);
+                g_assert_true(ram_uffd_place_page(run->u, b, page,
+                                                  buffer_is_zero(buf, sizeof(buf)) ? NULL
+                                                                                   : buf,
+                                                  &error_abort));
+                run->served++;
+            } else {
+                /* Placed meanwhile: the copy woke it, or will; make sure. */
+                uffd_wake(fd, run->dst->host + page * RAM_PAGE_SIZE, RAM_PAGE_SIZE,
+                          &error_abort);
+            }
+        }
+    }
+    return NULL;
+}
+
+/* Reads pages in a random order while they arrive: each must be whole. */
+static void *reader_fn(void *opaque)
+{
+    Run *run = opaque;
+    GRand *rand = g_rand_new();
+
+    for (int i = 0; i < 400; i++) {
+        uint64_t p = g_rand_int_range(rand, 0, NPAGES);
+
+        if (memcmp(run->dst->host + p * RAM_PAGE_SIZE, run->src->host + p * RAM_PAGE_SIZE,
+                   RAM_PAGE_SIZE)) {
+            __atomic_add_fetch(&run->bad, 1, __ATOMIC_RELAXED);
+        }
+    }
+    g_rand_free(rand);
+    return NULL;
+}
+
+static void test_load_while_reading(gconstpointer data)
+{
+    RamBackendKind kind = GPOINTER_TO_INT(data);
+    Run run = { .src = new_block(kind), .dst = new_block(kind) };
+    RamBlockList l = { .blocks = { run.dst }, .nblocks = 1 };
+    const RamPlacementOps *ops;
+    SaveStateRegistry *r = savevm_registry_new();
+    GThread *fault, *readers[NREADERS];
+    uint64_t copies, zeros, already;
+    Error *err = NULL;
+    RamLoader *ls;
+    QEMUFile *f;
+    GBytes *s;
+    void *opaque;
+
+    fill(run.src);
+    s = save(run.src);
+    run.u = ram_uffd_new(&l, &err);
+    if (!run.u) {
+        g_test_skip(error_get_pretty(err));
+        error_free(err);
+        goto out;
+    }
+    fault = g_thread_new("fault", fault_fn, &run);
+    for (int i = 0; i < NREADERS; i++) {
+        readers[i] = g_thread_new("reader", reader_fn, &run);
+    }
+    g_usleep(2000);             /* let the readers fault ahead of the stream */
+    ram_uffd_placement(run.u, &ops, &opaque);
+    ls = ram_loader_new(&l, ops, opaque);
+    g_assert_true(ram_loader_register(ls, r, &error_abort));
+    f = qemu_file_new_mem_input(g_bytes_get_data(s, NULL), g_bytes_get_size(s), "mem");
+    g_assert_true(savevm_load(r, f, NULL, NULL, &error_abort));
+    g_assert_true(ram_loader_complete(ls, &error_abort));
+    for (int i = 0; i < NREADERS; i++) {
+        g_thread_join(readers[i]);
+    }
+    __atomic_store_n(&run.stop, 1, __ATOMIC_RELEASE);
+    g_thread_join(fault);
+
+    g_assert_cmpuint(run.bad, ==, 0);
+    g_assert_cmpint(memcmp(run.src->host, run.dst->host, UFFD_BLOCK_SIZE), ==, 0);
+    /* Each page placed once; the stream's copies of served pages changed nothing. */
+    ram_uffd_stats(run.u, &copies, &zeros, &already);
+    g_assert_cmpuint(copies + zeros, ==, NPAGES);
+    g_assert_cmpuint(zeros, ==, (NPAGES + 2) / 3);
+    g_test_message("pages served by faults: %" G_GUINT64_FORMAT ", found placed: %"
+                   G_GUINT64_FORMAT, run.served, already);
+    qemu_fclose(f);
+    ram_loader_free(ls);
+    ram_uffd_free(run.u);
+out:
+    g_bytes_unref(s);
+    savevm_registry_free(r);
+    ram_block_free(run.src);
+    ram_block_free(run.dst);
+}
+
+/* The first placement of a page wins; a second one changes nothing. */
+static void test_exactly_once(void)
+{
+    RAMBlock *rb = new_block(RAM_BACKEND_RAM);
+    RamBlockList l = { .blocks = { rb }, .nblocks = 1 };
+    uint8_t a[RAM_PAGE_SIZE], b[RAM_PAGE_SIZE];
+    uint64_t copies, zeros, already;
+    Error *err = NULL;
+    RamUffd *u = ram_uffd_new(&l, &err);
+
+    if (!u) {
+        g_test_skip(error_get_pretty(err));
+        error_free(err);
+        ram_block_free(rb);
+        return;
+    }
+    memset(a, 0xaa, sizeof(a));
+    memset(b, 0xbb, sizeof(b));
+    g_assert_false(ram_uffd_placed(u, 0, 5));
+    g_assert_true(ram_uffd_place_page(u, 0, 5, a, &error_abort));
+    g_assert_true(ram_uffd_placed(u, 0, 5));
+    g_assert_true(ram_uffd_place_page(u, 0, 5, b, &error_abort));
+    g_assert_true(ram_uffd_place_page(u, 0, 5, NULL, &error_abort));
+    g_assert_true(ram_uffd_place_page(u, 0, 6, NULL, &error_abort));
+    ram_uffd_stats(u, &copies, &zeros, &already);
+    g_assert_cmpuint(copies, ==, 1);
+    g_assert_cmpuint(zeros, ==, 1);
+    g_assert_cmpuint(already, ==, 2);
+    g_assert_cmpint(memcmp(rb->host + 5 * RAM_PAGE_SIZE, a, RAM_PAGE_SIZE), ==, 0);
+    g_assert_cmpuint(rb->host[6 * RAM_PAGE_SIZE], ==, 0);
+    /* Outside every block: not found. */
+    {
+        uint64_t page;
+        int blk;
+
+        g_assert_false(ram_uffd_find(u, (uintptr_t)rb->host + UFFD_BLOCK_SIZE, &blk, &page));
+        g_assert_true(ram_uffd_find(u, (uintptr_t)rb->host + 5 * RAM_PAGE_SIZE + 17,
+                                    &blk, &page));
+        g_assert_cmpint(blk, ==, 0);
+        g_assert_cmpuint(page, ==, 5);
+    }
+    ram_uffd_free(u);
+    ram_block_free(rb);
+}
+
+/* A private file mapping cannot take missing-page faults: refused by name. */
+static void test_refused(void)
+{
+    char path[] = "/tmp/amber-uffd-private-XXXXXX";
+    int fd = mkstemp(path);
+    RamBackendOptions o = { .kind = RAM_BACKEND_FILE, .size = UFFD_BLOCK_SIZE,
+                            .share = false, .mem_path = path };
+    Error *err = NULL;
+    RAMBlock *rb;
+    RamBlockList l;
+
+    g_assert_cmpint(fd, >=, 0);
+    close(fd);
+    rb = ram_block_new("pc.ram", &o, &error_abort);
+    l = (RamBlockList){ .blocks = { rb }, .nblocks = 1 };
+    g_assert_null(ram_uffd_new(&l, &err));
+    assert_error_contains(&err, "RAM block 'pc.ram' cannot be placed on demand: "
+                          "a private file mapping");
+    ram_block_free(rb);
+    unlink(path);
+}
+
+int main(int argc, char **argv)
+{
+    g_test_init(&argc, &argv, NULL);
+    g_test_add_data_func("/ram-uffd/load-while-reading/anon",
+                         GINT_TO_POINTER(RAM_BACKEND_RAM), test_load_while_reading);
+    g_test_add_data_func("/ram-uffd/load-while-reading/memfd",
+                         GINT_TO_POINTER(RAM_BACKEND_MEMFD), test_load_while_reading);
+    g_test_add_func("/ram-uffd/exactly-once", test_exactly_once);
+    g_test_add_func("/ram-uffd/refused", test_refused);
+    return g_test_run();
+}
