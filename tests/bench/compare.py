@@ -37,61 +37,57 @@ def spread(rounds, key, scale=1.0):
     return "%s (%s-%s)" % (num(statistics.median(vals)), num(min(vals)), num(max(vals)))
 
 
-def index(rows, *keys):
-    return {tuple(r[k] for k in keys): r for r in rows}
+def pairs(before, after, key, first_col):
+    """Print the table's head; yield (key, before row, after row) for keys in both."""
+    print("| %s | figure | amber before | amber after | QEMU 7.2 before | QEMU 7.2 after |"
+          % first_col)
+    print("|---|---|---|---|---|---|")
+    b = {r[key]: r for r in before}
+    a = {r[key]: r for r in after}
+    for k in sorted(set(b) & set(a)):
+        yield k, b[k], a[k]
 
 
 def saverestore(before, after):
-    print("| RAM | figure | amber before | amber after | QEMU 7.2 before | QEMU 7.2 after |")
-    print("|---|---|---|---|---|---|")
-    b, a = index(before, "mem_mib"), index(after, "mem_mib")
-    for key in sorted(set(b) & set(a)):
+    for mib, b, a in pairs(before, after, "mem_mib", "RAM"):
         for fig, name, digits in (("save_s", "save (s)", 2),
                                   ("load_s", "start to running (s)", 2),
                                   ("image_per_populated", "image / populated", 4)):
             cells = [fmt(run.get(fig), digits) for run in
-                     (b[key]["amber"], a[key]["amber"], b[key].get("qemu", {}),
-                      a[key].get("qemu", {}))]
-            print("| %d MiB | %s | %s |" % (key[0], name, " | ".join(cells)))
+                     (b["amber"], a["amber"], b.get("qemu", {}), a.get("qemu", {}))]
+            print("| %d MiB | %s | %s |" % (mib, name, " | ".join(cells)))
 
 
 def bgsnap(before, after):
-    print("| load | figure | amber before | amber after | QEMU 7.2 before | QEMU 7.2 after |")
-    print("|---|---|---|---|---|---|")
-    b, a = index(before, "load"), index(after, "load")
     figs = (("time_lost_s", "guest time lost (s)", 1.0),
             ("snapshot_ms", "snapshot (ms)", 1.0),
             ("stall_max_us", "guest max stall (ms)", 1e-3),
             ("pause_us", "pause (ms)", 1e-3))
-    for key in sorted(set(b) & set(a)):
+    for load, b, a in pairs(before, after, "load", "load"):
         for fig, name, scale in figs:
             cells = []
-            for run in (b[key], a[key]):
+            for run in (b, a):
                 cells.append(spread(run["amber"]["rounds"], fig, scale))
-            for run in (b[key], a[key]):
+            for run in (b, a):
                 q = run.get("qemu")
                 qfig = "pause_ms" if fig == "pause_us" else fig
                 qscale = 1.0 if fig == "pause_us" else scale
                 cells.append(spread(q["rounds"], qfig, qscale) if q else "-")
-            print("| %s | %s | %s |" % (key[0], name, " | ".join(cells)))
+            print("| %s | %s | %s |" % (load, name, " | ".join(cells)))
 
 
 def precopy(before, after):
-    print("| dirty rate | figure | amber before | amber after | QEMU 7.2 before | QEMU 7.2 after |")
-    print("|---|---|---|---|---|---|")
-    b, a = index(before, "rate"), index(after, "rate")
-    for key in sorted(set(b) & set(a)):
+    for rate, b, a in pairs(before, after, "rate", "dirty rate"):
         for fig, name, scale in (("total_time_ms", "total (ms)", 1),
                                  ("downtime_ms", "downtime (ms)", 1),
                                  ("transferred_bytes", "sent (MiB)", 1 / 2**20),
                                  ("dirty_sync_count", "passes", 1)):
             cells = []
-            for run in (b[key]["amber"], a[key]["amber"],
-                        b[key].get("qemu"), a[key].get("qemu")):
+            for run in (b["amber"], a["amber"], b.get("qemu"), a.get("qemu")):
                 v = run.get(fig) if run else None
                 cells.append(fmt(v * scale if isinstance(v, (int, float)) and scale != 1
                                  else v, 0))
-            print("| %d | %s | %s |" % (key[0], name, " | ".join(cells)))
+            print("| %d | %s | %s |" % (rate, name, " | ".join(cells)))
 
 
 def main():

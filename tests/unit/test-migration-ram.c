@@ -9,22 +9,13 @@
 #include <unistd.h>
 #include <glib.h>
 
-#include "migration/ram.h"
-#include "migration/savers.h"
-#include "test-helpers.h"
+#include "test-ram-helpers.h"
 
 #define BLOCK_SIZE (2u << 20)
 
 static RAMBlock *new_block(RamBackendKind kind, uint64_t size)
 {
-    RamBackendOptions o = { .kind = kind, .size = size, .share = kind == RAM_BACKEND_MEMFD };
-    Error *err = NULL;
-    RAMBlock *rb = ram_block_new("pc.ram", &o, &err);
-
-    if (!rb) {
-        g_error("ram_block_new: %s", error_get_pretty(err));
-    }
-    return rb;
+    return test_ram_block(kind, size);
 }
 
 /* Some pages with data, one written then cleared, the rest never touched. */
@@ -37,37 +28,11 @@ static void fill(RAMBlock *rb)
     memset(rb->host + RAM_PAGE_SIZE, 0, RAM_PAGE_SIZE);
 }
 
-static GBytes *save_list(RamBlockList *list, RamCounters *c)
-{
-    RamBlockList l = *list;
-    SaveStateRegistry *r = savevm_registry_new();
-    RamSaver *rs = ram_saver_new(&l);
-    RamStopped *st = ram_stopped_new();
-    QEMUFile *f = qemu_file_new_mem_output("mem");
-    Error *err = NULL;
-    const uint8_t *data;
-    size_t len;
-    GBytes *out;
-
-    g_assert_true(ram_stopped_register(st, rs, r, &err));
-    if (!test_save_stream(r, f, &err)) {
-        g_error("save: %s", error_get_pretty(err));
-    }
-    data = qemu_file_mem_data(f, &len);
-    out = g_bytes_new(data, len);
-    ram_saver_counters(rs, c);
-    qemu_fclose(f);
-    ram_stopped_free(st);
-    ram_saver_free(rs);
-    savevm_registry_free(r);
-    return out;
-}
-
 static GBytes *save(RAMBlock *rb, RamCounters *c)
 {
     RamBlockList l = { .blocks = { rb }, .nblocks = 1 };
 
-    return save_list(&l, c);
+    return test_ram_save(&l, c);
 }
 
 /* Load [buf, buf+len) into rb; NULL on success, else the message (g_free). */
@@ -294,7 +259,7 @@ static void test_stream_pinned(gconstpointer data)
                                   a->fd_offset + 64 * RAM_PAGE_SIZE,
                                   32 * RAM_PAGE_SIZE), ==, 0);
     }
-    s = save_list(&l, &c);
+    s = test_ram_save(&l, &c);
     sum = g_compute_checksum_for_bytes(G_CHECKSUM_SHA256, s);
     g_test_message("ram stream %zu bytes, sha256 %s", g_bytes_get_size(s), sum);
     g_assert_cmpstr(sum, ==, pinned_sha256[kind]);

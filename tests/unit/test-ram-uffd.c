@@ -11,9 +11,7 @@
 #include <unistd.h>
 #include <glib.h>
 
-#include "migration/ram.h"
-#include "migration/savers.h"
-#include "test-helpers.h"
+#include "test-ram-helpers.h"
 #include "util/cutils.h"
 #include "util/uffd.h"
 
@@ -23,15 +21,7 @@
 
 static RAMBlock *new_block(RamBackendKind kind)
 {
-    RamBackendOptions o = { .kind = kind, .size = UFFD_BLOCK_SIZE,
-                            .share = kind == RAM_BACKEND_MEMFD };
-    Error *err = NULL;
-    RAMBlock *rb = ram_block_new("pc.ram", &o, &err);
-
-    if (!rb) {
-        g_error("ram_block_new: %s", error_get_pretty(err));
-    }
-    return rb;
+    return test_ram_block(kind, UFFD_BLOCK_SIZE);
 }
 
 /* Every third page zero, the rest stamped with their number. */
@@ -49,23 +39,8 @@ static void fill(RAMBlock *rb)
 static GBytes *save(RAMBlock *rb)
 {
     RamBlockList l = { .blocks = { rb }, .nblocks = 1 };
-    SaveStateRegistry *r = savevm_registry_new();
-    RamSaver *rs = ram_saver_new(&l);
-    RamStopped *st = ram_stopped_new();
-    QEMUFile *f = qemu_file_new_mem_output("mem");
-    const uint8_t *data;
-    size_t len;
-    GBytes *out;
 
-    g_assert_true(ram_stopped_register(st, rs, r, &error_abort));
-    g_assert_true(test_save_stream(r, f, &error_abort));
-    data = qemu_file_mem_data(f, &len);
-    out = g_bytes_new(data, len);
-    qemu_fclose(f);
-    ram_stopped_free(st);
-    ram_saver_free(rs);
-    savevm_registry_free(r);
-    return out;
+    return test_ram_save(&l, NULL);
 }
 
 typedef struct Run {

@@ -1,0 +1,49 @@
+/* RAM blocks and `ram` streams for the tests of the RAM section. */
+#ifndef AMBER_TESTS_UNIT_TEST_RAM_HELPERS_H
+#define AMBER_TESTS_UNIT_TEST_RAM_HELPERS_H
+
+#include <glib.h>
+
+#include "migration/ram.h"
+#include "migration/savers.h"
+#include "test-helpers.h"
+
+/* A block "pc.ram" of size bytes (memfd ones shared), or the test ends. */
+static inline RAMBlock *test_ram_block(RamBackendKind kind, uint64_t size)
+{
+    RamBackendOptions o = { .kind = kind, .size = size, .share = kind == RAM_BACKEND_MEMFD };
+    Error *err = NULL;
+    RAMBlock *rb = ram_block_new("pc.ram", &o, &err);
+
+    if (!rb) {
+        g_error("ram_block_new: %s", error_get_pretty(err));
+    }
+    return rb;
+}
+
+/* The stream of a stopped save of the blocks of l; c (may be NULL) gets its counters. */
+static inline GBytes *test_ram_save(RamBlockList *l, RamCounters *c)
+{
+    SaveStateRegistry *r = savevm_registry_new();
+    RamSaver *rs = ram_saver_new(l);
+    RamStopped *st = ram_stopped_new();
+    QEMUFile *f = qemu_file_new_mem_output("mem");
+    const uint8_t *data;
+    size_t len;
+    GBytes *out;
+
+    g_assert_true(ram_stopped_register(st, rs, r, &error_abort));
+    g_assert_true(test_save_stream(r, f, &error_abort));
+    data = qemu_file_mem_data(f, &len);
+    out = g_bytes_new(data, len);
+    if (c) {
+        ram_saver_counters(rs, c);
+    }
+    qemu_fclose(f);
+    ram_stopped_free(st);
+    ram_saver_free(rs);
+    savevm_registry_free(r);
+    return out;
+}
+
+#endif
