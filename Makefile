@@ -4,9 +4,12 @@ PY := /usr/bin/python3
 BUILD := build
 ASAN_BUILD := build-asan
 TSAN_BUILD := build-tsan
+FUZZ_BUILD := build-fuzz
+# make fuzz SECONDS=N: how long each fuzz target runs.
+SECONDS ?= 60
 
 .PHONY: all deps build check check-unit check-asan check-tsan check-functional \
-        check-functional-asan check-functional-tsan demo bench clean
+        check-functional-asan check-functional-tsan demo bench fuzz clean
 
 all: build
 
@@ -66,6 +69,18 @@ check-functional-tsan: deps $(TSAN_BUILD)/build.ninja
 check: check-unit check-asan check-tsan check-functional check-functional-asan \
        check-functional-tsan
 
+# The libFuzzer targets of tests/fuzz/, built with clang, ASan and UBSan,
+# each run for SECONDS from the committed corpus (tests/fuzz/README.md).
+$(FUZZ_BUILD)/build.ninja:
+	@scripts/install-deps.sh --fuzz
+	CC=clang ./configure --builddir=$(FUZZ_BUILD) -Dfuzzing=true \
+	    -Db_sanitize=address,undefined -Db_lundef=false
+
+fuzz: $(FUZZ_BUILD)/build.ninja
+	@scripts/install-deps.sh --fuzz
+	ninja -C $(FUZZ_BUILD)
+	scripts/fuzz.sh $(FUZZ_BUILD) $(SECONDS)
+
 demo: build
 	@scripts/demo.sh $(BUILD)
 
@@ -73,4 +88,4 @@ bench: build
 	$(PY) tests/bench/run.py --build $(BUILD) --doc --bg-rounds 3 --wf-rounds 3 --bl-rounds 3
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD) $(FUZZ_BUILD)

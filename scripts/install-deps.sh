@@ -13,6 +13,11 @@ need=(
     qemu-system-x86
 )
 
+# `make fuzz` (scripts/install-deps.sh --fuzz): clang and its libFuzzer runtime.
+if [ "${1:-}" = "--fuzz" ]; then
+    need+=(clang libclang-rt-14-dev)
+fi
+
 missing=()
 for p in "${need[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

@@ -24,6 +24,11 @@ void device_register_type(const DeviceInfo *info)
     device_types.types[device_types.n++] = info;
 }
 
+const DeviceInfo *device_type_nth(int i)
+{
+    return i >= 0 && i < device_types.n ? device_types.types[i] : NULL;
+}
+
 static gint by_order(gconstpointer a, gconstpointer b)
 {
     const DeviceInfo *x = *(const DeviceInfo *const *)a;

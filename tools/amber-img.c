@@ -1049,7 +1049,6 @@ static bool img_run_loader(Img *img, SaveStateRegistry *r, Error **errp)
 
 static bool img_load(Img *img, Error **errp)
 {
-    g_autoptr(GError) gerr = NULL;
     SaveStateRegistry *r = savevm_registry_new();
     Error *local = NULL;
     bool ok = false;

@@ -95,6 +95,8 @@ typedef struct DeviceInfo {
 } DeviceInfo;
 
 void device_register_type(const DeviceInfo *info);
+/* The registered device types in registration order; NULL past the last. */
+const DeviceInfo *device_type_nth(int i);
 #define DEVICE_REGISTER(info)                                            \
     static void __attribute__((constructor)) register_##info(void)      \
     {                                                                    \

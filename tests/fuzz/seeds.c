@@ -1,0 +1,19 @@
+/* Writing seed inputs: shared by every fuzz target and both of its builds. */
+#include <stdbool.h>
+#include <stdio.h>
+
+#include <glib.h>
+
+#include "fuzz.h"
+
+bool fuzz_seed(const char *dir, const char *name, const void *data, size_t len)
+{
+    g_autofree char *path = g_build_filename(dir, name, NULL);
+    g_autoptr(GError) err = NULL;
+
+    if (!g_file_set_contents(path, data, len, &err)) {
+        fprintf(stderr, "replay: %s\n", err->message);
+        return false;
+    }
+    return true;
+}
