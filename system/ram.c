@@ -370,11 +370,12 @@ static bool parse_size(const char *s, uint64_t *out, int default_shift, Error **
         error_setg(errp, "size '%s' is too large", s);
         return false;
     }
-    double frac = 0;
+    /* The fraction is digits only: no exponent ("1.6e6e" is not 1.6e6 EiB). */
+    double frac = 0, scale = 0.1;
     if (*end == '.') {
-        char *fend;
-        frac = g_ascii_strtod(end, &fend);
-        end = fend;
+        for (end++; g_ascii_isdigit(*end); end++, scale /= 10) {
+            frac += (*end - '0') * scale;
+        }
     }
     int shift = default_shift;
     if (*end) {
@@ -398,7 +399,13 @@ static bool parse_size(const char *s, uint64_t *out, int default_shift, Error **
         error_setg(errp, "size '%s' is too large", s);
         return false;
     }
-    *out = (whole << shift) + (uint64_t)(frac * (double)(1ULL << shift));
+    /*
+     * frac < 1, so its bytes are below 1 << shift, but a double rounds: keep
+     * them there, or the sum could wrap past UINT64_MAX.
+     */
+    uint64_t part = shift ? (uint64_t)MIN(frac * (double)(1ULL << shift),
+                                          (double)((1ULL << shift) - 1)) : 0;
+    *out = (whole << shift) + MIN(part, (1ULL << shift) - 1);
     return true;
 }
 

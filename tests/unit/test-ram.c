@@ -253,6 +253,13 @@ static void test_parse_sizes(void)
     g_assert_cmpuint(v, ==, 65536);
     g_assert_true(parse_size_bytes("1GiB", &v, NULL));
     g_assert_cmpuint(v, ==, GIB);
+    g_assert_true(parse_size_bytes("0.25K", &v, NULL));
+    g_assert_cmpuint(v, ==, 256);
+    /* The largest sizes: a fraction that rounds up must not wrap past 2^64. */
+    g_assert_true(parse_size_bytes("15.99999999999999999999E", &v, NULL));
+    g_assert_cmpuint(v, ==, UINT64_MAX);
+    g_assert_true(parse_size_bytes("15E", &v, NULL));
+    g_assert_cmpuint(v, ==, 15ULL << 60);
 
     static const struct { const char *in, *msg; } bad[] = {
         { "abc", "invalid size 'abc'" },
@@ -261,6 +268,9 @@ static void test_parse_sizes(void)
         { "5Mx", "invalid size '5Mx': unknown suffix" },
         { "99999999999T", "size '99999999999T' is too large" },
         { "-1", "invalid size '-1'" },
+        /* An exponent is not part of a size (found by fuzz-hmp: it overflowed). */
+        { "14.6e6e", "invalid size '14.6e6e': unknown suffix" },
+        { "1.5e3K", "invalid size '1.5e3K': unknown suffix" },
     };
     for (size_t i = 0; i < G_N_ELEMENTS(bad); i++) {
         Error *err = NULL;
