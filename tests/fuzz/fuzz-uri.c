@@ -40,12 +40,5 @@ static const char *const seeds[] = {
 
 bool fuzz_write_seeds(const char *dir)
 {
-    for (size_t i = 0; i < G_N_ELEMENTS(seeds); i++) {
-        g_autofree char *name = g_strdup_printf("uri-%zu", i);
-
-        if (!fuzz_seed(dir, name, seeds[i], strlen(seeds[i]))) {
-            return false;
-        }
-    }
-    return true;
+    return fuzz_seed_strings(dir, "uri", seeds, G_N_ELEMENTS(seeds));
 }

@@ -22,5 +22,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 bool fuzz_write_seeds(const char *dir);
 /* For fuzz_write_seeds: dir/name holds len bytes of data. */
 bool fuzz_seed(const char *dir, const char *name, const void *data, size_t len);
+/* The same for n texts, named prefix-0, prefix-1, ... */
+bool fuzz_seed_strings(const char *dir, const char *prefix, const char *const *texts,
+                       size_t n);
 
 #endif
