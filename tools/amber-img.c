@@ -35,6 +35,7 @@
 
 #include "util/error.h"
 #include "util/bitmap.h"
+#include "util/cutils.h"
 #include "migration/qemu-file.h"
 #include "migration/savevm.h"
 #include "migration/ram.h"
@@ -138,11 +139,6 @@ struct Img {
     uint64_t eof_offset;
     Extract *ex;
 };
-
-static uint32_t be32_at(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
 
 /* ---- opening --------------------------------------------------------------- */
 

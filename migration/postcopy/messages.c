@@ -10,37 +10,7 @@
 #include <glib.h>
 
 #include "migration/postcopy-messages.h"
-
-/* Big-endian fields of a payload held in memory. */
-static uint64_t be64_at(const uint8_t *p)
-{
-    uint64_t v = 0;
-
-    for (int i = 0; i < 8; i++) {
-        v = v << 8 | p[i];
-    }
-    return v;
-}
-
-static uint32_t be32_at(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
-static void put_be64_at(uint8_t *p, uint64_t v)
-{
-    for (int i = 7; i >= 0; i--, v >>= 8) {
-        p[i] = v & 0xff;
-    }
-}
-
-static void put_be32_at(uint8_t *p, uint32_t v)
-{
-    p[0] = v >> 24;
-    p[1] = v >> 16;
-    p[2] = v >> 8;
-    p[3] = v;
-}
+#include "util/cutils.h"
 
 /* A name of len bytes from p into name (256 bytes); no NUL inside, not empty. */
 static bool take_name(const uint8_t *p, uint8_t len, char *name, const char *what,
