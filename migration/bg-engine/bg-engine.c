@@ -38,7 +38,6 @@
 
 #define FAULT_MSGS_PER_READ 32
 #define BG_REPAIR_AFTER_STOP_US 250000
-#define SCAN_REGIONS 256
 
 typedef struct BgBlock {
     RAMBlock *rb;
