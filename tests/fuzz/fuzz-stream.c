@@ -15,6 +15,7 @@
 #include "migration/ram.h"
 #include "migration/savers.h"
 #include "system/machine.h"
+#include "../unit/test-helpers.h"
 
 static RamBlockList *ram_list(void)
 {
@@ -87,17 +88,13 @@ static GBytes *stream(bool devices)
     GPtrArray *states = NULL;
     const uint8_t *bytes;
     size_t len;
-    int ret;
     GBytes *out;
 
     g_assert(ram_stopped_register(st, rs, r, NULL));
     if (devices) {
         states = register_devices(r);
     }
-    g_assert(savevm_save_head(r, f, NULL));
-    while ((ret = savevm_save_iterate(r, f, NULL)) == 0) {
-    }
-    g_assert(ret > 0 && savevm_save_complete(r, f, NULL) && savevm_save_tail(r, f, NULL));
+    g_assert(test_save_stream(r, f, NULL));
     bytes = qemu_file_mem_data(f, &len);
     out = g_bytes_new(bytes, len);
     qemu_fclose(f);
