@@ -1,37 +1,35 @@
 /*
  * HMP words for migration.  Each parses text and calls the QMP handler;
- * output follows QEMU's HMP wording.
+ * output follows QEMU's HMP wording.  Only the public interface of
+ * migration/ is used: what HMP shows is what QMP replies.
  */
 #include <inttypes.h>
+#include <stddef.h>
 #include <string.h>
 
-#include "migration-int.h"
+#include "migration/migration.h"
 #include "monitor/hmp.h"
 #include "qapi-commands.h"
-#include "savers/background.h"
+#include "system/ram.h"
 
 /* ---- migrate [-d] URI ---------------------------------------------------------- */
 
-static bool migrate_finished(MigrationState *ms)
-{
-    int st = migration_get_status(&ms->status);
-
-    return st != MIGRATION_STATUS_SETUP && st != MIGRATION_STATUS_ACTIVE &&
-           st != MIGRATION_STATUS_CANCELLING;
-}
-
 /*
- * Without -d, QEMU's HMP waits for the end and reports a failure.  The
- * main loop keeps running meanwhile (the migration thread needs it, and
- * other monitors answer); this monitor's own input waits, as GLib does not
- * dispatch a source again while its callback runs.
+ * Without -d, HMP waits for the end and reports a failure, as QEMU's does.
+ * The wait runs the main loop (the migration thread needs it for its
+ * stop and start, and other monitors answer meanwhile) rather than
+ * returning and printing later: the line may have come through QMP's
+ * human-monitor-command, whose reply carries this output and is sent when
+ * the command returns, so there is no later.  This monitor's own input
+ * waits, as GLib does not dispatch a source again while its callback runs,
+ * and a `quit` from another monitor ends the wait.
  */
 static void wait_for_migration(Hmp *h, MigrationState *ms)
 {
     Amber *s = hmp_amber(h);
     MigrationInfo *info;
 
-    while (!migrate_finished(ms) && !s->quit_requested) {
+    while (migration_outgoing_running(ms) && !s->quit_requested) {
         g_main_context_iteration(NULL, TRUE);
     }
     info = qmp_query_migrate(s, NULL);
