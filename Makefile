@@ -50,8 +50,9 @@ check-functional: build
 # The migration tests again with amber itself built with the sanitizers: the
 # engine's threads against real vCPUs, faults, cancels and broken streams.
 # Every VM's output is checked for reports (tests/functional/vm.py).
-# TSan runs about twice as slowly, so it takes the snapshot tests only.
-TSAN_FUNCTIONAL := tests/functional/test_bgsnapshot.py tests/functional/test_stream_errors.py
+# TSan runs about twice as slowly, so it takes the snapshot and postcopy tests only.
+TSAN_FUNCTIONAL := tests/functional/test_bgsnapshot.py tests/functional/test_stream_errors.py \
+                   tests/functional/test_postcopy.py
 ASAN_FUNCTIONAL := $(TSAN_FUNCTIONAL) tests/functional/test_direct_io.py \
                    tests/functional/test_saverestore.py
 check-functional-asan: deps $(ASAN_BUILD)/build.ninja

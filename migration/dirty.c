@@ -207,6 +207,11 @@ uint64_t ram_dirty_next(RamDirty *d, int b, uint64_t page)
     return find_next_bit(d->blocks[b].map, d->blocks[b].npages, page);
 }
 
+uint64_t ram_dirty_next_clear(RamDirty *d, int b, uint64_t page)
+{
+    return find_next_zero_bit(d->blocks[b].map, d->blocks[b].npages, page);
+}
+
 bool ram_dirty_test(RamDirty *d, int b, uint64_t page)
 {
     return page < d->blocks[b].npages && test_bit(page, d->blocks[b].map);

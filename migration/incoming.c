@@ -18,6 +18,7 @@
 
 #include "migration-int.h"
 #include "monitor/monitor.h"
+#include "postcopy/postcopy.h"
 #include "qapi-commands.h"
 #include "util/trace.h"
 
@@ -34,6 +35,7 @@ struct MigrationIncoming {
     RamLoader *ram;
     MachineStateImage *img;
     SaveStateRegistry *r;
+    PostcopyDest *postcopy;         /* the stream's postcopy commands */
 };
 
 static MigrationIncoming *incoming(Amber *s)
@@ -51,7 +53,8 @@ bool migration_incoming_running(MigrationState *ms)
 {
     int st = migration_incoming_status(ms);
 
-    return st == MIGRATION_STATUS_SETUP || st == MIGRATION_STATUS_ACTIVE;
+    return st == MIGRATION_STATUS_SETUP || st == MIGRATION_STATUS_ACTIVE ||
+           st == MIGRATION_STATUS_POSTCOPY_ACTIVE || st == MIGRATION_STATUS_POSTCOPY_PAUSED;
 }
 
 void migration_incoming_info(MigrationState *ms, MigrationInfo *info)
@@ -61,6 +64,10 @@ void migration_incoming_info(MigrationState *ms, MigrationInfo *info)
     if (st != MIGRATION_STATUS_NONE) {
         info->has_status = true;
         info->status = st;
+    }
+    /* Published by the load thread once made; freed only after it ended. */
+    if (ms->incoming) {
+        postcopy_dest_info(__atomic_load_n(&ms->incoming->postcopy, __ATOMIC_ACQUIRE), info);
     }
 }
 
@@ -109,6 +116,8 @@ void migration_incoming_free(MigrationIncoming *mis)
     if (!mis) {
         return;
     }
+    /* Before the RAM goes: this unregisters it and stops the fault thread. */
+    postcopy_dest_free(mis->postcopy);
     channel_abort(mis->ch);
     channel_listener_free(mis->listener);
     if (mis->cancel_fd >= 0) {
@@ -167,12 +176,41 @@ static void header_read(void *opaque)
                             MIGRATION_STATUS_ACTIVE);
 }
 
+/* Postcopy's LISTEN: RAM takes faults from now on. */
+static void postcopy_listening(void *opaque)
+{
+    MigrationIncoming *mis = opaque;
+
+    migration_change_status(mis->ms, &mis->status, MIGRATION_STATUS_ACTIVE,
+                            MIGRATION_STATUS_POSTCOPY_ACTIVE);
+}
+
+/* Postcopy's RUN: the device state is whole; the guest runs while RAM follows. */
+static bool postcopy_run(void *opaque, Error **errp)
+{
+    MigrationIncoming *mis = opaque;
+
+    return machine_state_complete(mis->img, errp) &&
+           migration_call_main(mis->ms, apply_main, mis, errp);
+}
+
+static const PostcopyDestOps postcopy_dest_ops = {
+    .listening = postcopy_listening,
+    .run = postcopy_run,
+};
+
 static bool load_stream(MigrationIncoming *mis, QEMUFile *f, Error **errp)
 {
-    SaveVMLoadOptions opts = { .header_read = header_read, .header_opaque = mis };
+    SaveVMLoadOptions opts = {
+        .header_read = header_read, .header_opaque = mis,
+        .command = postcopy_dest_command, .command_opaque = mis->postcopy,
+    };
 
-    return savevm_load(mis->r, f, &opts, NULL, errp) &&
-           ram_loader_complete(mis->ram, errp) && machine_state_complete(mis->img, errp);
+    if (!savevm_load(mis->r, f, &opts, NULL, errp) || !ram_loader_complete(mis->ram, errp)) {
+        return false;
+    }
+    /* After a postcopy RUN the device state was checked and applied there. */
+    return postcopy_dest_running(mis->postcopy) || machine_state_complete(mis->img, errp);
 }
 
 static bool incoming_run(MigrationIncoming *mis, Error **errp)
@@ -191,11 +229,16 @@ static bool incoming_run(MigrationIncoming *mis, Error **errp)
     if (!migration_io_init(&io, mis->ch->fd, mis->cancel_fd, errp)) {
         return false;
     }
+    __atomic_store_n(&mis->postcopy,
+                     postcopy_dest_new(mis->ms, mis->ms->s->machine, mis->ram, mis->r,
+                                       mis->ch->fd, mis->cancel_fd, &postcopy_dest_ops, mis),
+                     __ATOMIC_RELEASE);
     f = migration_io_input(&io, mis->uri);
     ok = load_stream(mis, f, errp);
     qemu_fclose(f);
     migration_io_restore(&io);
     if (!ok) {
+        postcopy_dest_fail(mis->postcopy);
         return false;
     }
     /* The stream is whole and checked; a failing exec reader changes nothing now. */
@@ -204,7 +247,12 @@ static bool incoming_run(MigrationIncoming *mis, Error **errp)
         error_free(cerr);
     }
     mis->ch = NULL;
-    return migration_call_main(mis->ms, apply_main, mis, errp);
+    /* The return path has its own descriptor: it outlives the channel. */
+    if (postcopy_dest_running(mis->postcopy)) {
+        return postcopy_dest_finish(mis->postcopy, errp);
+    }
+    return migration_call_main(mis->ms, apply_main, mis, errp) &&
+           postcopy_dest_finish(mis->postcopy, errp);
 }
 
 static gpointer incoming_thread(gpointer opaque)
@@ -218,6 +266,16 @@ static gpointer incoming_thread(gpointer opaque)
         return NULL;
     }
     trace(migration_incoming_done, "failed: %s", error_get_pretty(err));
+    if (postcopy_dest_running(mis->postcopy)) {
+        /*
+         * The guest runs here on pages that exist nowhere else: stay up,
+         * keep every page, and let vCPUs that wait for a missing one wait.
+         */
+        error_report("postcopy paused: %s", error_get_pretty(err));
+        migration_set_status(mis->ms, &mis->status, MIGRATION_STATUS_POSTCOPY_PAUSED);
+        error_free(err);
+        return NULL;
+    }
     migration_set_status(mis->ms, &mis->status, MIGRATION_STATUS_FAILED);
     if (!migration_exiting(mis->ms)) {
         migration_call_main(mis->ms, fail_main, err, NULL);

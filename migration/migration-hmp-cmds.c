@@ -29,7 +29,10 @@ static void wait_for_migration(Hmp *h, MigrationState *ms)
     Amber *s = hmp_amber(h);
     MigrationInfo *info;
 
-    while (migration_outgoing_running(ms) && !s->quit_requested) {
+    /* A paused postcopy waits for the user, who needs this monitor back. */
+    while (migration_outgoing_running(ms) &&
+           migration_outgoing_status(ms) != MIGRATION_STATUS_POSTCOPY_PAUSED &&
+           !s->quit_requested) {
         g_main_context_iteration(NULL, TRUE);
     }
     info = qmp_query_migrate(s, NULL);
@@ -74,6 +77,14 @@ static void hmp_migrate_cancel(Hmp *h, int argc, char **argv)
     Error *err = NULL;
 
     qmp_migrate_cancel(hmp_amber(h), &err);
+    hmp_handle_error(h, err);
+}
+
+static void hmp_migrate_start_postcopy(Hmp *h, int argc, char **argv)
+{
+    Error *err = NULL;
+
+    qmp_migrate_start_postcopy(hmp_amber(h), &err);
     hmp_handle_error(h, err);
 }
 
@@ -148,6 +159,8 @@ static const HmpParam hmp_params[] = {
     HMP_PARAM("x-background-snapshot-chunk-size", x_background_snapshot_chunk_size,
               HMP_PARAM_SIZE, "bytes", NULL),
     HMP_PARAM("direct-io", direct_io, HMP_PARAM_BOOL, NULL, NULL),
+    HMP_PARAM("max-postcopy-bandwidth", max_postcopy_bandwidth, HMP_PARAM_SIZE,
+              "bytes/second", "(no limit)"),
 };
 
 static const HmpParam *find_param(const char *name)
@@ -224,7 +237,9 @@ static void hmp_migrate_set_parameter(Hmp *h, int argc, char **argv)
                                p.x_background_snapshot_pool_size,
                                p.has_x_background_snapshot_chunk_size,
                                p.x_background_snapshot_chunk_size,
-                               p.has_direct_io, p.direct_io, &err);
+                               p.has_direct_io, p.direct_io,
+                               p.has_max_postcopy_bandwidth, p.max_postcopy_bandwidth,
+                               &err);
     hmp_handle_error(h, err);
 }
 
@@ -280,6 +295,8 @@ static void print_ram(Hmp *h, const MigrationStats *r)
     hmp_printf(h, "pages-per-second: %" PRId64 "\n", r->pages_per_second);
     hmp_printf(h, "precopy ram: %" PRIu64 " kbytes\n", r->precopy_bytes >> 10);
     hmp_printf(h, "downtime ram: %" PRIu64 " kbytes\n", r->downtime_bytes >> 10);
+    hmp_printf(h, "postcopy request count: %" PRId64 "\n", r->postcopy_requests);
+    hmp_printf(h, "postcopy ram: %" PRIu64 " kbytes\n", r->postcopy_bytes >> 10);
 }
 
 static void print_background_snapshot(Hmp *h, const BackgroundSnapshotStats *st)
@@ -298,6 +315,22 @@ static void print_background_snapshot(Hmp *h, const BackgroundSnapshotStats *st)
                st->stall_p99_us, st->stall_max_us);
     hmp_printf(h, "stall histogram (log2 us):");
     for (const uint64List *l = st->stall_histogram; l; l = l->next) {
+        hmp_printf(h, " %" PRIu64, l->value);
+    }
+    hmp_printf(h, "\n");
+}
+
+/* A postcopy destination's waits (capability postcopy-blocktime). */
+static void print_blocktime(Hmp *h, const MigrationInfo *info)
+{
+    hmp_printf(h, "Postcopy Blocktime (ms): %" PRIu64 "\n", info->postcopy_blocktime);
+    hmp_printf(h, "Postcopy vCPU Blocktime (ms):");
+    for (const uint32List *l = info->postcopy_vcpu_blocktime; l; l = l->next) {
+        hmp_printf(h, " %" PRIu64, l->value);
+    }
+    hmp_printf(h, "\nPostcopy Latency (ns): %" PRIu64 "\n", info->postcopy_latency);
+    hmp_printf(h, "Postcopy Latency Distribution (log2 us):");
+    for (const uint64List *l = info->postcopy_latency_dist; l; l = l->next) {
         hmp_printf(h, " %" PRIu64, l->value);
     }
     hmp_printf(h, "\n");
@@ -331,6 +364,9 @@ static void hmp_info_migrate(Hmp *h, int argc, char **argv)
     if (info->has_x_background_snapshot) {
         print_background_snapshot(h, info->x_background_snapshot);
     }
+    if (info->has_postcopy_blocktime) {
+        print_blocktime(h, info);
+    }
     qapi_free_MigrationInfo(info);
 }
 
@@ -341,6 +377,11 @@ static const HmpCommand migrate_cmd = {
 static const HmpCommand migrate_cancel_cmd = {
     .name = "migrate_cancel", .help = "cancel the current migration",
     .fn = hmp_migrate_cancel,
+};
+static const HmpCommand migrate_start_postcopy_cmd = {
+    .name = "migrate_start_postcopy",
+    .help = "switch the migration in progress to postcopy (capability postcopy-ram)",
+    .fn = hmp_migrate_start_postcopy,
 };
 static const HmpCommand migrate_incoming_cmd = {
     .name = "migrate_incoming", .args = "URI", .min_args = 1, .max_args = 1,
@@ -371,6 +412,7 @@ static const HmpCommand info_migrate_parameters_cmd = {
 
 HMP_REGISTER(migrate_cmd)
 HMP_REGISTER(migrate_cancel_cmd)
+HMP_REGISTER(migrate_start_postcopy_cmd)
 HMP_REGISTER(migrate_incoming_cmd)
 HMP_REGISTER(migrate_set_capability_cmd)
 HMP_REGISTER(migrate_set_parameter_cmd)

@@ -44,6 +44,7 @@ struct MigrationState {
     uint64_t bytes_at_stop;
     struct BgMigration *bg;     /* background snapshot (savers/background.c), or NULL */
     struct Precopy *precopy;    /* live migration (savers/precopy.c), or NULL */
+    struct PostcopySource *postcopy; /* with postcopy-ram (postcopy/source.c), or NULL */
 
     MigrationIncoming *incoming;
 };

@@ -29,6 +29,7 @@
 #include "migration/savers.h"
 #include "savers/background.h"
 #include "savers/precopy.h"
+#include "postcopy/postcopy.h"
 #include "util/trace.h"
 
 struct MainCall {
@@ -108,7 +109,13 @@ bool migration_outgoing_running(MigrationState *ms)
     int st = migration_get_status(&ms->status);
 
     return st == MIGRATION_STATUS_SETUP || st == MIGRATION_STATUS_ACTIVE ||
-           st == MIGRATION_STATUS_CANCELLING;
+           st == MIGRATION_STATUS_CANCELLING || st == MIGRATION_STATUS_POSTCOPY_ACTIVE ||
+           st == MIGRATION_STATUS_POSTCOPY_PAUSED;
+}
+
+int migration_outgoing_status(MigrationState *ms)
+{
+    return migration_get_status(&ms->status);
 }
 
 bool migration_is_running(MigrationState *ms)
@@ -251,7 +258,8 @@ int migration_save_iterate(MigrationState *ms, SaveStateRegistry *r, QEMUFile *f
 static bool save_setup_phase(MigrationState *ms, SaveStateRegistry *r, QEMUFile *f,
                              Error **errp)
 {
-    if (!savevm_save_head(r, f, errp)) {
+    if (!(ms->postcopy ? postcopy_save_head(ms, r, f, errp)
+                       : savevm_save_head(r, f, errp))) {
         return false;
     }
     qemu_fflush(f);
@@ -301,6 +309,12 @@ static bool register_ram(MigrationState *ms, SaveStateRegistry *r, RamStopped **
     if (precopy_wanted(ms)) {
         return precopy_register(ms, r, errp);
     }
+    if (ms->postcopy) {
+        error_setg(errp, "postcopy-ram needs a socket (unix:, tcp:, or fd: of a socket), "
+                   "which also carries the destination's return path; '%s' is not one",
+                   ms->uri);
+        return false;
+    }
     if (ms->bg) {
         return bg_migration_register(ms, r, errp);
     }
@@ -316,6 +330,7 @@ static bool outgoing_run(MigrationState *ms, Error **errp)
     MigrationIO io = { .saved_flags = -1 };
     RamStopped *stopped = NULL;
     QEMUFile *f = NULL;
+    bool to_postcopy = false;
     bool ok = false;
 
     if (!ms->ch) {
@@ -323,7 +338,8 @@ static bool outgoing_run(MigrationState *ms, Error **errp)
     }
     if (!ms->ch || !register_ram(ms, r, &stopped, errp) ||
         !migration_io_init(&io, ms->ch->fd, ms->cancel_fd, errp) ||
-        (ms->ch->direct && !(io.direct = direct_writer_new(ms->ch->fd, errp)))) {
+        (ms->ch->direct && !(io.direct = direct_writer_new(ms->ch->fd, errp))) ||
+        !postcopy_source_start(ms, errp)) {
         goto out;
     }
     if (ms->bg) {
@@ -345,15 +361,22 @@ static bool outgoing_run(MigrationState *ms, Error **errp)
         goto out;
     }
     /* Live: passes while the guest runs, until the rest fits downtime-limit. */
-    if (!precopy_iterate(ms, r, f, errp) ||
+    if (!precopy_iterate(ms, r, f, &to_postcopy, errp) ||
         !migration_call_main(ms, stop_vm_main, ms, errp)) {
         goto out;
     }
     __atomic_store_n(&ms->stop_us, migration_now_us(), __ATOMIC_RELAXED);
     __atomic_store_n(&ms->bytes_at_stop, qemu_file_transferred(f), __ATOMIC_RELAXED);
+    if (to_postcopy) {
+        RamDirty *todo = precopy_final_sync(ms, errp);
+
+        ok = todo && postcopy_complete(ms, r, f, img, todo, errp);
+        goto out;
+    }
     ok = save_stopped_phase(ms, r, f, img, errp);
 out:
     precopy_end(ms);
+    postcopy_source_end(ms, ok ? NULL : errp);
     if (f) {
         qemu_fclose(f);
         write_behind_finish(&io.wb);
@@ -382,8 +405,13 @@ static gpointer outgoing_thread(gpointer opaque)
     MigrationState *ms = opaque;
     Error *err = NULL, *err2 = NULL;
     bool ok = outgoing_run(ms, &err);
+    /*
+     * After the switch the guest may run on the destination: the source
+     * keeps its memory and stays stopped, paused, whatever went wrong.
+     */
+    bool paused = !ok && postcopy_switched(ms);
     /* A cancel that came after the last byte changes nothing: completed. */
-    bool was_cancel = !ok && migration_cancelled(ms, NULL);
+    bool was_cancel = !ok && !paused && migration_cancelled(ms, NULL);
 
     __atomic_store_n(&ms->end_us, migration_now_us(), __ATOMIC_RELAXED);
     ms->succeeded = ok;
@@ -395,15 +423,19 @@ static gpointer outgoing_thread(gpointer opaque)
     }
     error_free(err);
     /* The run state first, so a client that sees the status sees it too. */
-    if (!migration_call_main(ms, finish_vm_main, ms, &err2)) {
+    if (!paused && !migration_call_main(ms, finish_vm_main, ms, &err2)) {
         if (!migration_exiting(ms)) {
             warn_report("after migration: %s", error_get_pretty(err2));
         }
         error_free(err2);
     }
     trace(migration_thread_end, "ok=%d cancel=%d", ok, was_cancel);
+    if (paused) {
+        error_report("postcopy paused: %s", error_get_pretty(ms->error));
+    }
     migration_set_status(ms, &ms->status,
                          ok ? MIGRATION_STATUS_COMPLETED
+                            : paused ? MIGRATION_STATUS_POSTCOPY_PAUSED
                             : was_cancel ? MIGRATION_STATUS_CANCELLED
                                          : MIGRATION_STATUS_FAILED);
     return NULL;
@@ -423,6 +455,7 @@ static void reset_outgoing(MigrationState *ms)
 {
     join_thread(ms);
     bg_migration_free(ms);
+    postcopy_source_free(ms);
     precopy_free(ms);
     g_clear_pointer(&ms->uri, g_free);
     g_clear_pointer(&ms->ram, ram_saver_free);
@@ -464,6 +497,12 @@ static bool open_early(MigrationState *ms, const char *uri, Channel **ch, Error 
     kind = addr.kind;
     channel_address_clear(&addr);
     early = kind == CHANNEL_FILE || kind == CHANNEL_EXEC || kind == CHANNEL_FD;
+    if (migrate_postcopy_ram(&ms->opts) && (kind == CHANNEL_FILE || kind == CHANNEL_EXEC)) {
+        error_setg(errp, "postcopy-ram needs a socket (unix:, tcp:, or fd: of a socket), "
+                   "which also carries the destination's return path; '%s' is not one",
+                   uri);
+        return false;
+    }
     if (ms->opts.direct_io && kind != CHANNEL_FILE) {
         error_setg(errp, "direct-io needs a file: URI, not '%s'", uri);
         return false;
@@ -522,6 +561,7 @@ void qmp_migrate(Amber *s, const char *uri, bool has_detach, bool detach, Error 
     ms->ram = ram_saver_new(machine_ram(s->machine));
     bg_migration_prepare(ms);
     precopy_prepare(ms);
+    postcopy_source_prepare(ms);
     ms->start_us = migration_now_us();
     migration_set_status(ms, &ms->status, MIGRATION_STATUS_SETUP);
     ms->thread = g_thread_new("mig/src", outgoing_thread, ms);
@@ -536,12 +576,20 @@ static void stop_thread(MigrationState *ms)
     __atomic_store_n(&ms->cancel, true, __ATOMIC_RELEASE);
     migration_cancel_fd_signal(ms->cancel_fd);
     bg_migration_cancel(ms);
+    postcopy_source_cancel(ms);
 }
 
 void qmp_migrate_cancel(Amber *s, Error **errp)
 {
     MigrationState *ms = migration_state(s);
+    int st = migration_outgoing_status(ms);
 
+    if (st == MIGRATION_STATUS_POSTCOPY_ACTIVE || st == MIGRATION_STATUS_POSTCOPY_PAUSED) {
+        error_setg(errp, "Postcopy migration in progress, cannot cancel: the guest may "
+                   "already run on the destination and its memory is split between "
+                   "the two sides");
+        return;
+    }
     if (!migration_change_status(ms, &ms->status, MIGRATION_STATUS_SETUP,
                                  MIGRATION_STATUS_CANCELLING) &&
         !migration_change_status(ms, &ms->status, MIGRATION_STATUS_ACTIVE,
@@ -613,7 +661,7 @@ static void outgoing_info(MigrationState *ms, MigrationInfo *info)
     } else if (st == MIGRATION_STATUS_ACTIVE) {
         info->has_expected_downtime = true;
         info->expected_downtime = ms->opts.downtime_limit;
-    } else if (st == MIGRATION_STATUS_FAILED) {
+    } else if (st == MIGRATION_STATUS_FAILED || st == MIGRATION_STATUS_POSTCOPY_PAUSED) {
         pthread_mutex_lock(&ms->lock);
         if (ms->error) {
             info->has_error_desc = true;
@@ -623,6 +671,7 @@ static void outgoing_info(MigrationState *ms, MigrationInfo *info)
     }
     bg_migration_info(ms, info);
     precopy_info(ms, info);
+    postcopy_source_info(ms, info);
 }
 
 MigrationInfo *qmp_query_migrate(Amber *s, Error **errp)

@@ -5,16 +5,18 @@
  * what it needs (a kernel feature, a memory backend) and which other
  * capabilities it excludes.  The same check runs when capabilities are
  * set and again when a migration starts.  `events` needs nothing;
- * background-snapshot needs userfaultfd write-protect on every RAM block.
- * postcopy-ram does not exist yet: when it comes, it excludes
- * background-snapshot (a background snapshot never stops the source, a
- * postcopy needs it stopped) and its row lists that.
+ * background-snapshot needs userfaultfd write-protect on every RAM block;
+ * postcopy-ram needs missing-page faults on every RAM block (checked on
+ * both sides: the destination is built like the source).  The two exclude
+ * each other: a background snapshot never stops the source, a postcopy
+ * switch does.
  */
 #include <inttypes.h>
 
 #include "migration-int.h"
 #include "qapi-commands.h"
 #include "savers/background.h"
+#include "util/uffd.h"
 
 typedef struct CapRule {
     MigrationCapability cap;
@@ -25,10 +27,30 @@ typedef struct CapRule {
     bool (*usable)(Machine *m, Error **errp);
 } CapRule;
 
+static bool postcopy_usable(Machine *m, Error **errp)
+{
+    return !m || ram_uffd_usable(machine_ram(m), errp);
+}
+
+/* The faulting thread's id, to tell vCPUs apart. */
+static bool blocktime_usable(Machine *m, Error **errp)
+{
+    uint64_t have;
+
+    return uffd_query_features(&have, errp) &&
+           uffd_check_features(UFFD_FEATURE_THREAD_ID, have, "postcopy-blocktime", errp);
+}
+
+static const MigrationCapability excl_postcopy[] = { MIGRATION_CAPABILITY_POSTCOPY_RAM };
+static const MigrationCapability excl_bg[] = { MIGRATION_CAPABILITY_BACKGROUND_SNAPSHOT };
+
 static const CapRule cap_rules[] = {
     { .cap = MIGRATION_CAPABILITY_EVENTS },
-    /* postcopy-ram, when it exists, is listed in .excludes here and there. */
-    { .cap = MIGRATION_CAPABILITY_BACKGROUND_SNAPSHOT, .usable = bg_migration_usable },
+    { .cap = MIGRATION_CAPABILITY_BACKGROUND_SNAPSHOT, .usable = bg_migration_usable,
+      .excludes = excl_postcopy, .nexcludes = G_N_ELEMENTS(excl_postcopy) },
+    { .cap = MIGRATION_CAPABILITY_POSTCOPY_RAM, .usable = postcopy_usable,
+      .excludes = excl_bg, .nexcludes = G_N_ELEMENTS(excl_bg) },
+    { .cap = MIGRATION_CAPABILITY_POSTCOPY_BLOCKTIME, .usable = blocktime_usable },
 };
 
 void migrate_options_init(MigrationOptions *o)
@@ -116,7 +138,8 @@ void qmp_migrate_set_parameters(Amber *s, bool has_max_bandwidth, uint64_t max_b
                                 bool has_x_background_snapshot_chunk_size,
                                 uint64_t x_background_snapshot_chunk_size,
                                 bool has_direct_io, bool direct_io,
-                                Error **errp)
+                                bool has_max_postcopy_bandwidth,
+                                uint64_t max_postcopy_bandwidth, Error **errp)
 {
     MigrationState *ms = migration_state(s);
 
@@ -129,6 +152,11 @@ void qmp_migrate_set_parameters(Amber *s, bool has_max_bandwidth, uint64_t max_b
     if (has_max_bandwidth && max_bandwidth > INT64_MAX) {
         error_setg(errp, "Parameter 'max-bandwidth' expects an integer in the range of "
                    "0 to %" PRId64 " bytes/second", INT64_MAX);
+        return;
+    }
+    if (has_max_postcopy_bandwidth && max_postcopy_bandwidth > INT64_MAX) {
+        error_setg(errp, "Parameter 'max-postcopy-bandwidth' expects an integer in the "
+                   "range of 0 to %" PRId64 " bytes/second", INT64_MAX);
         return;
     }
     if (!bg_migration_check_params(
@@ -149,6 +177,11 @@ void qmp_migrate_set_parameters(Amber *s, bool has_max_bandwidth, uint64_t max_b
     if (has_direct_io) {
         ms->opts.direct_io = direct_io;
     }
+    if (has_max_postcopy_bandwidth) {
+        /* Read by the postcopy phase as it starts and before each wait. */
+        __atomic_store_n(&ms->opts.max_postcopy_bandwidth, max_postcopy_bandwidth,
+                         __ATOMIC_RELAXED);
+    }
     if (has_max_bandwidth) {
         /* A running migration reads it before each wait (migration_apply_rate_limit). */
         __atomic_store_n(&ms->opts.max_bandwidth, max_bandwidth, __ATOMIC_RELAXED);
@@ -165,5 +198,6 @@ MigrationParameters *qmp_query_migrate_parameters(Amber *s, Error **errp)
     p->x_background_snapshot_pool_size = ms->opts.bg_pool_size;
     p->x_background_snapshot_chunk_size = ms->opts.bg_chunk_size;
     p->direct_io = ms->opts.direct_io;
+    p->max_postcopy_bandwidth = ms->opts.max_postcopy_bandwidth;
     return p;
 }

@@ -776,10 +776,13 @@ class CGen:
                     if m.optional:
                         out.append("        .has_%s = has_%s,\n" % (m.cname, m.cname))
                     out.append("        .%s = %s%s,\n" % (m.cname, cast, m.cname))
-                out.append("    };\n    JsonNode *n = qapi_out_%s(&arg);\n\n" % st)
-                out.append('    amber_emit_event(s, "%s", json_node_dup_object(n));\n'
-                           % e["name"])
-                out.append("    json_node_unref(n);\n")
+                out.append("    };\n    JsonNode *n = qapi_out_%s(&arg);\n" % st)
+                # The node is dropped before the object is handed over: another
+                # thread may deliver (and unref) it at once, and JSON-GLib's
+                # reference counts are not atomic.
+                out.append("    JsonObject *o = json_node_dup_object(n);\n\n"
+                           "    json_node_unref(n);\n")
+                out.append('    amber_emit_event(s, "%s", o);\n' % e["name"])
             else:
                 out.append('    amber_emit_event(s, "%s", NULL);\n' % e["name"])
             out.append("}\n\n")

@@ -783,7 +783,7 @@ static bool ram_read_blocks(Img *img, QEMUFile *f, Error **errp)
 
 /*
  * Scratch memory for the RAM loader: reserved, not committed, and given
- * back after every section (ram_loader_discard), so a large image does not
+ * back after every section (img_drop_page_cache), so a large image does not
  * have to fit in memory.  Fresh anonymous memory reads as zero, which is
  * what the loader assumes of a VM that never ran.
  */
@@ -815,7 +815,7 @@ static bool ram_loader_setup(Img *img, Error **errp)
     return true;
 }
 
-static void ram_loader_discard(Img *img)
+static void img_drop_page_cache(Img *img)
 {
     for (guint i = 0; i < img->blocks->len; i++) {
         ImgBlock *b = img->blocks->pdata[i];
@@ -961,7 +961,7 @@ static bool ram_load(QEMUFile *f, void *opaque, int version_id, Error **errp)
     if (!img->ram_entry->ops->load_state(f, img->ram_entry->opaque, version_id, errp)) {
         return false;
     }
-    ram_loader_discard(img);
+    img_drop_page_cache(img);
     section_end(s, f);
     if (!ram_walk(img, start, qemu_file_pos(f), setup, errp)) {
         return false;

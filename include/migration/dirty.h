@@ -69,6 +69,8 @@ bool ram_dirty_take(RamDirty *d, int b, uint64_t start, uint64_t n, unsigned lon
 /* Give back marks of taken pages that were not sent after all. */
 void ram_dirty_put_back(RamDirty *d, int b, uint64_t start, uint64_t n,
                         const unsigned long *bits);
+/* The first page >= page of block b that is not marked (npages if none). */
+uint64_t ram_dirty_next_clear(RamDirty *d, int b, uint64_t page);
 /* Whether page of block b is marked (tests). */
 bool ram_dirty_test(RamDirty *d, int b, uint64_t page);
 

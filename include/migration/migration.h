@@ -36,8 +36,14 @@ MigrationState *migration_state(Amber *s);
 MigrationOptions *migration_options(MigrationState *ms);
 /* An outgoing or incoming migration has started and not ended. */
 bool migration_is_running(MigrationState *ms);
-/* The outgoing one has started and not ended (setup, active or cancelling). */
+/*
+ * The outgoing one has started and not ended (setup, active, cancelling,
+ * or postcopy-active / postcopy-paused: a postcopy ends only once every
+ * page is on the destination).
+ */
 bool migration_outgoing_running(MigrationState *ms);
+/* Its status (a MigrationStatus), none before the first one. */
+int migration_outgoing_status(MigrationState *ms);
 
 /* ---- the process (system/vl.c) ------------------------------------------------- */
 

@@ -38,6 +38,7 @@ typedef struct MigrationOptions {
     uint64_t bg_pool_size;          /* x-background-snapshot-pool-size, bytes */
     uint64_t bg_chunk_size;         /* x-background-snapshot-chunk-size, bytes */
     bool direct_io;                 /* direct-io: file: with O_DIRECT */
+    uint64_t max_postcopy_bandwidth; /* bytes/s of the postcopy push, 0 = unlimited */
 } MigrationOptions;
 
 void migrate_options_init(MigrationOptions *o);
@@ -52,6 +53,11 @@ bool migrate_caps_check(const bool caps[MIGRATION_CAPABILITY__MAX], Machine *m,
 static inline bool migrate_events(const MigrationOptions *o)
 {
     return o->caps[MIGRATION_CAPABILITY_EVENTS];
+}
+
+static inline bool migrate_postcopy_ram(const MigrationOptions *o)
+{
+    return o->caps[MIGRATION_CAPABILITY_POSTCOPY_RAM];
 }
 
 static inline bool migrate_background_snapshot(const MigrationOptions *o)

@@ -102,6 +102,11 @@ void ram_saver_free(RamSaver *rs);
 /* Register the `ram` entry (instance 0, version 4) in r, fed by the source. */
 bool ram_saver_register(RamSaver *rs, SaveStateRegistry *r, const RamPageSourceOps *ops,
                         void *opaque, Error **errp);
+/*
+ * Another page source from the next PART on (postcopy's, at the switch);
+ * the section, its counters and CONTINUE state go on unchanged.
+ */
+void ram_saver_set_source(RamSaver *rs, const RamPageSourceOps *ops, void *opaque);
 RamBlockList *ram_saver_blocks(RamSaver *rs);
 void ram_saver_counters(RamSaver *rs, RamCounters *out);
 /* A new pass over RAM begins (the first one at setup); returns its number. */
@@ -159,8 +164,26 @@ void ram_placement_memcpy(RamBlockList *ram, const RamPlacementOps **ops, void *
  */
 typedef struct RamUffd RamUffd;
 
-/* Register every block of ram; no page of it may have been touched yet. */
+/*
+ * Whether every block of ram can take missing-page faults here (the
+ * kernel's features and each backend); the error names the block and its
+ * backend.
+ */
+bool ram_uffd_usable(RamBlockList *ram, Error **errp);
+/*
+ * Register every block of ram.  Pages already there stay as they are and
+ * never fault (postcopy keeps what precopy loaded); the rest fault.
+ */
 RamUffd *ram_uffd_new(RamBlockList *ram, Error **errp);
+/* The same with more userfaultfd features (UFFD_FEATURE_THREAD_ID). */
+RamUffd *ram_uffd_new_features(RamBlockList *ram, uint64_t features, Error **errp);
+/*
+ * Call placed(opaque, b, page) after each page this placement puts in
+ * (not after one that was there already), from the placing thread.  Set
+ * before any page is placed.
+ */
+void ram_uffd_set_placed_hook(RamUffd *u, void (*placed)(void *opaque, int b, uint64_t page),
+                              void *opaque);
 /* Unregisters (waking anyone still blocked: they then see zero pages). */
 void ram_uffd_free(RamUffd *u);
 /* The userfaultfd, whose MISSING fault messages say which page a vCPU waits on. */
@@ -194,5 +217,21 @@ bool ram_loader_register(RamLoader *ls, SaveStateRegistry *r, Error **errp);
  */
 bool ram_loader_complete(RamLoader *ls, Error **errp);
 void ram_loader_counters(RamLoader *ls, RamCounters *out);
+
+/* ---- postcopy (the loader's thread, before and at the switch) -------------------- */
+
+/*
+ * Pages [first, first + n) of block b are to be sent again (postcopy's
+ * discard): they count as never received, so their next record is placed
+ * as new.  False when the range is not inside the block.
+ */
+bool ram_loader_discard(RamLoader *ls, int b, uint64_t first, uint64_t n);
+/* The pages of block b received so far (a bitmap the loader keeps; read it, don't keep it). */
+const unsigned long *ram_loader_received(RamLoader *ls, int b);
+/*
+ * From now on pages go to this placement (postcopy's LISTEN: from plain
+ * writes to UFFDIO_COPY); the old one is freed.
+ */
+void ram_loader_set_placement(RamLoader *ls, const RamPlacementOps *ops, void *opaque);
 
 #endif

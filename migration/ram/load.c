@@ -345,6 +345,32 @@ bool ram_loader_register(RamLoader *ls, SaveStateRegistry *r, Error **errp)
                            &ram_load_iterative_handlers, ls, errp) != NULL;
 }
 
+bool ram_loader_discard(RamLoader *ls, int b, uint64_t first, uint64_t n)
+{
+    RamLoadBlock *blk = &ls->blocks[b];
+    uint64_t npages = blk->rb->used_length / RAM_PAGE_SIZE;
+
+    if (!blk->received || first > npages || n > npages - first) {
+        return false;
+    }
+    bitmap_clear(blk->received, first, n);
+    return true;
+}
+
+const unsigned long *ram_loader_received(RamLoader *ls, int b)
+{
+    return ls->blocks[b].received;
+}
+
+void ram_loader_set_placement(RamLoader *ls, const RamPlacementOps *ops, void *opaque)
+{
+    if (ls->place->free) {
+        ls->place->free(ls->place_opaque);
+    }
+    ls->place = ops;
+    ls->place_opaque = opaque;
+}
+
 /* Pages with no record were unpopulated when saved: zero here too. */
 static bool place_unsent(RamLoader *ls, RamLoadBlock *b, Error **errp)
 {

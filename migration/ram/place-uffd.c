@@ -34,6 +34,8 @@ struct RamUffd {
     unsigned long *placed[AMBER_MAX_RAM_BLOCKS];    /* atomic bits, 4 KiB pages */
     uint8_t *stage;                                 /* the loader's page */
     uint64_t copies, zeros, already;                /* stats */
+    void (*placed_hook)(void *opaque, int b, uint64_t page);
+    void *placed_opaque;
 };
 
 /* Features a block's registration needs beyond anonymous memory's. */
@@ -57,10 +59,42 @@ static const char *unsupported(const RAMBlock *rb)
     return NULL;
 }
 
+bool ram_uffd_usable(RamBlockList *ram, Error **errp)
+{
+    uint64_t want = 0, have;
+
+    for (int i = 0; i < ram->nblocks; i++) {
+        const RAMBlock *rb = ram->blocks[i];
+        const char *why = unsupported(rb);
+
+        if (why) {
+            error_setg(errp, "RAM block '%s' (%s) cannot be placed on demand: %s",
+                       rb->idstr, ram_backend_kind_name(rb->kind), why);
+            return false;
+        }
+        want |= block_features(rb);
+    }
+    if (!uffd_query_features(&have, errp)) {
+        return false;
+    }
+    return uffd_check_features(want, have, "missing-page faults on shared memory", errp);
+}
+
 RamUffd *ram_uffd_new(RamBlockList *ram, Error **errp)
 {
+    return ram_uffd_new_features(ram, 0, errp);
+}
+
+void ram_uffd_set_placed_hook(RamUffd *u, void (*placed)(void *opaque, int b, uint64_t page),
+                              void *opaque)
+{
+    u->placed_hook = placed;
+    u->placed_opaque = opaque;
+}
+
+RamUffd *ram_uffd_new_features(RamBlockList *ram, uint64_t features, Error **errp)
+{
     RamUffd *u = g_new0(RamUffd, 1);
-    uint64_t features = 0;
 
     u->ram = ram;
     u->uffd = -1;
@@ -157,6 +191,9 @@ bool ram_uffd_place_page(RamUffd *u, int b, uint64_t page, const uint8_t *data,
     /* 0: it was there already (the other path won); what is there stays. */
     stat_add(r ? (data ? &u->copies : &u->zeros) : &u->already, 1);
     set_bit_atomic(page, u->placed[b]);
+    if (r && u->placed_hook) {
+        u->placed_hook(u->placed_opaque, b, page);
+    }
     return true;
 }
 

@@ -44,6 +44,12 @@ void ram_saver_free(RamSaver *rs)
     g_free(rs);
 }
 
+void ram_saver_set_source(RamSaver *rs, const RamPageSourceOps *ops, void *opaque)
+{
+    rs->ops = ops;
+    rs->opaque = opaque;
+}
+
 RamBlockList *ram_saver_blocks(RamSaver *rs)
 {
     return rs->ram;

@@ -21,6 +21,7 @@
 #include <sys/stat.h>
 
 #include "precopy.h"
+#include "../postcopy/postcopy.h"
 #include "migration/dirty.h"
 #include "qapi-events.h"
 #include "util/bitmap.h"
@@ -332,18 +333,27 @@ static bool pass_converged(Precopy *pc, QEMUFile *f, bool *converged, Error **er
     return true;
 }
 
-bool precopy_iterate(MigrationState *ms, SaveStateRegistry *r, QEMUFile *f, Error **errp)
+bool precopy_iterate(MigrationState *ms, SaveStateRegistry *r, QEMUFile *f,
+                     bool *to_postcopy, Error **errp)
 {
     Precopy *pc = ms->precopy;
     bool converged = false;
 
+    *to_postcopy = false;
     if (!precopy_live(ms)) {
         return true;
     }
     pc->window_us = migration_now_us();
     pc->window_bytes = qemu_file_transferred(f);
     while (!converged) {
-        int ret = migration_save_iterate(ms, r, f, true, errp);
+        int ret;
+
+        /* Asked early, the switch waits until every page went out once. */
+        if (!pc->first_pass && postcopy_switch_requested(ms)) {
+            *to_postcopy = true;
+            return true;
+        }
+        ret = migration_save_iterate(ms, r, f, true, errp);
 
         if (ret < 0) {
             return false;
@@ -353,6 +363,17 @@ bool precopy_iterate(MigrationState *ms, SaveStateRegistry *r, QEMUFile *f, Erro
         }
     }
     return true;
+}
+
+RamDirty *precopy_final_sync(MigrationState *ms, Error **errp)
+{
+    Precopy *pc = ms->precopy;
+
+    if (!sync_pass(pc, errp)) {
+        return NULL;
+    }
+    ram_dirty_stop(pc->dirty);
+    return pc->dirty;
 }
 
 /* ---- query-migrate ---------------------------------------------------------------------------- */

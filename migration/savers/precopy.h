@@ -26,6 +26,7 @@
 #define AMBER_MIGRATION_SAVERS_PRECOPY_H
 
 #include "../migration-int.h"
+#include "migration/dirty.h"
 
 typedef struct Precopy Precopy;
 
@@ -40,10 +41,18 @@ bool precopy_register(MigrationState *ms, SaveStateRegistry *r, Error **errp);
 bool precopy_live(MigrationState *ms);
 /*
  * Migration thread, after the setup phase: passes until the rest fits
- * downtime-limit (or cancel / error).  Returns true at once when not live.
+ * downtime-limit, or until a postcopy switch was asked and the first pass
+ * is out (*to_postcopy), or cancel / error.  Returns true at once when not
+ * live.
  */
 bool precopy_iterate(MigrationState *ms, SaveStateRegistry *r, QEMUFile *f,
-                     Error **errp);
+                     bool *to_postcopy, Error **errp);
+/*
+ * The VM is stopped for the postcopy switch: the last sync (a pass event),
+ * logging off.  Returns the dirty pages, which postcopy then sends (owned
+ * by ms->precopy still).
+ */
+RamDirty *precopy_final_sync(MigrationState *ms, Error **errp);
 /* Migration thread, on every exit path: stop dirty logging. */
 void precopy_end(MigrationState *ms);
 /* query-migrate: counters of the live passes, dirty rate, expected downtime. */

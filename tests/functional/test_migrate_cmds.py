@@ -71,17 +71,23 @@ def assert_running_again(vm, c):
 
 # ---- capabilities and parameters ------------------------------------------------
 
-# The background snapshot's capability and parameters, at their defaults.
-BGS_CAP = [{"capability": "background-snapshot", "state": False}]
+# The background snapshot's and postcopy's capabilities and parameters, at
+# their defaults.
+BGS_CAP = [{"capability": "background-snapshot", "state": False},
+           {"capability": "postcopy-ram", "state": False},
+           {"capability": "postcopy-blocktime", "state": False}]
 BGS_PARAMS = {"x-background-snapshot-pool-size": 0,
-              "x-background-snapshot-chunk-size": 2 << 20, "direct-io": False}
+              "x-background-snapshot-chunk-size": 2 << 20, "direct-io": False,
+              "max-postcopy-bandwidth": 0}
 
 def test_capabilities_round_trip(vmq):
     vm, c = vmq
     assert c.ok("query-migrate-capabilities") == [{"capability": "events", "state": False}] + BGS_CAP
     events_on(c)
     assert c.ok("query-migrate-capabilities") == [{"capability": "events", "state": True}] + BGS_CAP
-    assert hmp(c, "info migrate_capabilities") == "events: on\r\nbackground-snapshot: off\r\n"
+    assert hmp(c, "info migrate_capabilities") == (
+        "events: on\r\nbackground-snapshot: off\r\npostcopy-ram: off\r\n"
+        "postcopy-blocktime: off\r\n")
     assert hmp(c, "migrate_set_capability events off") == ""
     assert c.ok("query-migrate-capabilities") == [{"capability": "events", "state": False}] + BGS_CAP
 
@@ -127,7 +133,8 @@ def test_parameters_round_trip(vmq):
         "max-bandwidth: 67108864 bytes/second\r\ndowntime-limit: 120 ms\r\n"
         "x-background-snapshot-pool-size: 0 bytes (automatic)\r\n"
         "x-background-snapshot-chunk-size: 2097152 bytes\r\n"
-        "direct-io: off\r\n")
+        "direct-io: off\r\n"
+        "max-postcopy-bandwidth: 0 bytes/second (no limit)\r\n")
 
 
 def test_hmp_parameter_words(vmq):
@@ -137,7 +144,8 @@ def test_hmp_parameter_words(vmq):
     shown = [line.split(":")[0] for line in
              hmp(c, "info migrate_parameters").splitlines()]
     assert shown == ["max-bandwidth", "downtime-limit", "x-background-snapshot-pool-size",
-                     "x-background-snapshot-chunk-size", "direct-io"]
+                     "x-background-snapshot-chunk-size", "direct-io",
+                     "max-postcopy-bandwidth"]
     out = hmp(c, "migrate_set_parameter no-such-thing 1")
     assert out == "Error: Invalid parameter 'no-such-thing' (known: %s)\r\n" % ", ".join(shown)
     assert hmp(c, "migrate_set_parameter x-background-snapshot-chunk-size 64K") == ""
@@ -243,7 +251,9 @@ def test_migrate_file_completes(vmq, tmp_path):
     ram = info["ram"]
     assert set(ram) == {"transferred", "remaining", "total", "duplicate", "normal",
                         "normal-bytes", "mbps", "dirty-sync-count", "page-size",
-                        "pages-per-second", "precopy-bytes", "downtime-bytes"}
+                        "pages-per-second", "precopy-bytes", "downtime-bytes",
+                        "postcopy-requests", "postcopy-bytes"}
+    assert ram["postcopy-requests"] == 0 and ram["postcopy-bytes"] == 0
     assert ram["total"] == 64 << 20 and ram["remaining"] == 0
     assert ram["duplicate"] + ram["normal"] == (64 << 20) // 4096
     assert ram["normal"] > 0 and ram["normal-bytes"] == ram["normal"] * 4096

@@ -1,0 +1,108 @@
+/*
+ * Postcopy, private to migration/: the source's switch and page service
+ * (source.c) and the destination's listen, faults and placement (dest.c).
+ * The stream and its messages: docs/devel/postcopy.md and
+ * include/migration/postcopy-messages.h.
+ *
+ * Source, with the postcopy-ram capability over a socket:
+ *   head     header, configuration, OPEN_RETURN_PATH, PING, POSTCOPY_ADVISE,
+ *            then the `ram` START as precopy; a thread reads the return path
+ *   precopy  passes as a live migration, until `migrate-start-postcopy`
+ *            (once the first pass is out) or convergence (then it ends as
+ *            precopy)
+ *   switch   stop, last dirty sync: the pages still marked are sent again;
+ *            POSTCOPY_RAM_DISCARD lists them, PACKAGED carries LISTEN, the
+ *            device sections and RUN; status postcopy-active
+ *   pages    requested pages first, each alone and flushed, then the push
+ *            from the requested page's neighbourhood on; every page once
+ *   end      END, EOF, VMDESCRIPTION; the destination's SHUT completes it
+ * A failure before the package is out leaves the source as a failed
+ * precopy does (running); after it the source is postcopy-paused, stopped,
+ * its memory intact: the guest may already run on the destination.
+ */
+#ifndef AMBER_MIGRATION_POSTCOPY_POSTCOPY_H
+#define AMBER_MIGRATION_POSTCOPY_POSTCOPY_H
+
+#include "../migration-int.h"
+#include "migration/dirty.h"
+
+/* ---- source (source.c) --------------------------------------------------------------- */
+
+typedef struct PostcopySource PostcopySource;
+
+/* qmp_migrate, main thread: ms->postcopy when the capability is on. */
+void postcopy_source_prepare(MigrationState *ms);
+void postcopy_source_free(MigrationState *ms);
+/* `migrate-start-postcopy` was given (any thread). */
+bool postcopy_switch_requested(MigrationState *ms);
+/* The package is going out: the source can no longer take the guest back. */
+bool postcopy_switched(MigrationState *ms);
+/* Migration thread, channel open: start reading the return path. */
+bool postcopy_source_start(MigrationState *ms, Error **errp);
+/* The head of the stream, with postcopy's commands before the START sections. */
+bool postcopy_save_head(MigrationState *ms, SaveStateRegistry *r, QEMUFile *f,
+                        Error **errp);
+/*
+ * The VM is stopped and `todo` (precopy's dirty pages, logging off) holds
+ * the pages to send again: the switch, the postcopy phase and the end.
+ */
+bool postcopy_complete(MigrationState *ms, SaveStateRegistry *r, QEMUFile *f,
+                       MachineStateImage *img, RamDirty *todo, Error **errp);
+/* migrate_cancel or exit: wake the thread's waits. */
+void postcopy_source_cancel(MigrationState *ms);
+/*
+ * Every exit path of the migration thread: stop the return-path reader.
+ * When it failed first (a bad message, the destination's error), its
+ * error replaces *errp: it is the cause.
+ */
+void postcopy_source_end(MigrationState *ms, Error **errp);
+void postcopy_source_info(MigrationState *ms, MigrationInfo *info);
+
+/* ---- destination (dest.c) ------------------------------------------------------------ */
+
+typedef struct PostcopyDest PostcopyDest;
+
+typedef struct PostcopyDestOps {
+    /* LISTEN: RAM now takes faults (status postcopy-active). */
+    void (*listening)(void *opaque);
+    /* RUN: the device state is loaded; apply it and start the guest (main loop). */
+    bool (*run)(void *opaque, Error **errp);
+} PostcopyDestOps;
+
+/*
+ * The incoming side's postcopy, for a stream read from fd (a socket, whose
+ * other direction becomes the return path once asked).  r holds the
+ * device entries the package loads into.
+ */
+PostcopyDest *postcopy_dest_new(MigrationState *ms, Machine *m, RamLoader *ram,
+                                SaveStateRegistry *r, int fd, int cancel_fd,
+                                const PostcopyDestOps *ops, void *opaque);
+/* Stops the fault thread, unregisters RAM (waking any waiter), closes the return path. */
+void postcopy_dest_free(PostcopyDest *pd);
+/* The loader's command handler (SaveVMCommandFn) for the main stream. */
+int postcopy_dest_command(void *opaque, QEMUFile *f, uint16_t cmd, const uint8_t *data,
+                          uint16_t len, Error **errp);
+/* RUN was handled: the guest may run here, so a failure must not end the process. */
+bool postcopy_dest_running(PostcopyDest *pd);
+/* After the stream's EOF: every page placed, unregister, SHUT to the source. */
+bool postcopy_dest_finish(PostcopyDest *pd, Error **errp);
+/* After a failure: tell the source, if the return path still goes. */
+void postcopy_dest_fail(PostcopyDest *pd);
+/* query-migrate on the destination: the wait figures (capability postcopy-blocktime). */
+void postcopy_dest_info(PostcopyDest *pd, MigrationInfo *info);
+
+/* ---- wait figures of the destination (blocktime.c) -------------------------------- */
+
+typedef struct PostcopyBlocktime PostcopyBlocktime;
+
+/* For m's vCPUs, whose threads exist. */
+PostcopyBlocktime *postcopy_blocktime_new(Machine *m);
+void postcopy_blocktime_free(PostcopyBlocktime *bt);
+/* The fault thread: thread tid waits for page `key`, which must come from the source. */
+void postcopy_blocktime_fault(PostcopyBlocktime *bt, uint64_t key, int tid);
+/* Any thread: page `key` is placed; whoever waited for it waits no more. */
+void postcopy_blocktime_placed(PostcopyBlocktime *bt, uint64_t key);
+/* postcopy-blocktime, -vcpu-blocktime, -latency, -latency-dist, -vcpu-latency, -non-vcpu-latency. */
+void postcopy_blocktime_info(PostcopyBlocktime *bt, MigrationInfo *info);
+
+#endif

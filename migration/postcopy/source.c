@@ -1,0 +1,643 @@
+/*
+ * Postcopy, source side: the return-path reader, the switch, and the page
+ * source of the postcopy phase (see postcopy.h for the phases).
+ *
+ * Threads: the migration thread writes the stream and owns `todo` (the
+ * pages still to send, precopy's dirty bitmap with logging off).  The
+ * return-path thread reads the destination's messages and queues page
+ * requests; the migration thread takes the queue whole between pages, so a
+ * requested page waits for at most the page being written.
+ *
+ * Each page goes out once after the switch: a request for a page no longer
+ * in `todo` (sent already, or never written since precopy sent it, which
+ * the destination places itself) is dropped.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/socket.h>
+
+#include "postcopy.h"
+#include "migration/postcopy-messages.h"
+#include "qapi-commands.h"
+#include "util/cutils.h"
+#include "util/stat.h"
+#include "util/trace.h"
+
+/* Pages per PART section in the postcopy phase. */
+#define POSTCOPY_PART_PAGES 4096
+/* Pages taken from `todo` at once: one bitmap word. */
+#define POSTCOPY_CHUNK      64
+
+typedef struct PageRequest {
+    int block;
+    uint64_t page, npages;
+} PageRequest;
+
+struct PostcopySource {
+    MigrationState *ms;
+    RamBlockList *ram;
+    RamSaver *rs;
+    RamDirty *todo;
+    bool requested;                 /* atomic: migrate-start-postcopy */
+    bool switched;                  /* atomic */
+
+    /* return path */
+    MigrationIO rp_io;
+    QEMUFile *rp_f;
+    GThread *rp_thread;
+    int rp_cancel_fd;
+
+    pthread_mutex_t lock;           /* everything below */
+    pthread_cond_t cond;
+    GArray *queue;                  /* PageRequest */
+    bool rp_ended;
+    bool shut;                      /* SHUT came, with shut_value */
+    uint32_t shut_value;
+    Error *rp_err;
+    bool rp_cause;                  /* rp_err is the destination's doing, not I/O */
+    bool cancelled;
+
+    /* the push */
+    int push_block;
+    uint64_t push_page;
+
+    /* figures, atomics */
+    uint64_t requests;
+    uint64_t bytes_at_switch;
+    int64_t switch_us;              /* the package is out */
+    SaveVMDesc *desc;
+};
+
+static PostcopySource *ps_of(MigrationState *ms)
+{
+    return ms->postcopy;
+}
+
+void postcopy_source_prepare(MigrationState *ms)
+{
+    PostcopySource *ps;
+
+    if (!migrate_postcopy_ram(&ms->opts)) {
+        return;
+    }
+    ps = g_new0(PostcopySource, 1);
+    ps->ms = ms;
+    ps->ram = machine_ram(ms->s->machine);
+    ps->rs = ms->ram;
+    ps->rp_cancel_fd = -1;
+    ps->rp_io.fd = -1;
+    pthread_mutex_init(&ps->lock, NULL);
+    pthread_cond_init(&ps->cond, NULL);
+    ps->queue = g_array_new(FALSE, FALSE, sizeof(PageRequest));
+    ms->postcopy = ps;
+}
+
+void postcopy_source_free(MigrationState *ms)
+{
+    PostcopySource *ps = ps_of(ms);
+
+    if (!ps) {
+        return;
+    }
+    postcopy_source_end(ms, NULL);
+    error_free(ps->rp_err);
+    g_array_free(ps->queue, TRUE);
+    savevm_vmdesc_free(ps->desc);
+    pthread_mutex_destroy(&ps->lock);
+    pthread_cond_destroy(&ps->cond);
+    g_free(ps);
+    ms->postcopy = NULL;
+}
+
+bool postcopy_switch_requested(MigrationState *ms)
+{
+    return ps_of(ms) && __atomic_load_n(&ps_of(ms)->requested, __ATOMIC_ACQUIRE);
+}
+
+bool postcopy_switched(MigrationState *ms)
+{
+    return ps_of(ms) && __atomic_load_n(&ps_of(ms)->switched, __ATOMIC_ACQUIRE);
+}
+
+void qmp_migrate_start_postcopy(Amber *s, Error **errp)
+{
+    MigrationState *ms = migration_state(s);
+    int st = migration_outgoing_status(ms);
+
+    if (!migrate_postcopy_ram(&ms->opts)) {
+        error_setg(errp, "Enable postcopy with migrate_set_capability before the start "
+                   "of migration");
+        return;
+    }
+    if ((st != MIGRATION_STATUS_SETUP && st != MIGRATION_STATUS_ACTIVE) || !ps_of(ms)) {
+        error_setg(errp, "Postcopy must be started after migration has been started");
+        return;
+    }
+    __atomic_store_n(&ps_of(ms)->requested, true, __ATOMIC_RELEASE);
+}
+
+/* ---- the return path ---------------------------------------------------------------- */
+
+static void rp_finish(PostcopySource *ps, Error *err, bool cause)
+{
+    pthread_mutex_lock(&ps->lock);
+    ps->rp_ended = true;
+    if (err) {
+        ps->rp_err = err;
+        ps->rp_cause = cause;
+        err = NULL;
+    }
+    pthread_cond_broadcast(&ps->cond);
+    pthread_mutex_unlock(&ps->lock);
+    error_free(err);
+}
+
+/* One request, checked against the blocks, onto the queue. */
+static bool rp_request(PostcopySource *ps, const RpMessage *m, int *last, Error **errp)
+{
+    int b = rp_request_block(ps->ram, m, last, errp);
+    PageRequest req;
+
+    if (b < 0) {
+        return false;
+    }
+    req = (PageRequest){ .block = b, .page = m->start / RAM_PAGE_SIZE,
+                         .npages = m->length / RAM_PAGE_SIZE };
+    trace(postcopy_request, "block=%d page=0x%" PRIx64 " n=%" PRIu64, b, req.page,
+          req.npages);
+    stat_add(&ps->requests, 1);
+    pthread_mutex_lock(&ps->lock);
+    g_array_append_val(ps->queue, req);
+    pthread_cond_broadcast(&ps->cond);
+    pthread_mutex_unlock(&ps->lock);
+    return true;
+}
+
+static gpointer rp_thread(gpointer opaque)
+{
+    PostcopySource *ps = opaque;
+    Error *err = NULL;
+    bool cause = true;
+    int last = -1;
+
+    for (;;) {
+        RpMessage m;
+
+        if (!rp_read(ps->rp_f, &m, &err)) {
+            /* A bad message is the destination's doing; EOF or a reset is the link's. */
+            cause = qemu_file_get_error(ps->rp_f) == 0;
+            error_prepend(&err, "return path: ");
+            break;
+        }
+        if (m.type == MIG_RP_MSG_SHUT) {
+            pthread_mutex_lock(&ps->lock);
+            ps->shut = true;
+            ps->shut_value = m.value;
+            pthread_mutex_unlock(&ps->lock);
+            if (m.value) {
+                error_setg(&err, "the destination failed to load the stream (SHUT %u)",
+                           m.value);
+            }
+            break;
+        }
+        if (m.type == MIG_RP_MSG_PONG) {
+            trace(postcopy_pong, "value=%u", m.value);
+            continue;
+        }
+        if (m.type == MIG_RP_MSG_REQ_PAGES || m.type == MIG_RP_MSG_REQ_PAGES_ID) {
+            if (!rp_request(ps, &m, &last, &err)) {
+                error_prepend(&err, "bad message on the return path: ");
+                break;
+            }
+            continue;
+        }
+        error_setg(&err, "return path: unexpected message type %u", m.type);
+        break;
+    }
+    if (err) {
+        /* Whatever the migration thread waits on (a write, a read) must end now. */
+        shutdown(ps->rp_io.fd, SHUT_RDWR);
+    }
+    rp_finish(ps, err, cause);
+    return NULL;
+}
+
+bool postcopy_source_start(MigrationState *ms, Error **errp)
+{
+    PostcopySource *ps = ps_of(ms);
+    int fd;
+
+    if (!ps) {
+        return true;
+    }
+    /* Its own descriptor: the QEMUFiles of the two directions keep their own flags. */
+    fd = dup(ms->ch->fd);
+    if (fd < 0) {
+        error_setg_errno(errp, errno, "cannot open the return path");
+        return false;
+    }
+    ps->rp_cancel_fd = migration_cancel_fd_new(errp);
+    if (ps->rp_cancel_fd < 0 || !migration_io_init(&ps->rp_io, fd, ps->rp_cancel_fd, errp)) {
+        close(fd);
+        return false;
+    }
+    ps->rp_f = migration_io_input(&ps->rp_io, "return path");
+    ps->rp_thread = g_thread_new("mig/rp", rp_thread, ps);
+    return true;
+}
+
+void postcopy_source_cancel(MigrationState *ms)
+{
+    PostcopySource *ps = ps_of(ms);
+
+    if (ps) {
+        pthread_mutex_lock(&ps->lock);
+        ps->cancelled = true;
+        pthread_cond_broadcast(&ps->cond);
+        pthread_mutex_unlock(&ps->lock);
+    }
+}
+
+void postcopy_source_end(MigrationState *ms, Error **errp)
+{
+    PostcopySource *ps = ps_of(ms);
+
+    if (!ps) {
+        return;
+    }
+    if (ps->rp_thread) {
+        migration_cancel_fd_signal(ps->rp_cancel_fd);
+        g_thread_join(ps->rp_thread);
+        ps->rp_thread = NULL;
+    }
+    if (ps->rp_f) {
+        qemu_fclose(ps->rp_f);
+        ps->rp_f = NULL;
+        close(ps->rp_io.fd);
+        ps->rp_io.fd = -1;
+    }
+    if (ps->rp_cancel_fd >= 0) {
+        close(ps->rp_cancel_fd);
+        ps->rp_cancel_fd = -1;
+    }
+    if (errp && *errp && ps->rp_err && ps->rp_cause) {
+        error_free(*errp);
+        *errp = error_copy(ps->rp_err);
+    }
+}
+
+/* ---- the head -------------------------------------------------------------------------- */
+
+bool postcopy_save_head(MigrationState *ms, SaveStateRegistry *r, QEMUFile *f,
+                        Error **errp)
+{
+    uint8_t ping[4];
+
+    savevm_put_header(f);
+    savevm_put_configuration(f, AMBER_MACHINE_TYPE);
+    /* The destination opens its end, answers a PING, and learns postcopy may come. */
+    savevm_put_command(f, MIG_CMD_OPEN_RETURN_PATH, 0, NULL);
+    put_be32_at(ping, 1);
+    savevm_put_command(f, MIG_CMD_PING, sizeof(ping), ping);
+    postcopy_put_advise(f, RAM_PAGE_SIZE, RAM_PAGE_SIZE);
+    return savevm_save_setup(r, f, errp);
+}
+
+/* ---- the switch ------------------------------------------------------------------------- */
+
+/* POSTCOPY_RAM_DISCARD for every run of pages still to send, 12 runs per command. */
+static void send_discards(PostcopySource *ps, QEMUFile *f)
+{
+    for (int b = 0; b < ps->ram->nblocks; b++) {
+        uint64_t np = ram_dirty_block_pages(ps->todo, b);
+        PostcopyRange r[POSTCOPY_DISCARD_MAX_RANGES];
+        size_t n = 0;
+
+        for (uint64_t p = ram_dirty_next(ps->todo, b, 0); p < np;) {
+            uint64_t e = ram_dirty_next_clear(ps->todo, b, p);
+
+            r[n++] = (PostcopyRange){ p * RAM_PAGE_SIZE, (e - p) * RAM_PAGE_SIZE };
+            if (n == POSTCOPY_DISCARD_MAX_RANGES) {
+                postcopy_put_discard(f, ps->ram->blocks[b]->idstr, r, n);
+                n = 0;
+            }
+            p = ram_dirty_next(ps->todo, b, e);
+        }
+        if (n) {
+            postcopy_put_discard(f, ps->ram->blocks[b]->idstr, r, n);
+        }
+    }
+}
+
+/* LISTEN, the device sections (described into ps->desc) and RUN, in memory. */
+static QEMUFile *build_package(PostcopySource *ps, SaveStateRegistry *r, Error **errp)
+{
+    QEMUFile *pf = qemu_file_new_mem_output("postcopy package");
+
+    savevm_put_command(pf, MIG_CMD_POSTCOPY_LISTEN, 0, NULL);
+    ps->desc = savevm_vmdesc_new(SAVEVM_PAGE_SIZE);
+    if (!savevm_save_devices(r, pf, ps->desc, errp)) {
+        qemu_fclose(pf);
+        return NULL;
+    }
+    savevm_put_command(pf, MIG_CMD_POSTCOPY_RUN, 0, NULL);
+    return pf;
+}
+
+static bool send_package(PostcopySource *ps, QEMUFile *f, QEMUFile *pf, Error **errp)
+{
+    size_t len;
+    const uint8_t *data = qemu_file_mem_data(pf, &len);
+
+    if (!data) {
+        return qemu_file_check(pf, errp);
+    }
+    if (len > POSTCOPY_PACKAGED_MAX) {
+        error_setg(errp, "the device state takes %zu bytes, more than a postcopy "
+                   "package holds (%u)", len, POSTCOPY_PACKAGED_MAX);
+        return false;
+    }
+    postcopy_put_packaged(f, len);
+    qemu_put_buffer(f, data, len);
+    qemu_fflush(f);
+    return qemu_file_check(f, errp);
+}
+
+/* ---- the page source of the postcopy phase --------------------------------------------- */
+
+/* Page `page` of block b, if it is still to send. */
+static uint64_t send_page(PostcopySource *ps, QEMUFile *f, int b, uint64_t page)
+{
+    uint64_t np = ram_dirty_block_pages(ps->todo, b);
+    uint64_t start = page - page % POSTCOPY_CHUNK;
+    uint64_t n = MIN(POSTCOPY_CHUNK, np - start);
+    unsigned long bits;
+    unsigned long me = 1UL << (page - start);
+
+    if (page >= np || !ram_dirty_test(ps->todo, b, page)) {
+        return 0;
+    }
+    /* Logging is off: taking re-arms nothing and cannot fail. */
+    ram_dirty_take(ps->todo, b, start, n, &bits, NULL);
+    bits &= ~me;
+    ram_dirty_put_back(ps->todo, b, start, n, &bits);
+    ram_saver_put_guest_page(ps->rs, f, ps->ram->blocks[b], page * RAM_PAGE_SIZE, true,
+                             true);
+    return 1;
+}
+
+/* Every queued request, each page alone; the push goes on from the last one. */
+static uint64_t serve_requests(PostcopySource *ps, QEMUFile *f)
+{
+    g_autoptr(GArray) q = g_array_new(FALSE, FALSE, sizeof(PageRequest));
+    uint64_t sent = 0;
+
+    pthread_mutex_lock(&ps->lock);
+    if (ps->queue->len) {
+        GArray *t = ps->queue;
+
+        ps->queue = q;
+        q = t;
+    }
+    pthread_mutex_unlock(&ps->lock);
+    for (guint i = 0; i < q->len; i++) {
+        const PageRequest *req = &g_array_index(q, PageRequest, i);
+
+        for (uint64_t p = req->page; p < req->page + req->npages; p++) {
+            sent += send_page(ps, f, req->block, p);
+        }
+        /* Locality: what the guest touches next is most likely near. */
+        ps->push_block = req->block;
+        ps->push_page = req->page + req->npages;
+    }
+    if (sent) {
+        qemu_fflush(f);
+    }
+    return sent;
+}
+
+static bool requests_queued(PostcopySource *ps)
+{
+    bool any;
+
+    pthread_mutex_lock(&ps->lock);
+    any = ps->queue->len > 0;
+    pthread_mutex_unlock(&ps->lock);
+    return any;
+}
+
+/* The marked pages of the next chunk from the push position; 0 when none is left. */
+static uint64_t push_chunk(PostcopySource *ps, QEMUFile *f)
+{
+    for (int wrapped = 0; wrapped < 2;) {
+        uint64_t np, next, start, n, count = 0;
+        unsigned long bits;
+        int b = ps->push_block;
+
+        if (b >= ps->ram->nblocks) {
+            ps->push_block = 0;
+            ps->push_page = 0;
+            wrapped++;
+            continue;
+        }
+        np = ram_dirty_block_pages(ps->todo, b);
+        next = ram_dirty_next(ps->todo, b, ps->push_page);
+        if (next >= np) {
+            ps->push_block++;
+            ps->push_page = 0;
+            continue;
+        }
+        start = next - next % POSTCOPY_CHUNK;
+        n = MIN(POSTCOPY_CHUNK, np - start);
+        ram_dirty_take(ps->todo, b, start, n, &bits, NULL);
+        for (; bits; bits &= bits - 1) {
+            uint64_t page = start + __builtin_ctzl(bits);
+
+            ram_saver_put_guest_page(ps->rs, f, ps->ram->blocks[b], page * RAM_PAGE_SIZE,
+                                     true, true);
+            count++;
+        }
+        ps->push_page = start + n;
+        return count;
+    }
+    return 0;
+}
+
+static int postcopy_fill(void *opaque, RamSaver *rs, QEMUFile *f, uint64_t max_pages,
+                         bool final, Error **errp)
+{
+    PostcopySource *ps = opaque;
+    uint64_t done = 0;
+
+    for (;;) {
+        done += serve_requests(ps, f);
+        if (!ram_dirty_pending(ps->todo)) {
+            return 1;
+        }
+        if (!qemu_file_check(f, errp)) {
+            return -1;
+        }
+        if (!final && (done >= max_pages || qemu_file_rate_limit_exceeded(f))) {
+            return 0;
+        }
+        if (!requests_queued(ps)) {
+            done += push_chunk(ps, f);
+        }
+    }
+}
+
+static const RamPageSourceOps postcopy_pages = {
+    .part_pages = POSTCOPY_PART_PAGES,
+    .fill = postcopy_fill,
+};
+
+/* max-postcopy-bandwidth, which the user may change at any time (setting it resets the window). */
+static void apply_limit(PostcopySource *ps, QEMUFile *f)
+{
+    uint64_t limit = __atomic_load_n(&ps->ms->opts.max_postcopy_bandwidth, __ATOMIC_RELAXED);
+
+    if (limit != qemu_file_get_rate_limit(f)) {
+        qemu_file_set_rate_limit(f, limit);
+    }
+}
+
+/*
+ * Between PART sections: the return path's failure ends the phase; with
+ * the push over its bandwidth, wait out the limit or the next request.
+ */
+static bool between_parts(PostcopySource *ps, QEMUFile *f, Error **errp)
+{
+    int64_t delay = 0;
+    bool ok;
+
+    apply_limit(ps, f);
+    if (qemu_file_rate_limit_exceeded(f)) {
+        delay = qemu_file_rate_limit_delay_us(f);
+    }
+    pthread_mutex_lock(&ps->lock);
+    if (delay > 0 && !ps->queue->len && !ps->rp_ended && !ps->cancelled) {
+        struct timespec ts;
+
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += delay / G_USEC_PER_SEC;
+        ts.tv_nsec += (delay % G_USEC_PER_SEC) * 1000;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&ps->cond, &ps->lock, &ts);
+    }
+    ok = !ps->rp_ended;
+    if (!ok) {
+        error_setg(errp, "the return path closed before the end");
+    }
+    pthread_mutex_unlock(&ps->lock);
+    return ok;
+}
+
+/* After the last byte: the destination's SHUT says it has every page. */
+static bool wait_shut(PostcopySource *ps, Error **errp)
+{
+    bool ok;
+
+    pthread_mutex_lock(&ps->lock);
+    while (!ps->rp_ended && !ps->cancelled) {
+        pthread_cond_wait(&ps->cond, &ps->lock);
+    }
+    ok = ps->shut && ps->shut_value == 0;
+    if (!ok && !ps->rp_err) {
+        error_setg(errp, ps->cancelled ? "migration cancelled"
+                                       : "the destination closed without confirming");
+    }
+    pthread_mutex_unlock(&ps->lock);
+    return ok;
+}
+
+bool postcopy_complete(MigrationState *ms, SaveStateRegistry *r, QEMUFile *f,
+                       MachineStateImage *img, RamDirty *todo, Error **errp)
+{
+    PostcopySource *ps = ps_of(ms);
+    Machine *m = ms->s->machine;
+    QEMUFile *pf;
+    bool sent;
+    int ret;
+
+    __atomic_store_n(&ps->todo, todo, __ATOMIC_RELEASE);
+    if (!machine_state_capture(m, img, errp) || !machine_state_register(m, img, r, errp)) {
+        error_prepend(errp, "cannot read the machine state: ");
+        return false;
+    }
+    pf = build_package(ps, r, errp);
+    if (!pf) {
+        return false;
+    }
+    send_discards(ps, f);
+    /* From here on a cancel is refused: the destination may run the guest. */
+    if (!migration_change_status(ms, &ms->status, MIGRATION_STATUS_ACTIVE,
+                                 MIGRATION_STATUS_POSTCOPY_ACTIVE)) {
+        qemu_fclose(pf);
+        error_setg(errp, "migration cancelled");
+        return false;
+    }
+    __atomic_store_n(&ps->switched, true, __ATOMIC_RELEASE);
+    sent = send_package(ps, f, pf, errp);
+    qemu_fclose(pf);
+    if (!sent) {
+        return false;
+    }
+    /* The guest was down until here: the package is downtime, the rest postcopy. */
+    __atomic_store_n(&ps->bytes_at_switch, qemu_file_transferred(f), __ATOMIC_RELAXED);
+    __atomic_store_n(&ps->switch_us, migration_now_us(), __ATOMIC_RELAXED);
+    trace(postcopy_switch, "pending=%" PRIu64, ram_dirty_pending(todo));
+    migration_publish_bytes(ms, f);
+
+    ram_saver_set_source(ps->rs, &postcopy_pages, ps);
+    apply_limit(ps, f);
+    ps->push_block = 0;
+    ps->push_page = 0;
+    while ((ret = migration_save_iterate(ms, r, f, false, errp)) == 0) {
+        if (!between_parts(ps, f, errp)) {
+            return false;
+        }
+    }
+    if (ret < 0 || !savevm_save_complete(r, f, errp)) {
+        return false;
+    }
+    savevm_put_eof(f);
+    savevm_put_vmdesc(f, ps->desc);
+    qemu_fflush(f);
+    migration_publish_bytes(ms, f);
+    return qemu_file_check(f, errp) && wait_shut(ps, errp);
+}
+
+/* ---- query-migrate -------------------------------------------------------------------- */
+
+void postcopy_source_info(MigrationState *ms, MigrationInfo *info)
+{
+    PostcopySource *ps = ps_of(ms);
+    MigrationStats *st = info->ram;
+    uint64_t at_switch;
+    int64_t switch_us;
+    RamDirty *todo;
+
+    if (!ps || !st) {
+        return;
+    }
+    st->postcopy_requests = stat_get(&ps->requests);
+    if (!postcopy_switched(ms)) {
+        return;
+    }
+    at_switch = __atomic_load_n(&ps->bytes_at_switch, __ATOMIC_RELAXED);
+    switch_us = __atomic_load_n(&ps->switch_us, __ATOMIC_RELAXED);
+    st->postcopy_bytes = st->transferred - MIN(st->transferred, at_switch);
+    st->downtime_bytes = at_switch - MIN(at_switch, st->precopy_bytes);
+    todo = __atomic_load_n(&ps->todo, __ATOMIC_ACQUIRE);
+    st->remaining = todo ? ram_dirty_pending(todo) * RAM_PAGE_SIZE : 0;
+    /* The guest was stopped from the stop until the destination could run it. */
+    if (info->has_downtime && switch_us) {
+        info->downtime = (switch_us - __atomic_load_n(&ms->stop_us, __ATOMIC_RELAXED)) /
+                         1000;
+    }
+}
