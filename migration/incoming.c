@@ -206,7 +206,8 @@ static bool load_stream(MigrationIncoming *mis, QEMUFile *f, Error **errp)
         .command = postcopy_dest_command, .command_opaque = mis->postcopy,
     };
 
-    if (!savevm_load(mis->r, f, &opts, NULL, errp) || !ram_loader_complete(mis->ram, errp)) {
+    if (!savevm_load(mis->r, f, &opts, NULL, errp) ||
+        !postcopy_dest_drain(mis->postcopy, errp) || !ram_loader_complete(mis->ram, errp)) {
         return false;
     }
     /* After a postcopy RUN the device state was checked and applied there. */
@@ -233,12 +234,13 @@ static bool incoming_run(MigrationIncoming *mis, Error **errp)
                      postcopy_dest_new(mis->ms, mis->ms->s->machine, mis->ram, mis->r,
                                        mis->ch->fd, mis->cancel_fd, &postcopy_dest_ops, mis),
                      __ATOMIC_RELEASE);
+    postcopy_dest_set_listener(mis->postcopy, mis->listener);
     f = migration_io_input(&io, mis->uri);
     ok = load_stream(mis, f, errp);
     qemu_fclose(f);
     migration_io_restore(&io);
     if (!ok) {
-        postcopy_dest_fail(mis->postcopy);
+        postcopy_dest_fail(mis->postcopy, errp);
         return false;
     }
     /* The stream is whole and checked; a failing exec reader changes nothing now. */

@@ -362,6 +362,7 @@ static bool outgoing_run(MigrationState *ms, Error **errp)
     }
     /* Live: passes while the guest runs, until the rest fits downtime-limit. */
     if (!precopy_iterate(ms, r, f, &to_postcopy, errp) ||
+        (to_postcopy && !postcopy_source_ready(ms, errp)) ||
         !migration_call_main(ms, stop_vm_main, ms, errp)) {
         goto out;
     }
@@ -501,6 +502,11 @@ static bool open_early(MigrationState *ms, const char *uri, Channel **ch, Error 
         error_setg(errp, "postcopy-ram needs a socket (unix:, tcp:, or fd: of a socket), "
                    "which also carries the destination's return path; '%s' is not one",
                    uri);
+        return false;
+    }
+    if (migrate_postcopy_preempt(&ms->opts) && kind == CHANNEL_FD) {
+        error_setg(errp, "postcopy-preempt opens a second connection to the same address: "
+                   "it needs a unix: or tcp: URI, not '%s'", uri);
         return false;
     }
     if (ms->opts.direct_io && kind != CHANNEL_FILE) {

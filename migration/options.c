@@ -23,6 +23,8 @@ typedef struct CapRule {
     /* Capabilities that cannot be on together with cap. */
     const MigrationCapability *excludes;
     size_t nexcludes;
+    /* A capability cap needs on too, or MIGRATION_CAPABILITY__MAX. */
+    MigrationCapability requires;
     /* What cap needs from the host or machine (m may be NULL); NULL: nothing. */
     bool (*usable)(Machine *m, Error **errp);
 } CapRule;
@@ -45,12 +47,17 @@ static const MigrationCapability excl_postcopy[] = { MIGRATION_CAPABILITY_POSTCO
 static const MigrationCapability excl_bg[] = { MIGRATION_CAPABILITY_BACKGROUND_SNAPSHOT };
 
 static const CapRule cap_rules[] = {
-    { .cap = MIGRATION_CAPABILITY_EVENTS },
+    { .cap = MIGRATION_CAPABILITY_EVENTS, .requires = MIGRATION_CAPABILITY__MAX },
     { .cap = MIGRATION_CAPABILITY_BACKGROUND_SNAPSHOT, .usable = bg_migration_usable,
-      .excludes = excl_postcopy, .nexcludes = G_N_ELEMENTS(excl_postcopy) },
+      .excludes = excl_postcopy, .nexcludes = G_N_ELEMENTS(excl_postcopy),
+      .requires = MIGRATION_CAPABILITY__MAX },
     { .cap = MIGRATION_CAPABILITY_POSTCOPY_RAM, .usable = postcopy_usable,
-      .excludes = excl_bg, .nexcludes = G_N_ELEMENTS(excl_bg) },
-    { .cap = MIGRATION_CAPABILITY_POSTCOPY_BLOCKTIME, .usable = blocktime_usable },
+      .excludes = excl_bg, .nexcludes = G_N_ELEMENTS(excl_bg),
+      .requires = MIGRATION_CAPABILITY__MAX },
+    { .cap = MIGRATION_CAPABILITY_POSTCOPY_BLOCKTIME, .usable = blocktime_usable,
+      .requires = MIGRATION_CAPABILITY__MAX },
+    { .cap = MIGRATION_CAPABILITY_POSTCOPY_PREEMPT,
+      .requires = MIGRATION_CAPABILITY_POSTCOPY_RAM },
 };
 
 void migrate_options_init(MigrationOptions *o)
@@ -80,6 +87,11 @@ bool migrate_caps_check(const bool caps[MIGRATION_CAPABILITY__MAX], Machine *m,
                 return false;
             }
         }
+        if (r->requires != MIGRATION_CAPABILITY__MAX && !caps[r->requires]) {
+            error_setg(errp, "Capability '%s' needs '%s'", MigrationCapability_str(r->cap),
+                       MigrationCapability_str(r->requires));
+            return false;
+        }
         if (r->usable && !r->usable(m, errp)) {
             error_prepend(errp, "Capability '%s' is not usable: ",
                           MigrationCapability_str(r->cap));
@@ -96,8 +108,15 @@ void qmp_migrate_set_capabilities(Amber *s, MigrationCapabilityStatusList *capab
 {
     MigrationState *ms = migration_state(s);
     bool caps[MIGRATION_CAPABILITY__MAX];
+    int in = migration_incoming_status(ms);
 
-    if (migration_is_running(ms)) {
+    /*
+     * A destination still waiting for its stream (`-incoming tcp:...`,
+     * status setup) takes them, as QEMU's does: the load reads them only
+     * once the stream's header is in.
+     */
+    if (migration_outgoing_running(ms) ||
+        (migration_incoming_running(ms) && in != MIGRATION_STATUS_SETUP)) {
         error_setg(errp, "There's a migration process in progress");
         return;
     }

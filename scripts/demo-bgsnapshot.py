@@ -76,6 +76,15 @@ def wait_steady(path, ncpus, rate, proc, timeout=90):
     sys.exit("demo: the guest did not reach its write rate within %ds" % timeout)
 
 
+def stop_all(procs, work):
+    """Kill what still runs and remove the work directory."""
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    shutil.rmtree(work, ignore_errors=True)
+
+
 def mean(xs):
     return sum(xs) / len(xs) if xs else 0.0
 
@@ -175,11 +184,7 @@ def main():
         print("  restored status: %s" % dc.ok("query-status")["status"])
         dc.close()
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-        shutil.rmtree(work, ignore_errors=True)
+        stop_all(procs, work)
 
 
 if __name__ == "__main__":

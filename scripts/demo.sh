@@ -2,7 +2,9 @@
 # Run the built-in guest for a few seconds and show what it reports:
 # the time from starting amber to the guest's first report line, and the
 # page writes per second each vCPU achieves.  Then a background snapshot
-# of a loaded guest, restored in a second process (scripts/demo-bgsnapshot.py).
+# of a loaded guest, restored in a second process (scripts/demo-bgsnapshot.py),
+# and a postcopy live migration of a guest that outruns the link
+# (scripts/demo-postcopy.py).
 #
 #   scripts/demo.sh BUILD_DIR
 set -euo pipefail
@@ -63,3 +65,5 @@ awk -v start="$start" -v first="$first" -v status="$status" '
 
 echo
 /usr/bin/python3 "$(dirname "$0")/demo-bgsnapshot.py" "$build" --mem 512M --cpus 2 --rate 50000
+echo
+/usr/bin/python3 "$(dirname "$0")/demo-postcopy.py" "$build" --mem 512M --cpus 2 --bandwidth 64M

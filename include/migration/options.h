@@ -60,6 +60,11 @@ static inline bool migrate_postcopy_ram(const MigrationOptions *o)
     return o->caps[MIGRATION_CAPABILITY_POSTCOPY_RAM];
 }
 
+static inline bool migrate_postcopy_preempt(const MigrationOptions *o)
+{
+    return o->caps[MIGRATION_CAPABILITY_POSTCOPY_PREEMPT];
+}
+
 static inline bool migrate_background_snapshot(const MigrationOptions *o)
 {
     return o->caps[MIGRATION_CAPABILITY_BACKGROUND_SNAPSHOT];

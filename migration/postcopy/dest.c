@@ -65,6 +65,11 @@ struct PostcopyDest {
     int fault_stop_fd;
     PostcopyBlocktime *blocktime;   /* with postcopy-blocktime, from LISTEN */
 
+    /* postcopy-preempt */
+    ChannelListener *listener;      /* not ours */
+    Channel *preempt_ch;            /* accepted at ADVISE, the reader's from LISTEN */
+    PreemptReader *preempt;
+
     uint64_t requests, zero_placed;                 /* atomics */
 };
 
@@ -105,6 +110,8 @@ void postcopy_dest_free(PostcopyDest *pd)
         return;
     }
     stop_fault_thread(pd);
+    preempt_reader_free(pd->preempt);
+    channel_abort(pd->preempt_ch);
     /* Unregistering wakes any vCPU still waiting: the process is ending. */
     ram_uffd_free(pd->uffd);
     postcopy_blocktime_free(pd->blocktime);
@@ -121,6 +128,16 @@ void postcopy_dest_free(PostcopyDest *pd)
     }
     pthread_mutex_destroy(&pd->rp_lock);
     g_free(pd);
+}
+
+void postcopy_dest_set_listener(PostcopyDest *pd, ChannelListener *l)
+{
+    pd->listener = l;
+}
+
+bool postcopy_dest_drain(PostcopyDest *pd, Error **errp)
+{
+    return !pd || !pd->preempt || preempt_reader_finish(pd->preempt, errp);
 }
 
 bool postcopy_dest_running(PostcopyDest *pd)
@@ -307,6 +324,17 @@ static bool handle_advise(PostcopyDest *pd, const uint8_t *data, uint16_t len,
     if (!ram_uffd_usable(pd->ram, errp)) {
         return false;
     }
+    if (migrate_postcopy_preempt(migration_options(pd->ms))) {
+        if (!pd->listener) {
+            error_setg(errp, "postcopy-preempt needs an -incoming unix: or tcp: address, "
+                       "to which the source opens its second channel");
+            return false;
+        }
+        /* The source connected it right after the main one. */
+        if (!preempt_accept(pd->listener, POSTCOPY_PREEMPT_WAIT_MS, &pd->preempt_ch, errp)) {
+            return false;
+        }
+    }
     pd->advised = true;
     return true;
 }
@@ -411,6 +439,14 @@ static bool handle_listen(PostcopyDest *pd, Error **errp)
     }
     ram_uffd_placement(pd->uffd, &ops, &opaque);
     ram_loader_set_placement(pd->loader, ops, opaque);
+    if (pd->preempt_ch) {
+        pd->preempt = preempt_reader_start(pd->preempt_ch, pd->uffd, pd->ram, pd->fd,
+                                           pd->cancel_fd, errp);
+        if (!pd->preempt) {
+            return false;
+        }
+        pd->preempt_ch = NULL;
+    }
     pd->fault_thread = g_thread_new("mig/fault", fault_thread, pd);
     pd->listening = true;
     pd->ops->listening(pd->opaque);
@@ -562,8 +598,14 @@ void postcopy_dest_info(PostcopyDest *pd, MigrationInfo *info)
     }
 }
 
-void postcopy_dest_fail(PostcopyDest *pd)
+void postcopy_dest_fail(PostcopyDest *pd, Error **err)
 {
+    Error *cause = NULL;
+
+    if (pd && preempt_reader_failed(pd->preempt, &cause)) {
+        error_free(*err);
+        *err = cause;
+    }
     if (pd && pd->rp_f) {
         rp_send_value(pd, MIG_RP_MSG_SHUT, 1);
     }

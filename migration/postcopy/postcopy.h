@@ -37,8 +37,13 @@ void postcopy_source_free(MigrationState *ms);
 bool postcopy_switch_requested(MigrationState *ms);
 /* The package is going out: the source can no longer take the guest back. */
 bool postcopy_switched(MigrationState *ms);
-/* Migration thread, channel open: start reading the return path. */
+/*
+ * Migration thread, channel open: start reading the return path; with
+ * postcopy-preempt, open the second channel.
+ */
 bool postcopy_source_start(MigrationState *ms, Error **errp);
+/* Before the guest stops for the switch: the second channel is taken (preempt). */
+bool postcopy_source_ready(MigrationState *ms, Error **errp);
 /* The head of the stream, with postcopy's commands before the START sections. */
 bool postcopy_save_head(MigrationState *ms, SaveStateRegistry *r, QEMUFile *f,
                         Error **errp);
@@ -77,6 +82,13 @@ typedef struct PostcopyDestOps {
 PostcopyDest *postcopy_dest_new(MigrationState *ms, Machine *m, RamLoader *ram,
                                 SaveStateRegistry *r, int fd, int cancel_fd,
                                 const PostcopyDestOps *ops, void *opaque);
+/* unix:/tcp: incoming: where postcopy-preempt's second channel comes from. */
+void postcopy_dest_set_listener(PostcopyDest *pd, ChannelListener *l);
+/*
+ * After the main stream's EOF, before the pages nobody sent are made zero:
+ * every page of the second channel is placed.
+ */
+bool postcopy_dest_drain(PostcopyDest *pd, Error **errp);
 /* Stops the fault thread, unregisters RAM (waking any waiter), closes the return path. */
 void postcopy_dest_free(PostcopyDest *pd);
 /* The loader's command handler (SaveVMCommandFn) for the main stream. */
@@ -86,10 +98,37 @@ int postcopy_dest_command(void *opaque, QEMUFile *f, uint16_t cmd, const uint8_t
 bool postcopy_dest_running(PostcopyDest *pd);
 /* After the stream's EOF: every page placed, unregister, SHUT to the source. */
 bool postcopy_dest_finish(PostcopyDest *pd, Error **errp);
-/* After a failure: tell the source, if the return path still goes. */
-void postcopy_dest_fail(PostcopyDest *pd);
+/*
+ * After a failure: tell the source, if the return path still goes.  When
+ * the second channel failed first, its error replaces *err: it is the cause.
+ */
+void postcopy_dest_fail(PostcopyDest *pd, Error **err);
 /* query-migrate on the destination: the wait figures (capability postcopy-blocktime). */
 void postcopy_dest_info(PostcopyDest *pd, MigrationInfo *info);
+
+/* ---- the postcopy-preempt channel, destination side (preempt.c) ----------------------- */
+
+/* The byte the destination answers on the second channel once it took it. */
+#define POSTCOPY_PREEMPT_ACK        0x50
+/* How long either side waits for the other's second channel. */
+#define POSTCOPY_PREEMPT_WAIT_MS    5000
+
+typedef struct PreemptReader PreemptReader;
+
+/* Accept the second channel on l (waiting up to timeout_ms) and answer it. */
+bool preempt_accept(ChannelListener *l, int timeout_ms, Channel **ch, Error **errp);
+/*
+ * Read page records from ch (which it then owns) and place them into u, on a
+ * thread of its own; an error shuts stream_fd down, so the main load stops
+ * too.  Waits watch cancel_fd.
+ */
+PreemptReader *preempt_reader_start(Channel *ch, RamUffd *u, RamBlockList *ram,
+                                    int stream_fd, int cancel_fd, Error **errp);
+/* Wait for the source to close the channel; its error, if any. */
+bool preempt_reader_finish(PreemptReader *r, Error **errp);
+/* It failed already (without waiting): true, its error in *errp. */
+bool preempt_reader_failed(PreemptReader *r, Error **errp);
+void preempt_reader_free(PreemptReader *r);
 
 /* ---- wait figures of the destination (blocktime.c) -------------------------------- */
 

@@ -11,9 +11,16 @@
  * Each page goes out once after the switch: a request for a page no longer
  * in `todo` (sent already, or never written since precopy sent it, which
  * the destination places itself) is dropped.
+ *
+ * With postcopy-preempt a third thread (`mig/preempt`) takes the queue and
+ * writes requested pages to a second connection, while the migration
+ * thread pushes on the main stream: a requested page then never waits for
+ * the push.  Both take pages out of `todo` under todo_lock, so each page
+ * still goes out once, on one channel or the other.
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <string.h>
 #include <unistd.h>
 #include <sys/socket.h>
@@ -59,9 +66,19 @@ struct PostcopySource {
     bool rp_cause;                  /* rp_err is the destination's doing, not I/O */
     bool cancelled;
 
-    /* the push */
+    /* the push; with the preempt thread, under todo_lock */
+    pthread_mutex_t todo_lock;
     int push_block;
     uint64_t push_page;
+
+    /* postcopy-preempt: the second channel and its writer */
+    Channel *pch;
+    MigrationIO p_io;
+    QEMUFile *pf;
+    RamSaver *prs;                  /* its records (a CONTINUE of their own) */
+    GThread *p_thread;
+    bool p_stop;                    /* under lock */
+    Error *p_err;                   /* the writer's, read after the join */
 
     /* figures, atomics */
     uint64_t requests;
@@ -69,6 +86,8 @@ struct PostcopySource {
     int64_t switch_us;              /* the package is out */
     SaveVMDesc *desc;
 };
+
+static bool stop_preempt(PostcopySource *ps, Error **errp);
 
 static PostcopySource *ps_of(MigrationState *ms)
 {
@@ -86,9 +105,11 @@ void postcopy_source_prepare(MigrationState *ms)
     ps->ms = ms;
     ps->ram = machine_ram(ms->s->machine);
     ps->rs = ms->ram;
-    ps->rp_cancel_fd = -1;
+    /* Made here, before the thread: migrate_cancel and exit signal it from the main thread. */
+    ps->rp_cancel_fd = migration_cancel_fd_new(NULL);
     ps->rp_io.fd = -1;
     pthread_mutex_init(&ps->lock, NULL);
+    pthread_mutex_init(&ps->todo_lock, NULL);
     pthread_cond_init(&ps->cond, NULL);
     ps->queue = g_array_new(FALSE, FALSE, sizeof(PageRequest));
     ms->postcopy = ps;
@@ -102,9 +123,14 @@ void postcopy_source_free(MigrationState *ms)
         return;
     }
     postcopy_source_end(ms, NULL);
+    if (ps->rp_cancel_fd >= 0) {
+        close(ps->rp_cancel_fd);
+    }
     error_free(ps->rp_err);
     g_array_free(ps->queue, TRUE);
     savevm_vmdesc_free(ps->desc);
+    g_clear_pointer(&ps->prs, ram_saver_free);
+    pthread_mutex_destroy(&ps->todo_lock);
     pthread_mutex_destroy(&ps->lock);
     pthread_cond_destroy(&ps->cond);
     g_free(ps);
@@ -238,13 +264,25 @@ bool postcopy_source_start(MigrationState *ms, Error **errp)
         error_setg_errno(errp, errno, "cannot open the return path");
         return false;
     }
-    ps->rp_cancel_fd = migration_cancel_fd_new(errp);
-    if (ps->rp_cancel_fd < 0 || !migration_io_init(&ps->rp_io, fd, ps->rp_cancel_fd, errp)) {
+    if (ps->rp_cancel_fd < 0) {
+        error_setg(errp, "cannot create an eventfd for the return path");
+        close(fd);
+        return false;
+    }
+    if (!migration_io_init(&ps->rp_io, fd, ps->rp_cancel_fd, errp)) {
         close(fd);
         return false;
     }
     ps->rp_f = migration_io_input(&ps->rp_io, "return path");
     ps->rp_thread = g_thread_new("mig/rp", rp_thread, ps);
+    /* The destination takes the second channel once the stream advises postcopy. */
+    if (migrate_postcopy_preempt(&ms->opts)) {
+        ps->pch = channel_open_outgoing(ms->uri, NULL, NULL, errp);
+        if (!ps->pch) {
+            error_prepend(errp, "postcopy-preempt: second channel: ");
+            return false;
+        }
+    }
     return true;
 }
 
@@ -257,6 +295,8 @@ void postcopy_source_cancel(MigrationState *ms)
         ps->cancelled = true;
         pthread_cond_broadcast(&ps->cond);
         pthread_mutex_unlock(&ps->lock);
+        /* A write to a stalled second channel must end too (exit). */
+        migration_cancel_fd_signal(ps->rp_cancel_fd);
     }
 }
 
@@ -267,8 +307,10 @@ void postcopy_source_end(MigrationState *ms, Error **errp)
     if (!ps) {
         return;
     }
+    /* Ends the return-path reader's and the preempt writer's waits. */
+    migration_cancel_fd_signal(ps->rp_cancel_fd);
+    stop_preempt(ps, NULL);
     if (ps->rp_thread) {
-        migration_cancel_fd_signal(ps->rp_cancel_fd);
         g_thread_join(ps->rp_thread);
         ps->rp_thread = NULL;
     }
@@ -277,10 +319,6 @@ void postcopy_source_end(MigrationState *ms, Error **errp)
         ps->rp_f = NULL;
         close(ps->rp_io.fd);
         ps->rp_io.fd = -1;
-    }
-    if (ps->rp_cancel_fd >= 0) {
-        close(ps->rp_cancel_fd);
-        ps->rp_cancel_fd = -1;
     }
     if (errp && *errp && ps->rp_err && ps->rp_cause) {
         error_free(*errp);
@@ -367,8 +405,9 @@ static bool send_package(PostcopySource *ps, QEMUFile *f, QEMUFile *pf, Error **
 
 /* ---- the page source of the postcopy phase --------------------------------------------- */
 
-/* Page `page` of block b, if it is still to send. */
-static uint64_t send_page(PostcopySource *ps, QEMUFile *f, int b, uint64_t page)
+/* Page `page` of block b into f (records of rs), if it is still to send. */
+static uint64_t send_page(PostcopySource *ps, QEMUFile *f, RamSaver *rs, int b,
+                          uint64_t page)
 {
     uint64_t np = ram_dirty_block_pages(ps->todo, b);
     uint64_t start = page - page % POSTCOPY_CHUNK;
@@ -376,20 +415,27 @@ static uint64_t send_page(PostcopySource *ps, QEMUFile *f, int b, uint64_t page)
     unsigned long bits;
     unsigned long me = 1UL << (page - start);
 
+    pthread_mutex_lock(&ps->todo_lock);
     if (page >= np || !ram_dirty_test(ps->todo, b, page)) {
+        pthread_mutex_unlock(&ps->todo_lock);
         return 0;
     }
     /* Logging is off: taking re-arms nothing and cannot fail. */
     ram_dirty_take(ps->todo, b, start, n, &bits, NULL);
     bits &= ~me;
     ram_dirty_put_back(ps->todo, b, start, n, &bits);
-    ram_saver_put_guest_page(ps->rs, f, ps->ram->blocks[b], page * RAM_PAGE_SIZE, true,
-                             true);
+    pthread_mutex_unlock(&ps->todo_lock);
+    /* The guest is stopped: the page cannot change until the stream has it. */
+    ram_saver_put_guest_page(rs, f, ps->ram->blocks[b], page * RAM_PAGE_SIZE, true, true);
     return 1;
 }
 
-/* Every queued request, each page alone; the push goes on from the last one. */
-static uint64_t serve_requests(PostcopySource *ps, QEMUFile *f)
+/*
+ * Every queued request into f, each page alone, then a flush (after an EOS
+ * on the preempt channel, which ends each burst); the push goes on from
+ * the last request.
+ */
+static uint64_t serve_requests(PostcopySource *ps, QEMUFile *f, RamSaver *rs, bool eos)
 {
     g_autoptr(GArray) q = g_array_new(FALSE, FALSE, sizeof(PageRequest));
     uint64_t sent = 0;
@@ -406,13 +452,18 @@ static uint64_t serve_requests(PostcopySource *ps, QEMUFile *f)
         const PageRequest *req = &g_array_index(q, PageRequest, i);
 
         for (uint64_t p = req->page; p < req->page + req->npages; p++) {
-            sent += send_page(ps, f, req->block, p);
+            sent += send_page(ps, f, rs, req->block, p);
         }
         /* Locality: what the guest touches next is most likely near. */
+        pthread_mutex_lock(&ps->todo_lock);
         ps->push_block = req->block;
         ps->push_page = req->page + req->npages;
+        pthread_mutex_unlock(&ps->todo_lock);
     }
     if (sent) {
+        if (eos) {
+            qemu_put_be64(f, RAM_SAVE_FLAG_EOS);
+        }
         qemu_fflush(f);
     }
     return sent;
@@ -428,41 +479,57 @@ static bool requests_queued(PostcopySource *ps)
     return any;
 }
 
-/* The marked pages of the next chunk from the push position; 0 when none is left. */
-static uint64_t push_chunk(PostcopySource *ps, QEMUFile *f)
+/* Take the marked pages of the next chunk from the push position; false when none is left. */
+static bool take_chunk(PostcopySource *ps, int *b, uint64_t *start, unsigned long *bits)
 {
-    for (int wrapped = 0; wrapped < 2;) {
-        uint64_t np, next, start, n, count = 0;
-        unsigned long bits;
-        int b = ps->push_block;
+    bool found = false;
 
-        if (b >= ps->ram->nblocks) {
+    pthread_mutex_lock(&ps->todo_lock);
+    for (int wrapped = 0; wrapped < 2 && !found;) {
+        uint64_t np, next, n;
+
+        if (ps->push_block >= ps->ram->nblocks) {
             ps->push_block = 0;
             ps->push_page = 0;
             wrapped++;
             continue;
         }
-        np = ram_dirty_block_pages(ps->todo, b);
-        next = ram_dirty_next(ps->todo, b, ps->push_page);
+        np = ram_dirty_block_pages(ps->todo, ps->push_block);
+        next = ram_dirty_next(ps->todo, ps->push_block, ps->push_page);
         if (next >= np) {
             ps->push_block++;
             ps->push_page = 0;
             continue;
         }
-        start = next - next % POSTCOPY_CHUNK;
-        n = MIN(POSTCOPY_CHUNK, np - start);
-        ram_dirty_take(ps->todo, b, start, n, &bits, NULL);
-        for (; bits; bits &= bits - 1) {
-            uint64_t page = start + __builtin_ctzl(bits);
-
-            ram_saver_put_guest_page(ps->rs, f, ps->ram->blocks[b], page * RAM_PAGE_SIZE,
-                                     true, true);
-            count++;
-        }
-        ps->push_page = start + n;
-        return count;
+        *b = ps->push_block;
+        *start = next - next % POSTCOPY_CHUNK;
+        n = MIN(POSTCOPY_CHUNK, np - *start);
+        ram_dirty_take(ps->todo, *b, *start, n, bits, NULL);
+        ps->push_page = *start + n;
+        found = true;
     }
-    return 0;
+    pthread_mutex_unlock(&ps->todo_lock);
+    return found;
+}
+
+/* The push: the next chunk's pages on the main stream. */
+static uint64_t push_chunk(PostcopySource *ps, QEMUFile *f)
+{
+    unsigned long bits;
+    uint64_t start, count = 0;
+    int b;
+
+    if (!take_chunk(ps, &b, &start, &bits)) {
+        return 0;
+    }
+    for (; bits; bits &= bits - 1) {
+        uint64_t page = start + __builtin_ctzl(bits);
+
+        ram_saver_put_guest_page(ps->rs, f, ps->ram->blocks[b], page * RAM_PAGE_SIZE,
+                                 true, true);
+        count++;
+    }
+    return count;
 }
 
 static int postcopy_fill(void *opaque, RamSaver *rs, QEMUFile *f, uint64_t max_pages,
@@ -472,7 +539,10 @@ static int postcopy_fill(void *opaque, RamSaver *rs, QEMUFile *f, uint64_t max_p
     uint64_t done = 0;
 
     for (;;) {
-        done += serve_requests(ps, f);
+        /* With the preempt channel its own thread serves requests. */
+        if (!ps->pf) {
+            done += serve_requests(ps, f, rs, false);
+        }
         if (!ram_dirty_pending(ps->todo)) {
             return 1;
         }
@@ -482,10 +552,101 @@ static int postcopy_fill(void *opaque, RamSaver *rs, QEMUFile *f, uint64_t max_p
         if (!final && (done >= max_pages || qemu_file_rate_limit_exceeded(f))) {
             return 0;
         }
-        if (!requests_queued(ps)) {
+        if (ps->pf || !requests_queued(ps)) {
             done += push_chunk(ps, f);
         }
     }
+}
+
+/* ---- postcopy-preempt: the second channel ------------------------------------------- */
+
+/* Before the guest stops: the destination took the second channel and said so. */
+bool postcopy_source_ready(MigrationState *ms, Error **errp)
+{
+    PostcopySource *ps = ps_of(ms);
+    struct pollfd p[2];
+    uint8_t ack = 0;
+    int n;
+
+    if (!ps || !ps->pch) {
+        return true;
+    }
+    p[0] = (struct pollfd){ .fd = ps->pch->fd, .events = POLLIN };
+    p[1] = (struct pollfd){ .fd = ms->cancel_fd, .events = POLLIN };
+    do {
+        n = poll(p, 2, POSTCOPY_PREEMPT_WAIT_MS);
+    } while (n < 0 && errno == EINTR);
+    if (n > 0 && p[1].revents) {
+        return !migration_cancelled(ms, errp);
+    }
+    if (n <= 0 || read(ps->pch->fd, &ack, 1) != 1 || ack != POSTCOPY_PREEMPT_ACK) {
+        error_setg(errp, "postcopy-preempt: the destination did not take the second "
+                   "channel: set postcopy-preempt on both sides");
+        return false;
+    }
+    if (!migration_io_init(&ps->p_io, ps->pch->fd, ps->rp_cancel_fd, errp)) {
+        return false;
+    }
+    ps->pf = migration_io_output(&ps->p_io, "postcopy-preempt channel");
+    /* query-migrate reads its counters from the main thread. */
+    __atomic_store_n(&ps->prs, ram_saver_new(ps->ram), __ATOMIC_RELEASE);
+    return true;
+}
+
+static gpointer preempt_thread(gpointer opaque)
+{
+    PostcopySource *ps = opaque;
+    Error *err = NULL;
+
+    pthread_mutex_lock(&ps->lock);
+    for (;;) {
+        while (!ps->queue->len && !ps->p_stop) {
+            pthread_cond_wait(&ps->cond, &ps->lock);
+        }
+        if (!ps->queue->len) {
+            break;
+        }
+        pthread_mutex_unlock(&ps->lock);
+        serve_requests(ps, ps->pf, ps->prs, true);
+        if (!qemu_file_check(ps->pf, &err)) {
+            /* The migration thread must stop too: the link is gone. */
+            shutdown(ps->rp_io.fd, SHUT_RDWR);
+            pthread_mutex_lock(&ps->lock);
+            break;
+        }
+        pthread_mutex_lock(&ps->lock);
+    }
+    pthread_mutex_unlock(&ps->lock);
+    ps->p_err = err;
+    return NULL;
+}
+
+/* Every page is out: the writer ends, the channel closes (the reader's EOF). */
+static bool stop_preempt(PostcopySource *ps, Error **errp)
+{
+    bool ok = true;
+
+    if (ps->p_thread) {
+        pthread_mutex_lock(&ps->lock);
+        ps->p_stop = true;
+        pthread_cond_broadcast(&ps->cond);
+        pthread_mutex_unlock(&ps->lock);
+        g_thread_join(ps->p_thread);
+        ps->p_thread = NULL;
+    }
+    if (ps->p_err) {
+        error_propagate(errp, ps->p_err);
+        ps->p_err = NULL;
+        ok = false;
+    }
+    if (ps->pf) {
+        qemu_fflush(ps->pf);
+        ok = ok && qemu_file_check(ps->pf, errp);
+        qemu_fclose(ps->pf);
+        ps->pf = NULL;
+    }
+    g_clear_pointer(&ps->pch, channel_abort);
+    return ok;
 }
 
 static const RamPageSourceOps postcopy_pages = {
@@ -589,6 +750,9 @@ bool postcopy_complete(MigrationState *ms, SaveStateRegistry *r, QEMUFile *f,
     }
     /* The guest was down until here: the package is downtime, the rest postcopy. */
     __atomic_store_n(&ps->bytes_at_switch, qemu_file_transferred(f), __ATOMIC_RELAXED);
+    if (ps->pf) {
+        ps->p_thread = g_thread_new("mig/preempt", preempt_thread, ps);
+    }
     __atomic_store_n(&ps->switch_us, migration_now_us(), __ATOMIC_RELAXED);
     trace(postcopy_switch, "pending=%" PRIu64, ram_dirty_pending(todo));
     migration_publish_bytes(ms, f);
@@ -602,7 +766,8 @@ bool postcopy_complete(MigrationState *ms, SaveStateRegistry *r, QEMUFile *f,
             return false;
         }
     }
-    if (ret < 0 || !savevm_save_complete(r, f, errp)) {
+    /* Every page requested on the second channel is out before the main stream ends. */
+    if (ret < 0 || !stop_preempt(ps, errp) || !savevm_save_complete(r, f, errp)) {
         return false;
     }
     savevm_put_eof(f);
@@ -621,11 +786,22 @@ void postcopy_source_info(MigrationState *ms, MigrationInfo *info)
     uint64_t at_switch;
     int64_t switch_us;
     RamDirty *todo;
+    RamSaver *prs;
 
     if (!ps || !st) {
         return;
     }
     st->postcopy_requests = stat_get(&ps->requests);
+    prs = __atomic_load_n(&ps->prs, __ATOMIC_ACQUIRE);
+    if (prs) {
+        RamCounters c;
+
+        /* Pages of the second channel count as the main stream's do. */
+        ram_saver_counters(prs, &c);
+        st->normal += c.normal_pages;
+        st->normal_bytes += c.normal_pages * RAM_PAGE_SIZE;
+        st->duplicate += c.zero_pages;
+    }
     if (!postcopy_switched(ms)) {
         return;
     }

@@ -53,6 +53,7 @@ struct Precopy {
 
     /* measurements, atomics */
     uint64_t dirty_rate;            /* pages/s logged between the last two syncs */
+    uint64_t logged_since;          /* pages logged since sync_us */
     uint64_t expected_downtime;     /* ms */
     uint64_t bandwidth;             /* bytes/s */
     int64_t sync_us;
@@ -221,10 +222,16 @@ static bool sync_pass(Precopy *pc, Error **errp)
     if (!ram_dirty_sync(pc->dirty, &logged, errp)) {
         return false;
     }
-    if (now > pc->sync_us) {
-        stat_set(&pc->dirty_rate, logged * G_USEC_PER_SEC / (now - pc->sync_us));
+    /*
+     * A rate over a few microseconds (the switch's sync right after a
+     * pass's) says nothing: measure over PRECOPY_BW_WINDOW_US at least.
+     */
+    pc->logged_since += logged;
+    if (now - pc->sync_us >= PRECOPY_BW_WINDOW_US) {
+        stat_set(&pc->dirty_rate, pc->logged_since * G_USEC_PER_SEC / (now - pc->sync_us));
+        pc->logged_since = 0;
+        pc->sync_us = now;
     }
-    pc->sync_us = now;
     pass = ram_saver_new_pass(pc->rs);
     trace(migration_precopy_pass, "pass=%" PRIu64 " logged=%" PRIu64 " pending=%" PRIu64,
           pass, logged, ram_dirty_pending(pc->dirty));

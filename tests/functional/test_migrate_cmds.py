@@ -75,7 +75,8 @@ def assert_running_again(vm, c):
 # their defaults.
 BGS_CAP = [{"capability": "background-snapshot", "state": False},
            {"capability": "postcopy-ram", "state": False},
-           {"capability": "postcopy-blocktime", "state": False}]
+           {"capability": "postcopy-blocktime", "state": False},
+           {"capability": "postcopy-preempt", "state": False}]
 BGS_PARAMS = {"x-background-snapshot-pool-size": 0,
               "x-background-snapshot-chunk-size": 2 << 20, "direct-io": False,
               "max-postcopy-bandwidth": 0}
@@ -87,7 +88,7 @@ def test_capabilities_round_trip(vmq):
     assert c.ok("query-migrate-capabilities") == [{"capability": "events", "state": True}] + BGS_CAP
     assert hmp(c, "info migrate_capabilities") == (
         "events: on\r\nbackground-snapshot: off\r\npostcopy-ram: off\r\n"
-        "postcopy-blocktime: off\r\n")
+        "postcopy-blocktime: off\r\npostcopy-preempt: off\r\n")
     assert hmp(c, "migrate_set_capability events off") == ""
     assert c.ok("query-migrate-capabilities") == [{"capability": "events", "state": False}] + BGS_CAP
 
