@@ -25,6 +25,7 @@ from qmp import Qmp  # noqa: E402
 import benchlib as bl  # noqa: E402
 import bglimit  # noqa: E402
 import bgsnap  # noqa: E402
+import postcopy  # noqa: E402
 import precopy  # noqa: E402
 import wpfloor  # noqa: E402
 
@@ -256,12 +257,14 @@ def main():
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
     ap.add_argument("--seconds", type=float, default=3.0)
     ap.add_argument("--only", action="append",
-                    help="scenario(s) to run: boot, saverestore, bgsnap, bglimit, wpfloor, precopy")
+                    help="scenario(s) to run: boot, saverestore, bgsnap, bglimit, wpfloor, "
+                         "precopy, postcopy")
     ap.add_argument("--sr-mib", type=int, action="append",
                     help="saverestore guest sizes in MiB (default 1024 and 4096)")
     ap.add_argument("--doc", action="store_true", help="update docs/performance.md")
     bgsnap.add_args(ap)
     precopy.add_args(ap)
+    postcopy.add_args(ap)
     wpfloor.add_args(ap)
     bglimit.add_args(ap)
     args = ap.parse_args()
@@ -291,7 +294,7 @@ def run_all(args, tmp):
             cmd = "tests/bench/run.py --only saverestore" + "".join(
                 " --sr-mib %d" % m for m in args.sr_mib)
             write_doc("saverestore", table_saverestore(rows), cmd)
-    for mod in (bgsnap, bglimit, wpfloor, precopy):
+    for mod in (bgsnap, bglimit, wpfloor, precopy, postcopy):
         if not args.only or mod.NAME in args.only:
             results[mod.NAME] = mod.run(args, tmp, write_doc if args.doc else None)
     out = os.path.join(args.build, "bench")
