@@ -50,10 +50,17 @@ check-functional: build
 # The migration tests again with amber itself built with the sanitizers: the
 # engine's threads against real vCPUs, faults, cancels and broken streams.
 # Every VM's output is checked for reports (tests/functional/vm.py).
-# TSan runs about twice as slowly, so it takes the snapshot and postcopy tests only.
+# TSan runs about twice as slowly, so it takes the snapshot tests and the
+# postcopy tests whose threads meet most (switch, faults, kills, pause, resume).
+PC := tests/functional/test_postcopy.py
+PCR := tests/functional/test_postcopy_recovery.py
 TSAN_FUNCTIONAL := tests/functional/test_bgsnapshot.py tests/functional/test_stream_errors.py \
-                   tests/functional/test_postcopy.py
-ASAN_FUNCTIONAL := $(TSAN_FUNCTIONAL) tests/functional/test_direct_io.py \
+                   $(PC)::test_postcopy_runs_on_destination $(PC)::test_faulted_pages_are_requested \
+                   $(PC)::test_source_killed_after_switch $(PC)::test_destination_killed_after_switch \
+                   $(PCR)::test_migrate_pause_by_command $(PCR)::test_cut_during_recovery \
+                   $(PCR)::test_preempt_channel_comes_back
+ASAN_FUNCTIONAL := tests/functional/test_bgsnapshot.py tests/functional/test_stream_errors.py \
+                   $(PC) $(PCR) tests/functional/test_direct_io.py \
                    tests/functional/test_saverestore.py
 check-functional-asan: deps $(ASAN_BUILD)/build.ninja
 	ninja -C $(ASAN_BUILD)

@@ -212,6 +212,16 @@ uint64_t ram_dirty_next_clear(RamDirty *d, int b, uint64_t page)
     return find_next_zero_bit(d->blocks[b].map, d->blocks[b].npages, page);
 }
 
+void ram_dirty_mark_missing(RamDirty *d, int b, const unsigned long *have)
+{
+    DirtyBlock *blk = &d->blocks[b];
+    uint64_t before = bitmap_count_range(blk->map, 0, blk->npages), after;
+
+    bitmap_complement(blk->map, have, blk->npages);
+    after = bitmap_count_range(blk->map, 0, blk->npages);
+    pending_add(d, (int64_t)after - (int64_t)before);
+}
+
 bool ram_dirty_test(RamDirty *d, int b, uint64_t page)
 {
     return page < d->blocks[b].npages && test_bit(page, d->blocks[b].map);

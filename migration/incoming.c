@@ -36,6 +36,10 @@ struct MigrationIncoming {
     MachineStateImage *img;
     SaveStateRegistry *r;
     PostcopyDest *postcopy;         /* the stream's postcopy commands */
+    int cur_fd;                     /* atomic: the connection migrate-pause shuts down */
+    /* postcopy recovery, under ms->lock */
+    ChannelListener *recover;       /* migrate-recover's, until the load thread takes it */
+    ChannelListener *recovering;    /* the one the load thread accepts on */
 };
 
 static MigrationIncoming *incoming(Amber *s)
@@ -54,7 +58,7 @@ bool migration_incoming_running(MigrationState *ms)
     int st = migration_incoming_status(ms);
 
     return st == MIGRATION_STATUS_SETUP || st == MIGRATION_STATUS_ACTIVE ||
-           st == MIGRATION_STATUS_POSTCOPY_ACTIVE || st == MIGRATION_STATUS_POSTCOPY_PAUSED;
+           migration_status_postcopy(st);
 }
 
 void migration_incoming_info(MigrationState *ms, MigrationInfo *info)
@@ -105,6 +109,7 @@ void migration_incoming_prepare(Amber *s)
     mis->ms = ms;
     mis->status = MIGRATION_STATUS_NONE;
     mis->cancel_fd = -1;
+    mis->cur_fd = -1;
     mis->autostart = !machine_options(s->machine)->start_paused;
     ms->incoming = mis;
     /* machine_start() leaves the vCPUs parked in any state but prelaunch. */
@@ -118,6 +123,7 @@ void migration_incoming_free(MigrationIncoming *mis)
     }
     /* Before the RAM goes: this unregisters it and stops the fault thread. */
     postcopy_dest_free(mis->postcopy);
+    channel_listener_free(mis->recover);
     channel_abort(mis->ch);
     channel_listener_free(mis->listener);
     if (mis->cancel_fd >= 0) {
@@ -194,20 +200,141 @@ static bool postcopy_run(void *opaque, Error **errp)
            migration_call_main(mis->ms, apply_main, mis, errp);
 }
 
+/* Postcopy's RESUME after a recovery. */
+static void postcopy_resumed(void *opaque)
+{
+    MigrationIncoming *mis = opaque;
+
+    migration_set_status(mis->ms, &mis->status, MIGRATION_STATUS_POSTCOPY_ACTIVE);
+}
+
 static const PostcopyDestOps postcopy_dest_ops = {
     .listening = postcopy_listening,
     .run = postcopy_run,
+    .resumed = postcopy_resumed,
 };
+
+/* The stream since the last recovery. */
+typedef struct Reconnected {
+    Channel *ch;
+    MigrationIO io;
+    QEMUFile *f;
+} Reconnected;
+
+static void reconnected_close(Reconnected *rc)
+{
+    if (rc->f) {
+        qemu_fclose(rc->f);
+        rc->f = NULL;
+    }
+    g_clear_pointer(&rc->ch, channel_abort);
+}
+
+/* migrate-recover's listener, or NULL once amber is exiting. */
+static ChannelListener *wait_recover(MigrationIncoming *mis)
+{
+    MigrationState *ms = mis->ms;
+    ChannelListener *l;
+
+    pthread_mutex_lock(&ms->lock);
+    while (!mis->recover && !ms->shutting_down) {
+        pthread_cond_wait(&ms->cond, &ms->lock);
+    }
+    l = ms->shutting_down ? NULL : mis->recover;
+    mis->recover = NULL;
+    mis->recovering = l;
+    pthread_mutex_unlock(&ms->lock);
+    return l;
+}
+
+static void recovered(MigrationIncoming *mis, ChannelListener *l)
+{
+    pthread_mutex_lock(&mis->ms->lock);
+    mis->recovering = NULL;
+    pthread_mutex_unlock(&mis->ms->lock);
+    channel_listener_free(l);
+}
+
+/*
+ * The stream broke after RUN: pause, wait for migrate-recover, accept the
+ * source's new connection and go on loading from it (rc).  False, with the
+ * error, only when amber exits meanwhile.
+ */
+static bool recover(MigrationIncoming *mis, SaveVMLoader *l, Reconnected *rc, Error **errp)
+{
+    Error *err = *errp;
+
+    *errp = NULL;
+    for (;;) {
+        ChannelListener *listener;
+
+        if (migration_exiting(mis->ms)) {
+            *errp = err;
+            return false;
+        }
+        error_report("postcopy paused: %s", error_get_pretty(err));
+        error_free(err);
+        err = NULL;
+        postcopy_dest_pause(mis->postcopy);
+        reconnected_close(rc);
+        migration_set_status(mis->ms, &mis->status, MIGRATION_STATUS_POSTCOPY_PAUSED);
+        listener = wait_recover(mis);
+        if (!listener) {
+            error_setg(errp, "amber is exiting");
+            return false;
+        }
+        rc->ch = channel_listener_accept(listener, &err);
+        if (rc->ch) {
+            migration_set_status(mis->ms, &mis->status, MIGRATION_STATUS_POSTCOPY_RECOVER);
+        }
+        if (rc->ch && migration_io_init(&rc->io, rc->ch->fd, mis->cancel_fd, &err) &&
+            postcopy_dest_resume(mis->postcopy, rc->ch->fd, listener, &err)) {
+            recovered(mis, listener);
+            rc->f = migration_io_input(&rc->io, "recovered stream");
+            savevm_loader_set_file(l, rc->f);
+            __atomic_store_n(&mis->cur_fd, rc->ch->fd, __ATOMIC_RELEASE);
+            return true;
+        }
+        recovered(mis, listener);
+        error_prepend(&err, "recovery: ");
+    }
+}
 
 static bool load_stream(MigrationIncoming *mis, QEMUFile *f, Error **errp)
 {
     SaveVMLoadOptions opts = {
-        .header_read = header_read, .header_opaque = mis,
         .command = postcopy_dest_command, .command_opaque = mis->postcopy,
     };
+    SaveVMLoader *l = savevm_loader_new(mis->r, f, &opts);
+    Reconnected rc = { 0 };
+    char *json = NULL;
+    bool ok = savevm_loader_read_header(l, errp);
 
-    if (!savevm_load(mis->r, f, &opts, NULL, errp) ||
-        !postcopy_dest_drain(mis->postcopy, errp) || !ram_loader_complete(mis->ram, errp)) {
+    if (ok) {
+        header_read(mis);
+    }
+    while (ok) {
+        SaveVMLoadResult res = savevm_loader_run(l, errp);
+
+        if (res == SAVEVM_LOAD_EOF) {
+            ok = savevm_loader_read_vmdesc(l, &json, errp);
+            break;
+        }
+        if (res == SAVEVM_LOAD_STOPPED) {
+            error_setg(errp, "the stream stopped before its end (a command handler asked)");
+            ok = false;
+        } else if (!postcopy_dest_running(mis->postcopy)) {
+            ok = false;
+        } else {
+            /* After RUN the guest runs here: a broken stream pauses, to be resumed. */
+            ok = recover(mis, l, &rc, errp);
+        }
+    }
+    g_free(json);
+    savevm_loader_free(l);
+    reconnected_close(&rc);
+    if (!ok || !postcopy_dest_drain(mis->postcopy, errp) ||
+        !ram_loader_complete(mis->ram, errp)) {
         return false;
     }
     /* After a postcopy RUN the device state was checked and applied there. */
@@ -235,6 +362,7 @@ static bool incoming_run(MigrationIncoming *mis, Error **errp)
                                        mis->ch->fd, mis->cancel_fd, &postcopy_dest_ops, mis),
                      __ATOMIC_RELEASE);
     postcopy_dest_set_listener(mis->postcopy, mis->listener);
+    __atomic_store_n(&mis->cur_fd, mis->ch->fd, __ATOMIC_RELEASE);
     f = migration_io_input(&io, mis->uri);
     ok = load_stream(mis, f, errp);
     qemu_fclose(f);
@@ -382,6 +510,59 @@ void qmp_migrate_incoming(Amber *s, const char *uri, Error **errp)
     }
 }
 
+/* ---- postcopy recovery and pause ------------------------------------------------------- */
+
+void qmp_migrate_recover(Amber *s, const char *uri, Error **errp)
+{
+    MigrationIncoming *mis = incoming(s);
+    ChannelAddress addr;
+    ChannelListener *l;
+    bool socket;
+
+    if (!mis || migration_incoming_status(mis->ms) != MIGRATION_STATUS_POSTCOPY_PAUSED) {
+        error_setg(errp, "Migrate recover can only be run when postcopy is paused.");
+        return;
+    }
+    if (!channel_parse_uri(uri, &addr, errp)) {
+        return;
+    }
+    socket = addr.kind == CHANNEL_UNIX || addr.kind == CHANNEL_TCP;
+    channel_address_clear(&addr);
+    if (!socket) {
+        error_setg(errp, "the source reconnects: migrate-recover needs a unix: or tcp: URI, "
+                   "not '%s'", uri);
+        return;
+    }
+    pthread_mutex_lock(&mis->ms->lock);
+    if (mis->recover || mis->recovering) {
+        pthread_mutex_unlock(&mis->ms->lock);
+        error_setg(errp, "a recovery is already under way");
+        return;
+    }
+    pthread_mutex_unlock(&mis->ms->lock);
+    l = channel_listen(uri, errp);
+    if (!l) {
+        return;
+    }
+    migration_set_status(mis->ms, &mis->status, MIGRATION_STATUS_POSTCOPY_RECOVER_SETUP);
+    pthread_mutex_lock(&mis->ms->lock);
+    mis->recover = l;
+    pthread_cond_broadcast(&mis->ms->cond);
+    pthread_mutex_unlock(&mis->ms->lock);
+}
+
+bool migration_incoming_pause(MigrationState *ms)
+{
+    int st = migration_incoming_status(ms);
+
+    if (st != MIGRATION_STATUS_POSTCOPY_ACTIVE && st != MIGRATION_STATUS_POSTCOPY_RECOVER) {
+        return false;
+    }
+    /* As a broken link would: the load thread pauses. */
+    shutdown(__atomic_load_n(&ms->incoming->cur_fd, __ATOMIC_ACQUIRE), SHUT_RDWR);
+    return true;
+}
+
 /* ---- exit ---------------------------------------------------------------------------- */
 
 void migration_incoming_shutdown(MigrationState *ms)
@@ -396,6 +577,12 @@ void migration_incoming_shutdown(MigrationState *ms)
     if (mis->listener) {
         shutdown(channel_listener_fd(mis->listener), SHUT_RDWR);
     }
+    /* ... and one waiting for a paused postcopy's source to reconnect. */
+    pthread_mutex_lock(&ms->lock);
+    if (mis->recovering) {
+        shutdown(channel_listener_fd(mis->recovering), SHUT_RDWR);
+    }
+    pthread_mutex_unlock(&ms->lock);
     g_thread_join(mis->thread);
     mis->thread = NULL;
 }

@@ -47,26 +47,29 @@ static void wait_for_migration(Hmp *h, MigrationState *ms)
 static void hmp_migrate(Hmp *h, int argc, char **argv)
 {
     Amber *s = hmp_amber(h);
-    bool detach = false;
+    bool detach = false, resume = false;
     const char *uri = NULL;
     Error *err = NULL;
 
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "-d")) {
             detach = true;
+        } else if (!strcmp(argv[i], "-r")) {
+            resume = true;
         } else if (!uri) {
             uri = argv[i];
         } else {
-            hmp_printf(h, "Usage: migrate [-d] URI\n");
+            hmp_printf(h, "Usage: migrate [-d] [-r] URI\n");
             return;
         }
     }
     if (!uri) {
-        hmp_printf(h, "Usage: migrate [-d] URI\n");
+        hmp_printf(h, "Usage: migrate [-d] [-r] URI\n");
         return;
     }
-    qmp_migrate(s, uri, true, detach, &err);
-    if (hmp_handle_error(h, err) || detach) {
+    qmp_migrate(s, uri, true, detach, true, resume, &err);
+    /* A resume goes on in the background, as the migration it resumes. */
+    if (hmp_handle_error(h, err) || detach || resume) {
         return;
     }
     wait_for_migration(h, migration_state(s));
@@ -85,6 +88,22 @@ static void hmp_migrate_start_postcopy(Hmp *h, int argc, char **argv)
     Error *err = NULL;
 
     qmp_migrate_start_postcopy(hmp_amber(h), &err);
+    hmp_handle_error(h, err);
+}
+
+static void hmp_migrate_recover(Hmp *h, int argc, char **argv)
+{
+    Error *err = NULL;
+
+    qmp_migrate_recover(hmp_amber(h), argv[1], &err);
+    hmp_handle_error(h, err);
+}
+
+static void hmp_migrate_pause(Hmp *h, int argc, char **argv)
+{
+    Error *err = NULL;
+
+    qmp_migrate_pause(hmp_amber(h), &err);
     hmp_handle_error(h, err);
 }
 
@@ -371,8 +390,9 @@ static void hmp_info_migrate(Hmp *h, int argc, char **argv)
 }
 
 static const HmpCommand migrate_cmd = {
-    .name = "migrate", .args = "[-d] URI", .min_args = 1, .max_args = 2,
-    .help = "migrate to URI (-d: do not wait for the end)", .fn = hmp_migrate,
+    .name = "migrate", .args = "[-d] [-r] URI", .min_args = 1, .max_args = 3,
+    .help = "migrate to URI (-d: do not wait for the end; -r: resume a paused postcopy)",
+    .fn = hmp_migrate,
 };
 static const HmpCommand migrate_cancel_cmd = {
     .name = "migrate_cancel", .help = "cancel the current migration",
@@ -382,6 +402,15 @@ static const HmpCommand migrate_start_postcopy_cmd = {
     .name = "migrate_start_postcopy",
     .help = "switch the migration in progress to postcopy (capability postcopy-ram)",
     .fn = hmp_migrate_start_postcopy,
+};
+static const HmpCommand migrate_recover_cmd = {
+    .name = "migrate_recover", .args = "URI", .min_args = 1, .max_args = 1,
+    .help = "listen on URI for the source of a paused postcopy to reconnect",
+    .fn = hmp_migrate_recover,
+};
+static const HmpCommand migrate_pause_cmd = {
+    .name = "migrate_pause", .help = "break off a postcopy as a broken link would",
+    .fn = hmp_migrate_pause,
 };
 static const HmpCommand migrate_incoming_cmd = {
     .name = "migrate_incoming", .args = "URI", .min_args = 1, .max_args = 1,
@@ -413,6 +442,8 @@ static const HmpCommand info_migrate_parameters_cmd = {
 HMP_REGISTER(migrate_cmd)
 HMP_REGISTER(migrate_cancel_cmd)
 HMP_REGISTER(migrate_start_postcopy_cmd)
+HMP_REGISTER(migrate_recover_cmd)
+HMP_REGISTER(migrate_pause_cmd)
 HMP_REGISTER(migrate_incoming_cmd)
 HMP_REGISTER(migrate_set_capability_cmd)
 HMP_REGISTER(migrate_set_parameter_cmd)

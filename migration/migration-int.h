@@ -41,6 +41,7 @@ struct MigrationState {
     bool succeeded;             /* the whole stream went out */
     int64_t start_us, setup_end_us, stop_us, end_us;
     uint64_t bytes;             /* stream bytes so far */
+    uint64_t bytes_base;        /* atomic: bytes of streams given up (postcopy recovery) */
     uint64_t bytes_at_stop;
     struct BgMigration *bg;     /* background snapshot (savers/background.c), or NULL */
     struct Precopy *precopy;    /* live migration (savers/precopy.c), or NULL */
@@ -80,5 +81,7 @@ int migration_incoming_status(MigrationState *ms);
 bool migration_incoming_running(MigrationState *ms);
 void migration_incoming_shutdown(MigrationState *ms);
 void migration_incoming_info(MigrationState *ms, MigrationInfo *info);
+/* migrate-pause on a destination in postcopy: false when there is none. */
+bool migration_incoming_pause(MigrationState *ms);
 
 #endif

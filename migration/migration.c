@@ -109,8 +109,14 @@ bool migration_outgoing_running(MigrationState *ms)
     int st = migration_get_status(&ms->status);
 
     return st == MIGRATION_STATUS_SETUP || st == MIGRATION_STATUS_ACTIVE ||
-           st == MIGRATION_STATUS_CANCELLING || st == MIGRATION_STATUS_POSTCOPY_ACTIVE ||
-           st == MIGRATION_STATUS_POSTCOPY_PAUSED;
+           st == MIGRATION_STATUS_CANCELLING || migration_status_postcopy(st);
+}
+
+bool migration_status_postcopy(int st)
+{
+    return st == MIGRATION_STATUS_POSTCOPY_ACTIVE || st == MIGRATION_STATUS_POSTCOPY_PAUSED ||
+           st == MIGRATION_STATUS_POSTCOPY_RECOVER_SETUP ||
+           st == MIGRATION_STATUS_POSTCOPY_RECOVER;
 }
 
 int migration_outgoing_status(MigrationState *ms)
@@ -226,7 +232,8 @@ static bool finish_vm_main(Amber *s, void *data, Error **errp)
 
 void migration_publish_bytes(MigrationState *ms, QEMUFile *f)
 {
-    __atomic_store_n(&ms->bytes, qemu_file_transferred(f), __ATOMIC_RELAXED);
+    __atomic_store_n(&ms->bytes, __atomic_load_n(&ms->bytes_base, __ATOMIC_RELAXED) +
+                     qemu_file_transferred(f), __ATOMIC_RELAXED);
 }
 
 bool migration_cancelled(MigrationState *ms, Error **errp)
@@ -418,6 +425,7 @@ static gpointer outgoing_thread(gpointer opaque)
     ms->succeeded = ok;
     if (!ok && !was_cancel) {
         pthread_mutex_lock(&ms->lock);
+        error_free(ms->error);
         ms->error = err;
         err = NULL;
         pthread_mutex_unlock(&ms->lock);
@@ -472,7 +480,7 @@ static void reset_outgoing(MigrationState *ms)
     ms->stopped = false;
     ms->succeeded = false;
     ms->start_us = ms->setup_end_us = ms->stop_us = ms->end_us = 0;
-    ms->bytes = ms->bytes_at_stop = 0;
+    ms->bytes = ms->bytes_at_stop = ms->bytes_base = 0;
 }
 
 static int lookup_fd(void *opaque, const char *name, Error **errp)
@@ -528,13 +536,18 @@ static bool open_early(MigrationState *ms, const char *uri, Channel **ch, Error 
     return true;
 }
 
-void qmp_migrate(Amber *s, const char *uri, bool has_detach, bool detach, Error **errp)
+void qmp_migrate(Amber *s, const char *uri, bool has_detach, bool detach,
+                 bool has_resume, bool resume, Error **errp)
 {
     MigrationState *ms = migration_state(s);
     Channel *ch = NULL;
     int cancel_fd;
     RunState rs;
 
+    if (has_resume && resume) {
+        postcopy_source_resume(ms, uri, errp);
+        return;
+    }
     if (!s->machine) {
         error_setg(errp, "The machine is not created yet");
         return;
@@ -585,12 +598,23 @@ static void stop_thread(MigrationState *ms)
     postcopy_source_cancel(ms);
 }
 
+void qmp_migrate_pause(Amber *s, Error **errp)
+{
+    MigrationState *ms = migration_state(s);
+
+    if (postcopy_source_pause(ms, errp) || migration_incoming_pause(ms)) {
+        return;
+    }
+    error_setg(errp, "migrate-pause is currently only supported during postcopy-active or "
+               "postcopy-recover state");
+}
+
 void qmp_migrate_cancel(Amber *s, Error **errp)
 {
     MigrationState *ms = migration_state(s);
     int st = migration_outgoing_status(ms);
 
-    if (st == MIGRATION_STATUS_POSTCOPY_ACTIVE || st == MIGRATION_STATUS_POSTCOPY_PAUSED) {
+    if (migration_status_postcopy(st)) {
         error_setg(errp, "Postcopy migration in progress, cannot cancel: the guest may "
                    "already run on the destination and its memory is split between "
                    "the two sides");

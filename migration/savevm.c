@@ -703,6 +703,11 @@ static int load_command(SaveVMLoader *l, Error **errp)
     return -1;
 }
 
+void savevm_loader_set_file(SaveVMLoader *l, QEMUFile *f)
+{
+    l->f = f;
+}
+
 SaveVMLoadResult savevm_loader_run(SaveVMLoader *l, Error **errp)
 {
     for (;;) {

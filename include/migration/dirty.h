@@ -71,6 +71,12 @@ void ram_dirty_put_back(RamDirty *d, int b, uint64_t start, uint64_t n,
                         const unsigned long *bits);
 /* The first page >= page of block b that is not marked (npages if none). */
 uint64_t ram_dirty_next_clear(RamDirty *d, int b, uint64_t page);
+/*
+ * Replace the marks of block b with the pages NOT set in `have` (a
+ * bitmap of the block's pages): postcopy recovery, where the destination
+ * says which pages it holds.
+ */
+void ram_dirty_mark_missing(RamDirty *d, int b, const unsigned long *have);
 /* Whether page of block b is marked (tests). */
 bool ram_dirty_test(RamDirty *d, int b, uint64_t page);
 

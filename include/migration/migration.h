@@ -44,6 +44,8 @@ bool migration_is_running(MigrationState *ms);
 bool migration_outgoing_running(MigrationState *ms);
 /* Its status (a MigrationStatus), none before the first one. */
 int migration_outgoing_status(MigrationState *ms);
+/* A status after a postcopy switch and before the end (active, paused, recovering). */
+bool migration_status_postcopy(int status);
 
 /* ---- the process (system/vl.c) ------------------------------------------------- */
 

@@ -41,6 +41,11 @@
 #define POSTCOPY_DISCARD_VERSION      0
 #define POSTCOPY_DISCARD_MAX_RANGES   12
 #define POSTCOPY_PACKAGED_MAX         (16u << 20)
+/*
+ * After RECV_BITMAP's bitmap (be64 size, then size bytes of little-endian
+ * 64-bit words, bit set: the page is at the destination), this marker.
+ */
+#define POSTCOPY_RECV_BITMAP_ENDING   UINT64_C(0x0123456789abcdef)
 
 typedef struct PostcopyRange {
     uint64_t start;             /* bytes into the block */

@@ -107,6 +107,8 @@ bool ram_saver_register(RamSaver *rs, SaveStateRegistry *r, const RamPageSourceO
  * the section, its counters and CONTINUE state go on unchanged.
  */
 void ram_saver_set_source(RamSaver *rs, const RamPageSourceOps *ops, void *opaque);
+/* The stream goes on in a new file (postcopy recovery): the next record names its block. */
+void ram_saver_restart(RamSaver *rs);
 RamBlockList *ram_saver_blocks(RamSaver *rs);
 void ram_saver_counters(RamSaver *rs, RamCounters *out);
 /* A new pass over RAM begins (the first one at setup); returns its number. */

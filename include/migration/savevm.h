@@ -203,6 +203,11 @@ bool savevm_loader_read_header(SaveVMLoader *l, Error **errp);
 /* Sections and commands until EOF, a stop, or an error. */
 SaveVMLoadResult savevm_loader_run(SaveVMLoader *l, Error **errp);
 /*
+ * Go on from another stream (a recovered postcopy's new connection): the
+ * sections opened so far stay open.  The caller owns both files.
+ */
+void savevm_loader_set_file(SaveVMLoader *l, QEMUFile *f);
+/*
  * After EOF: the VMDESCRIPTION JSON if the stream has one (*json NULL
  * otherwise; free with g_free).  False on a malformed one.
  */

@@ -57,6 +57,7 @@ struct PostcopyDest {
     bool rp_broken;
 
     bool advised, listening;        /* load thread */
+    bool recovering;                /* load thread: reconnected, RESUME not yet come */
     bool running;                   /* atomic */
     RamUffd *uffd;
     unsigned long *held[AMBER_MAX_RAM_BLOCKS];      /* precopy's, not discarded */
@@ -72,6 +73,8 @@ struct PostcopyDest {
 
     uint64_t requests, zero_placed;                 /* atomics */
 };
+
+static void close_return_path(PostcopyDest *pd);
 
 PostcopyDest *postcopy_dest_new(MigrationState *ms, Machine *m, RamLoader *ram,
                                 SaveStateRegistry *r, int fd, int cancel_fd,
@@ -122,10 +125,7 @@ void postcopy_dest_free(PostcopyDest *pd)
     if (pd->fault_stop_fd >= 0) {
         close(pd->fault_stop_fd);
     }
-    if (pd->rp_f) {
-        qemu_fclose(pd->rp_f);
-        close(pd->rp_io.fd);
-    }
+    close_return_path(pd);
     pthread_mutex_destroy(&pd->rp_lock);
     g_free(pd);
 }
@@ -156,6 +156,7 @@ static bool open_return_path(PostcopyDest *pd, Error **errp)
         error_setg(errp, "the return path is already open");
         return false;
     }
+    pd->rp_last_block = -1;
     if (fstat(pd->fd, &st) < 0 || !S_ISSOCK(st.st_mode)) {
         error_setg(errp, "the stream asks for a return path, but it does not come "
                    "over a socket");
@@ -170,8 +171,22 @@ static bool open_return_path(PostcopyDest *pd, Error **errp)
         close(fd);
         return false;
     }
+    pthread_mutex_lock(&pd->rp_lock);
     pd->rp_f = migration_io_output(&pd->rp_io, "return path");
+    pd->rp_broken = false;
+    pthread_mutex_unlock(&pd->rp_lock);
     return true;
+}
+
+static void close_return_path(PostcopyDest *pd)
+{
+    pthread_mutex_lock(&pd->rp_lock);
+    if (pd->rp_f) {
+        qemu_fclose(pd->rp_f);
+        close(pd->rp_io.fd);
+        pd->rp_f = NULL;
+    }
+    pthread_mutex_unlock(&pd->rp_lock);
 }
 
 /* Run `put` on the return path and flush; a broken path stays broken. */
@@ -524,6 +539,117 @@ static bool handle_packaged(PostcopyDest *pd, QEMUFile *f, const uint8_t *data,
     return true;
 }
 
+/* ---- recovery ---------------------------------------------------------------------- */
+
+/* RECV_BITMAP: which pages of a block are here, as little-endian 64-bit words. */
+static bool send_recv_bitmap(PostcopyDest *pd, const uint8_t *data, uint16_t len,
+                             Error **errp)
+{
+    g_autofree uint64_t *words = NULL;
+    char name[256];
+    uint64_t npages, size;
+    int b;
+
+    if (!pd->recovering) {
+        error_setg(errp, "RECV_BITMAP outside a recovery");
+        return false;
+    }
+    if (len < 1 || data[0] != len - 1) {
+        error_setg(errp, "block name of %u bytes in %u bytes of payload", len ? data[0] : 0,
+                   len);
+        return false;
+    }
+    memcpy(name, data + 1, len - 1);
+    name[len - 1] = '\0';
+    for (b = 0; b < pd->ram->nblocks && strcmp(pd->ram->blocks[b]->idstr, name); b++) {
+    }
+    if (b == pd->ram->nblocks || strlen(name) != (size_t)len - 1) {
+        g_autofree char *safe = g_strescape(name, NULL);
+
+        error_setg(errp, "block '%s' does not exist", safe);
+        return false;
+    }
+    npages = pd->ram->blocks[b]->used_length / RAM_PAGE_SIZE;
+    size = (npages + 63) / 64 * 8;      /* bytes for the bits, whole 64-bit words */
+    words = g_malloc0(size);
+    /* Here: what precopy gave and no discard took back, and what was placed since. */
+    for (uint64_t p = 0; p < npages; p++) {
+        if (test_bit(p, pd->held[b]) || ram_uffd_placed(pd->uffd, b, p)) {
+            words[p / 64] |= 1ULL << (p % 64);
+        }
+    }
+    for (uint64_t i = 0; i < size / 8; i++) {
+        words[i] = GUINT64_TO_LE(words[i]);
+    }
+    pthread_mutex_lock(&pd->rp_lock);
+    if (pd->rp_f && !pd->rp_broken) {
+        rp_put_recv_bitmap(pd->rp_f, pd->ram->blocks[b]->idstr);
+        qemu_put_be64(pd->rp_f, size);
+        qemu_put_buffer(pd->rp_f, words, size);
+        qemu_put_be64(pd->rp_f, POSTCOPY_RECV_BITMAP_ENDING);
+        qemu_fflush(pd->rp_f);
+        pd->rp_broken = qemu_file_get_error(pd->rp_f) != 0;
+    }
+    pthread_mutex_unlock(&pd->rp_lock);
+    return true;
+}
+
+/* POSTCOPY_RESUME: acknowledge, then ask again for every page a thread waits on. */
+static bool handle_resume(PostcopyDest *pd, Error **errp)
+{
+    if (!pd->recovering) {
+        error_setg(errp, "POSTCOPY_RESUME outside a recovery");
+        return false;
+    }
+    pd->recovering = false;
+    pd->ops->resumed(pd->opaque);
+    rp_send_value(pd, MIG_RP_MSG_RESUME_ACK, 1);
+    for (int b = 0; b < pd->ram->nblocks; b++) {
+        uint64_t npages = pd->ram->blocks[b]->used_length / RAM_PAGE_SIZE;
+
+        for (uint64_t p = find_next_bit(pd->requested[b], npages, 0); p < npages;
+             p = find_next_bit(pd->requested[b], npages, p + 1)) {
+            if (!ram_uffd_placed(pd->uffd, b, p)) {
+                rp_request_page(pd, b, p);
+            }
+        }
+    }
+    return true;
+}
+
+void postcopy_dest_pause(PostcopyDest *pd)
+{
+    close_return_path(pd);
+    if (pd->preempt) {
+        /* Its reader waits on a connection given up. */
+        preempt_reader_shutdown(pd->preempt);
+        g_clear_pointer(&pd->preempt, preempt_reader_free);
+    }
+}
+
+bool postcopy_dest_resume(PostcopyDest *pd, int fd, ChannelListener *l, Error **errp)
+{
+    pd->fd = fd;
+    if (!open_return_path(pd, errp)) {
+        return false;
+    }
+    if (migrate_postcopy_preempt(migration_options(pd->ms))) {
+        Channel *ch;
+
+        if (!preempt_accept(l, POSTCOPY_PREEMPT_WAIT_MS, &ch, errp)) {
+            return false;
+        }
+        pd->preempt = preempt_reader_start(ch, pd->uffd, pd->ram, pd->fd, pd->cancel_fd,
+                                           errp);
+        if (!pd->preempt) {
+            channel_abort(ch);
+            return false;
+        }
+    }
+    pd->recovering = true;
+    return true;
+}
+
 int postcopy_dest_command(void *opaque, QEMUFile *f, uint16_t cmd, const uint8_t *data,
                           uint16_t len, Error **errp)
 {
@@ -557,6 +683,12 @@ int postcopy_dest_command(void *opaque, QEMUFile *f, uint16_t cmd, const uint8_t
         break;
     case MIG_CMD_SWITCHOVER_START:
         ok = len == 0;
+        break;
+    case MIG_CMD_RECV_BITMAP:
+        ok = send_recv_bitmap(pd, data, len, errp);
+        break;
+    case MIG_CMD_POSTCOPY_RESUME:
+        ok = !len && handle_resume(pd, errp);
         break;
     default:
         error_setg(errp, "not allowed here");

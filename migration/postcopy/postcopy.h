@@ -26,6 +26,9 @@
 #include "../migration-int.h"
 #include "migration/dirty.h"
 
+/* The PING after POSTCOPY_ADVISE: its PONG says the destination took the advice. */
+#define POSTCOPY_PING_ADVISED       1
+
 /* ---- source (source.c) --------------------------------------------------------------- */
 
 typedef struct PostcopySource PostcopySource;
@@ -55,6 +58,10 @@ bool postcopy_complete(MigrationState *ms, SaveStateRegistry *r, QEMUFile *f,
                        MachineStateImage *img, RamDirty *todo, Error **errp);
 /* migrate_cancel or exit: wake the thread's waits. */
 void postcopy_source_cancel(MigrationState *ms);
+/* `migrate` with resume=true (main thread): go on over a new connection to uri. */
+void postcopy_source_resume(MigrationState *ms, const char *uri, Error **errp);
+/* `migrate-pause` on the source: false when there is no postcopy to pause. */
+bool postcopy_source_pause(MigrationState *ms, Error **errp);
 /*
  * Every exit path of the migration thread: stop the return-path reader.
  * When it failed first (a bad message, the destination's error), its
@@ -72,6 +79,8 @@ typedef struct PostcopyDestOps {
     void (*listening)(void *opaque);
     /* RUN: the device state is loaded; apply it and start the guest (main loop). */
     bool (*run)(void *opaque, Error **errp);
+    /* POSTCOPY_RESUME after a recovery: postcopy-active again. */
+    void (*resumed)(void *opaque);
 } PostcopyDestOps;
 
 /*
@@ -98,6 +107,18 @@ int postcopy_dest_command(void *opaque, QEMUFile *f, uint16_t cmd, const uint8_t
 bool postcopy_dest_running(PostcopyDest *pd);
 /* After the stream's EOF: every page placed, unregister, SHUT to the source. */
 bool postcopy_dest_finish(PostcopyDest *pd, Error **errp);
+/*
+ * The stream broke after RUN: give the return path (and the second
+ * channel) up; RAM stays registered, the fault thread goes on noting
+ * what vCPUs wait for.
+ */
+void postcopy_dest_pause(PostcopyDest *pd);
+/*
+ * The source reconnected on fd (accepted from l, where the second channel
+ * comes from too with postcopy-preempt): RECV_BITMAP and POSTCOPY_RESUME
+ * may come.
+ */
+bool postcopy_dest_resume(PostcopyDest *pd, int fd, ChannelListener *l, Error **errp);
 /*
  * After a failure: tell the source, if the return path still goes.  When
  * the second channel failed first, its error replaces *err: it is the cause.
@@ -128,6 +149,8 @@ PreemptReader *preempt_reader_start(Channel *ch, RamUffd *u, RamBlockList *ram,
 bool preempt_reader_finish(PreemptReader *r, Error **errp);
 /* It failed already (without waiting): true, its error in *errp. */
 bool preempt_reader_failed(PreemptReader *r, Error **errp);
+/* Give its connection up (a pause): its read ends. */
+void preempt_reader_shutdown(PreemptReader *r);
 void preempt_reader_free(PreemptReader *r);
 
 /* ---- wait figures of the destination (blocktime.c) -------------------------------- */

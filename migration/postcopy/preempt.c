@@ -196,6 +196,11 @@ bool preempt_reader_finish(PreemptReader *r, Error **errp)
     return true;
 }
 
+void preempt_reader_shutdown(PreemptReader *r)
+{
+    shutdown(r->ch->fd, SHUT_RDWR);
+}
+
 bool preempt_reader_failed(PreemptReader *r, Error **errp)
 {
     if (!r || !__atomic_load_n(&r->failed, __ATOMIC_ACQUIRE)) {

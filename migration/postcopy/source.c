@@ -25,69 +25,12 @@
 #include <unistd.h>
 #include <sys/socket.h>
 
-#include "postcopy.h"
+#include "source-int.h"
 #include "migration/postcopy-messages.h"
 #include "qapi-commands.h"
 #include "util/cutils.h"
 #include "util/stat.h"
 #include "util/trace.h"
-
-/* Pages per PART section in the postcopy phase. */
-#define POSTCOPY_PART_PAGES 4096
-/* Pages taken from `todo` at once: one bitmap word. */
-#define POSTCOPY_CHUNK      64
-
-typedef struct PageRequest {
-    int block;
-    uint64_t page, npages;
-} PageRequest;
-
-struct PostcopySource {
-    MigrationState *ms;
-    RamBlockList *ram;
-    RamSaver *rs;
-    RamDirty *todo;
-    bool requested;                 /* atomic: migrate-start-postcopy */
-    bool switched;                  /* atomic */
-
-    /* return path */
-    MigrationIO rp_io;
-    QEMUFile *rp_f;
-    GThread *rp_thread;
-    int rp_cancel_fd;
-
-    pthread_mutex_t lock;           /* everything below */
-    pthread_cond_t cond;
-    GArray *queue;                  /* PageRequest */
-    bool rp_ended;
-    bool shut;                      /* SHUT came, with shut_value */
-    uint32_t shut_value;
-    Error *rp_err;
-    bool rp_cause;                  /* rp_err is the destination's doing, not I/O */
-    bool cancelled;
-
-    /* the push; with the preempt thread, under todo_lock */
-    pthread_mutex_t todo_lock;
-    int push_block;
-    uint64_t push_page;
-
-    /* postcopy-preempt: the second channel and its writer */
-    Channel *pch;
-    MigrationIO p_io;
-    QEMUFile *pf;
-    RamSaver *prs;                  /* its records (a CONTINUE of their own) */
-    GThread *p_thread;
-    bool p_stop;                    /* under lock */
-    Error *p_err;                   /* the writer's, read after the join */
-
-    /* figures, atomics */
-    uint64_t requests;
-    uint64_t bytes_at_switch;
-    int64_t switch_us;              /* the package is out */
-    SaveVMDesc *desc;
-};
-
-static bool stop_preempt(PostcopySource *ps, Error **errp);
 
 static PostcopySource *ps_of(MigrationState *ms)
 {
@@ -230,6 +173,12 @@ static gpointer rp_thread(gpointer opaque)
         }
         if (m.type == MIG_RP_MSG_PONG) {
             trace(postcopy_pong, "value=%u", m.value);
+            if (m.value == POSTCOPY_PING_ADVISED) {
+                pthread_mutex_lock(&ps->lock);
+                ps->advised = true;
+                pthread_cond_broadcast(&ps->cond);
+                pthread_mutex_unlock(&ps->lock);
+            }
             continue;
         }
         if (m.type == MIG_RP_MSG_REQ_PAGES || m.type == MIG_RP_MSG_REQ_PAGES_ID) {
@@ -237,6 +186,18 @@ static gpointer rp_thread(gpointer opaque)
                 error_prepend(&err, "bad message on the return path: ");
                 break;
             }
+            continue;
+        }
+        if (m.type == MIG_RP_MSG_RECV_BITMAP) {
+            if (!rp_recv_bitmap(ps, ps->rp_f, m.name, &err)) {
+                cause = qemu_file_get_error(ps->rp_f) == 0;
+                error_prepend(&err, "bad message on the return path: ");
+                break;
+            }
+            continue;
+        }
+        if (m.type == MIG_RP_MSG_RESUME_ACK) {
+            rp_resume_ack(ps, m.value);
             continue;
         }
         error_setg(&err, "return path: unexpected message type %u", m.type);
@@ -250,16 +211,11 @@ static gpointer rp_thread(gpointer opaque)
     return NULL;
 }
 
-bool postcopy_source_start(MigrationState *ms, Error **errp)
+bool rp_start(PostcopySource *ps, int stream_fd, Error **errp)
 {
-    PostcopySource *ps = ps_of(ms);
-    int fd;
-
-    if (!ps) {
-        return true;
-    }
     /* Its own descriptor: the QEMUFiles of the two directions keep their own flags. */
-    fd = dup(ms->ch->fd);
+    int fd = dup(stream_fd);
+
     if (fd < 0) {
         error_setg_errno(errp, errno, "cannot open the return path");
         return false;
@@ -273,17 +229,52 @@ bool postcopy_source_start(MigrationState *ms, Error **errp)
         close(fd);
         return false;
     }
+    pthread_mutex_lock(&ps->lock);
+    ps->rp_ended = ps->shut = false;
+    g_clear_pointer(&ps->rp_err, error_free);
+    pthread_mutex_unlock(&ps->lock);
     ps->rp_f = migration_io_input(&ps->rp_io, "return path");
     ps->rp_thread = g_thread_new("mig/rp", rp_thread, ps);
-    /* The destination takes the second channel once the stream advises postcopy. */
-    if (migrate_postcopy_preempt(&ms->opts)) {
-        ps->pch = channel_open_outgoing(ms->uri, NULL, NULL, errp);
-        if (!ps->pch) {
-            error_prepend(errp, "postcopy-preempt: second channel: ");
-            return false;
-        }
+    __atomic_store_n(&ps->cur_fd, stream_fd, __ATOMIC_RELEASE);
+    return true;
+}
+
+void rp_stop(PostcopySource *ps)
+{
+    if (ps->rp_thread) {
+        /* Its read ends: the connection is given up. */
+        shutdown(ps->rp_io.fd, SHUT_RDWR);
+        g_thread_join(ps->rp_thread);
+        ps->rp_thread = NULL;
+    }
+    if (ps->rp_f) {
+        qemu_fclose(ps->rp_f);
+        ps->rp_f = NULL;
+        close(ps->rp_io.fd);
+        ps->rp_io.fd = -1;
+    }
+}
+
+bool preempt_connect(PostcopySource *ps, const char *uri, Error **errp)
+{
+    ps->pch = channel_open_outgoing(uri, NULL, NULL, errp);
+    if (!ps->pch) {
+        error_prepend(errp, "postcopy-preempt: second channel: ");
+        return false;
     }
     return true;
+}
+
+bool postcopy_source_start(MigrationState *ms, Error **errp)
+{
+    PostcopySource *ps = ps_of(ms);
+
+    if (!ps) {
+        return true;
+    }
+    /* The destination takes the second channel once the stream advises postcopy. */
+    return rp_start(ps, ms->ch->fd, errp) &&
+           (!migrate_postcopy_preempt(&ms->opts) || preempt_connect(ps, ms->uri, errp));
 }
 
 void postcopy_source_cancel(MigrationState *ms)
@@ -314,12 +305,12 @@ void postcopy_source_end(MigrationState *ms, Error **errp)
         g_thread_join(ps->rp_thread);
         ps->rp_thread = NULL;
     }
-    if (ps->rp_f) {
-        qemu_fclose(ps->rp_f);
-        ps->rp_f = NULL;
-        close(ps->rp_io.fd);
-        ps->rp_io.fd = -1;
+    rp_stop(ps);
+    if (ps->rf) {
+        qemu_fclose(ps->rf);
+        ps->rf = NULL;
     }
+    g_clear_pointer(&ps->rch, channel_abort);
     if (errp && *errp && ps->rp_err && ps->rp_cause) {
         error_free(*errp);
         *errp = error_copy(ps->rp_err);
@@ -335,11 +326,15 @@ bool postcopy_save_head(MigrationState *ms, SaveStateRegistry *r, QEMUFile *f,
 
     savevm_put_header(f);
     savevm_put_configuration(f, AMBER_MACHINE_TYPE);
-    /* The destination opens its end, answers a PING, and learns postcopy may come. */
+    /*
+     * The destination opens its end and learns postcopy may come; its PONG
+     * to the PING after ADVISE says it took the advice (the switch waits
+     * for it: a destination that refuses fails the migration before it).
+     */
     savevm_put_command(f, MIG_CMD_OPEN_RETURN_PATH, 0, NULL);
-    put_be32_at(ping, 1);
-    savevm_put_command(f, MIG_CMD_PING, sizeof(ping), ping);
     postcopy_put_advise(f, RAM_PAGE_SIZE, RAM_PAGE_SIZE);
+    put_be32_at(ping, POSTCOPY_PING_ADVISED);
+    savevm_put_command(f, MIG_CMD_PING, sizeof(ping), ping);
     return savevm_save_setup(r, f, errp);
 }
 
@@ -418,6 +413,15 @@ static uint64_t send_page(PostcopySource *ps, QEMUFile *f, RamSaver *rs, int b,
     pthread_mutex_lock(&ps->todo_lock);
     if (page >= np || !ram_dirty_test(ps->todo, b, page)) {
         pthread_mutex_unlock(&ps->todo_lock);
+        /*
+         * Sent already, or taken by the push and maybe still in the main
+         * stream's buffer: that buffer must go out now, not at its next
+         * flush (a rate-limited push holds it up to 100 ms).
+         */
+        __atomic_store_n(&ps->flush_main, true, __ATOMIC_RELEASE);
+        pthread_mutex_lock(&ps->lock);
+        pthread_cond_broadcast(&ps->cond);
+        pthread_mutex_unlock(&ps->lock);
         return 0;
     }
     /* Logging is off: taking re-arms nothing and cannot fail. */
@@ -543,6 +547,9 @@ static int postcopy_fill(void *opaque, RamSaver *rs, QEMUFile *f, uint64_t max_p
         if (!ps->pf) {
             done += serve_requests(ps, f, rs, false);
         }
+        if (__atomic_exchange_n(&ps->flush_main, false, __ATOMIC_ACQ_REL)) {
+            qemu_fflush(f);
+        }
         if (!ram_dirty_pending(ps->todo)) {
             return 1;
         }
@@ -564,20 +571,39 @@ static int postcopy_fill(void *opaque, RamSaver *rs, QEMUFile *f, uint64_t max_p
 bool postcopy_source_ready(MigrationState *ms, Error **errp)
 {
     PostcopySource *ps = ps_of(ms);
+    bool ok;
+
+    if (!ps) {
+        return true;
+    }
+    pthread_mutex_lock(&ps->lock);
+    while (!ps->advised && !ps->rp_ended && !ps->cancelled) {
+        pthread_cond_wait(&ps->cond, &ps->lock);
+    }
+    ok = ps->advised;
+    if (!ok) {
+        error_setg(errp, "%s", ps->rp_err ? error_get_pretty(ps->rp_err)
+                   : ps->cancelled ? "migration cancelled"
+                   : "the destination did not take postcopy");
+    }
+    pthread_mutex_unlock(&ps->lock);
+    return ok && (!ps->pch || preempt_wait_ack(ps, ms->cancel_fd, errp));
+}
+
+bool preempt_wait_ack(PostcopySource *ps, int cancel_fd, Error **errp)
+{
     struct pollfd p[2];
     uint8_t ack = 0;
     int n;
 
-    if (!ps || !ps->pch) {
-        return true;
-    }
     p[0] = (struct pollfd){ .fd = ps->pch->fd, .events = POLLIN };
-    p[1] = (struct pollfd){ .fd = ms->cancel_fd, .events = POLLIN };
+    p[1] = (struct pollfd){ .fd = cancel_fd, .events = POLLIN };
     do {
         n = poll(p, 2, POSTCOPY_PREEMPT_WAIT_MS);
     } while (n < 0 && errno == EINTR);
     if (n > 0 && p[1].revents) {
-        return !migration_cancelled(ms, errp);
+        error_setg(errp, "migration cancelled");
+        return false;
     }
     if (n <= 0 || read(ps->pch->fd, &ack, 1) != 1 || ack != POSTCOPY_PREEMPT_ACK) {
         error_setg(errp, "postcopy-preempt: the destination did not take the second "
@@ -589,7 +615,10 @@ bool postcopy_source_ready(MigrationState *ms, Error **errp)
     }
     ps->pf = migration_io_output(&ps->p_io, "postcopy-preempt channel");
     /* query-migrate reads its counters from the main thread. */
-    __atomic_store_n(&ps->prs, ram_saver_new(ps->ram), __ATOMIC_RELEASE);
+    if (!ps->prs) {
+        __atomic_store_n(&ps->prs, ram_saver_new(ps->ram), __ATOMIC_RELEASE);
+    }
+    ram_saver_restart(ps->prs);
     return true;
 }
 
@@ -610,7 +639,7 @@ static gpointer preempt_thread(gpointer opaque)
         serve_requests(ps, ps->pf, ps->prs, true);
         if (!qemu_file_check(ps->pf, &err)) {
             /* The migration thread must stop too: the link is gone. */
-            shutdown(ps->rp_io.fd, SHUT_RDWR);
+            shutdown(__atomic_load_n(&ps->cur_fd, __ATOMIC_ACQUIRE), SHUT_RDWR);
             pthread_mutex_lock(&ps->lock);
             break;
         }
@@ -621,8 +650,14 @@ static gpointer preempt_thread(gpointer opaque)
     return NULL;
 }
 
+void preempt_start(PostcopySource *ps)
+{
+    ps->p_stop = false;
+    ps->p_thread = g_thread_new("mig/preempt", preempt_thread, ps);
+}
+
 /* Every page is out: the writer ends, the channel closes (the reader's EOF). */
-static bool stop_preempt(PostcopySource *ps, Error **errp)
+bool stop_preempt(PostcopySource *ps, Error **errp)
 {
     bool ok = true;
 
@@ -678,7 +713,8 @@ static bool between_parts(PostcopySource *ps, QEMUFile *f, Error **errp)
         delay = qemu_file_rate_limit_delay_us(f);
     }
     pthread_mutex_lock(&ps->lock);
-    if (delay > 0 && !ps->queue->len && !ps->rp_ended && !ps->cancelled) {
+    if (delay > 0 && !ps->queue->len && !ps->rp_ended && !ps->cancelled &&
+        !__atomic_load_n(&ps->flush_main, __ATOMIC_ACQUIRE)) {
         struct timespec ts;
 
         clock_gettime(CLOCK_REALTIME, &ts);
@@ -698,6 +734,32 @@ static bool between_parts(PostcopySource *ps, QEMUFile *f, Error **errp)
     return ok;
 }
 
+/* Pages until every one is out, the end of the stream, and the destination's SHUT. */
+static bool wait_shut(PostcopySource *ps, Error **errp);
+
+static bool postcopy_phase(PostcopySource *ps, SaveStateRegistry *r, QEMUFile *f,
+                           Error **errp)
+{
+    MigrationState *ms = ps->ms;
+    int ret;
+
+    apply_limit(ps, f);
+    while ((ret = migration_save_iterate(ms, r, f, false, errp)) == 0) {
+        if (!between_parts(ps, f, errp)) {
+            return false;
+        }
+    }
+    /* Every page requested on the second channel is out before the main stream ends. */
+    if (ret < 0 || !stop_preempt(ps, errp) || !savevm_save_complete(r, f, errp)) {
+        return false;
+    }
+    savevm_put_eof(f);
+    savevm_put_vmdesc(f, ps->desc);
+    qemu_fflush(f);
+    migration_publish_bytes(ms, f);
+    return qemu_file_check(f, errp) && wait_shut(ps, errp);
+}
+
 /* After the last byte: the destination's SHUT says it has every page. */
 static bool wait_shut(PostcopySource *ps, Error **errp)
 {
@@ -708,7 +770,9 @@ static bool wait_shut(PostcopySource *ps, Error **errp)
         pthread_cond_wait(&ps->cond, &ps->lock);
     }
     ok = ps->shut && ps->shut_value == 0;
-    if (!ok && !ps->rp_err) {
+    if (!ok && ps->rp_err) {
+        error_propagate(errp, error_copy(ps->rp_err));
+    } else if (!ok) {
         error_setg(errp, ps->cancelled ? "migration cancelled"
                                        : "the destination closed without confirming");
     }
@@ -723,7 +787,6 @@ bool postcopy_complete(MigrationState *ms, SaveStateRegistry *r, QEMUFile *f,
     Machine *m = ms->s->machine;
     QEMUFile *pf;
     bool sent;
-    int ret;
 
     __atomic_store_n(&ps->todo, todo, __ATOMIC_RELEASE);
     if (!machine_state_capture(m, img, errp) || !machine_state_register(m, img, r, errp)) {
@@ -751,30 +814,26 @@ bool postcopy_complete(MigrationState *ms, SaveStateRegistry *r, QEMUFile *f,
     /* The guest was down until here: the package is downtime, the rest postcopy. */
     __atomic_store_n(&ps->bytes_at_switch, qemu_file_transferred(f), __ATOMIC_RELAXED);
     if (ps->pf) {
-        ps->p_thread = g_thread_new("mig/preempt", preempt_thread, ps);
+        preempt_start(ps);
     }
     __atomic_store_n(&ps->switch_us, migration_now_us(), __ATOMIC_RELAXED);
     trace(postcopy_switch, "pending=%" PRIu64, ram_dirty_pending(todo));
     migration_publish_bytes(ms, f);
 
     ram_saver_set_source(ps->rs, &postcopy_pages, ps);
-    apply_limit(ps, f);
     ps->push_block = 0;
     ps->push_page = 0;
-    while ((ret = migration_save_iterate(ms, r, f, false, errp)) == 0) {
-        if (!between_parts(ps, f, errp)) {
+    /* Each failure pauses; each resume goes on over a new connection. */
+    for (;;) {
+        Error *err = NULL;
+
+        if (postcopy_phase(ps, r, f, &err)) {
+            return true;
+        }
+        if (!postcopy_pause_and_resume(ps, &f, err, errp)) {
             return false;
         }
     }
-    /* Every page requested on the second channel is out before the main stream ends. */
-    if (ret < 0 || !stop_preempt(ps, errp) || !savevm_save_complete(r, f, errp)) {
-        return false;
-    }
-    savevm_put_eof(f);
-    savevm_put_vmdesc(f, ps->desc);
-    qemu_fflush(f);
-    migration_publish_bytes(ms, f);
-    return qemu_file_check(f, errp) && wait_shut(ps, errp);
 }
 
 /* ---- query-migrate -------------------------------------------------------------------- */

@@ -50,6 +50,11 @@ void ram_saver_set_source(RamSaver *rs, const RamPageSourceOps *ops, void *opaqu
     rs->opaque = opaque;
 }
 
+void ram_saver_restart(RamSaver *rs)
+{
+    rs->last = NULL;
+}
+
 RamBlockList *ram_saver_blocks(RamSaver *rs)
 {
     return rs->ram;

@@ -355,8 +355,15 @@ bool precopy_iterate(MigrationState *ms, SaveStateRegistry *r, QEMUFile *f,
     while (!converged) {
         int ret;
 
-        /* Asked early, the switch waits until every page went out once. */
-        if (!pc->first_pass && postcopy_switch_requested(ms)) {
+        /*
+         * As soon as asked, between two PART sections, as QEMU does: pages
+         * not sent yet are simply pages the destination asks for or the
+         * push brings.  (Waiting for the end of the first pass was tried:
+         * every page sent before the switch and written again must be
+         * dropped by the destination while the guest is stopped, which
+         * tripled the downtime; docs/performance.md.)
+         */
+        if (postcopy_switch_requested(ms)) {
             *to_postcopy = true;
             return true;
         }

@@ -41,9 +41,8 @@ bool precopy_register(MigrationState *ms, SaveStateRegistry *r, Error **errp);
 bool precopy_live(MigrationState *ms);
 /*
  * Migration thread, after the setup phase: passes until the rest fits
- * downtime-limit, or until a postcopy switch was asked and the first pass
- * is out (*to_postcopy), or cancel / error.  Returns true at once when not
- * live.
+ * downtime-limit, or until a postcopy switch is asked (*to_postcopy), or
+ * cancel / error.  Returns true at once when not live.
  */
 bool precopy_iterate(MigrationState *ms, SaveStateRegistry *r, QEMUFile *f,
                      bool *to_postcopy, Error **errp);

@@ -368,7 +368,11 @@ def test_hmp_migrate_words(vmq, tmp_path):
                  "duplicate:", "pages-per-second:"):
         assert word in out
     assert c.ok("query-status")["status"] == "postmigrate"
-    assert hmp(c, "migrate") == "Usage: migrate [-d] URI\r\n"
+    assert hmp(c, "migrate") == "Usage: migrate [-d] [-r] URI\r\n"
+    assert "Cannot resume if there is no paused migration" in hmp(c, "migrate -r tcp:h:1")
+    assert "migrate-pause is currently only supported" in hmp(c, "migrate_pause")
+    assert "Migrate recover can only be run when postcopy is paused" in \
+        hmp(c, "migrate_recover tcp:0:1")
     assert "unknown migration URI scheme" in hmp(c, "migrate -d nope:x")
     c.ok("cont")
     c.ok("migrate-set-parameters", {"max-bandwidth": 64 << 10})
