@@ -515,22 +515,14 @@ void qmp_migrate_incoming(Amber *s, const char *uri, Error **errp)
 void qmp_migrate_recover(Amber *s, const char *uri, Error **errp)
 {
     MigrationIncoming *mis = incoming(s);
-    ChannelAddress addr;
     ChannelListener *l;
-    bool socket;
 
     if (!mis || migration_incoming_status(mis->ms) != MIGRATION_STATUS_POSTCOPY_PAUSED) {
         error_setg(errp, "Migrate recover can only be run when postcopy is paused.");
         return;
     }
-    if (!channel_parse_uri(uri, &addr, errp)) {
-        return;
-    }
-    socket = addr.kind == CHANNEL_UNIX || addr.kind == CHANNEL_TCP;
-    channel_address_clear(&addr);
-    if (!socket) {
-        error_setg(errp, "the source reconnects: migrate-recover needs a unix: or tcp: URI, "
-                   "not '%s'", uri);
+    /* The source connects again. */
+    if (!channel_uri_reconnects(uri, "migrate-recover", errp)) {
         return;
     }
     pthread_mutex_lock(&mis->ms->lock);

@@ -91,7 +91,7 @@ def main():
             sys.exit("demo: migration %s: %s" % (info["status"], info.get("error-desc", "")))
         switch = switch or end
         ram = info["ram"]
-        print("  switch to postcopy %.2f s after migrate (after the first pass over RAM)"
+        print("  switch to postcopy %.2f s after migrate (migrate-start-postcopy 1 s after it)"
               % (switch - t0))
         print("  downtime: %d ms; pages followed for %.2f s; %d pages asked for by the guest"
               % (info["downtime"], end - switch, ram["postcopy-requests"]))

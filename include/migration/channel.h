@@ -51,6 +51,11 @@ typedef struct ChannelAddress {
 bool channel_parse_uri(const char *uri, ChannelAddress *addr, Error **errp);
 void channel_address_clear(ChannelAddress *addr);
 const char *channel_kind_name(ChannelKind kind);     /* "exec", "file", ... */
+/*
+ * uri is a unix: or tcp: address, one a peer can connect to again (a
+ * postcopy recovery); otherwise false, the error saying `what` needs one.
+ */
+bool channel_uri_reconnects(const char *uri, const char *what, Error **errp);
 
 /*
  * fd:NAME resolution, provided by the monitor (getfd).  Returns a

@@ -283,21 +283,13 @@ void rp_resume_ack(PostcopySource *ps, uint32_t value)
 void postcopy_source_resume(MigrationState *ms, const char *uri, Error **errp)
 {
     PostcopySource *ps = ms->postcopy;
-    ChannelAddress addr;
-    bool socket;
 
     if (!ps || migration_outgoing_status(ms) != MIGRATION_STATUS_POSTCOPY_PAUSED) {
         error_setg(errp, "Cannot resume if there is no paused migration");
         return;
     }
-    if (!channel_parse_uri(uri, &addr, errp)) {
-        return;
-    }
-    socket = addr.kind == CHANNEL_UNIX || addr.kind == CHANNEL_TCP;
-    channel_address_clear(&addr);
-    if (!socket) {
-        error_setg(errp, "resume reconnects to the destination: it needs a unix: or tcp: "
-                   "URI, not '%s'", uri);
+    /* It connects again to where the destination listens. */
+    if (!channel_uri_reconnects(uri, "resume", errp)) {
         return;
     }
     pthread_mutex_lock(&ps->lock);

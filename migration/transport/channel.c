@@ -154,6 +154,22 @@ static bool parse_scheme(const char *scheme, const char *rest, const char *uri,
     return true;
 }
 
+bool channel_uri_reconnects(const char *uri, const char *what, Error **errp)
+{
+    ChannelAddress addr;
+    bool socket;
+
+    if (!channel_parse_uri(uri, &addr, errp)) {
+        return false;
+    }
+    socket = addr.kind == CHANNEL_UNIX || addr.kind == CHANNEL_TCP;
+    channel_address_clear(&addr);
+    if (!socket) {
+        error_setg(errp, "%s needs a unix: or tcp: URI, not '%s'", what, uri);
+    }
+    return socket;
+}
+
 bool channel_parse_uri(const char *uri, ChannelAddress *addr, Error **errp)
 {
     const char *colon = uri ? strchr(uri, ':') : NULL;

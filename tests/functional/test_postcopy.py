@@ -127,14 +127,19 @@ def check_destination_runs(d, dc, smp, tmp_path):
     got = statuses(dc, "completed")
     assert got in (["setup", "active", "postcopy-active", "completed"],
                    ["active", "postcopy-active", "completed"]), got
+    runs_on_and_holds(d, dc, smp, tmp_path, MEM_MIB)
+
+
+def runs_on_and_holds(d, dc, smp, tmp_path, mem_mib):
+    """The destination's guest runs on; stopped, its RAM holds the wave."""
     wait_status(dc, ("running",))
     before = len(d.reports())
     d.wait_reports(smp, rounds=2, timeout=60)
     assert len(d.reports()) > before
     dc.ok("stop")
     dst = os.path.join(str(tmp_path), "dst.raw")
-    pmemsave(dc, dst, MEM_MIB)
-    wavecheck(dst, MEM_MIB)
+    pmemsave(dc, dst, mem_mib)
+    wavecheck(dst, mem_mib)
 
 
 def check_source_completed(sc, info):
