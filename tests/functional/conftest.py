@@ -14,8 +14,24 @@ def amber_bin():
     return vmmod.AMBER
 
 
+def kvm_missing():
+    """Why no guest can run here (no usable /dev/kvm), or None."""
+    try:
+        os.close(os.open("/dev/kvm", os.O_RDWR | os.O_CLOEXEC))
+        return None
+    except OSError as e:
+        return "this host has no usable /dev/kvm (%s): amber cannot run a guest" % e.strerror
+
+
+@pytest.fixture(scope="session")
+def kvm():
+    why = kvm_missing()
+    if why:
+        pytest.skip(why)
+
+
 @pytest.fixture
-def tmpvm(tmp_path, amber_bin):
+def tmpvm(tmp_path, amber_bin, kvm):
     """Factory: tmpvm(args) -> Vm in a per-test directory, killed at teardown."""
     vms = []
 

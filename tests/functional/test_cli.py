@@ -106,7 +106,7 @@ UNUSABLE_KVM = [
     ("mount -t tmpfs none /dev",
      "amber: cannot open /dev/kvm (is KVM enabled and are you allowed to use it?): "
      "No such file or directory"),
-    ("mount --bind /dev/null /dev/kvm",
+    ("mount -t tmpfs none /dev && mknod /dev/kvm c 1 3",
      "amber: /dev/kvm is not a KVM device: Inappropriate ioctl for device"),
 ]
 

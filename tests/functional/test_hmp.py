@@ -19,7 +19,7 @@ def run_stdio(tmp_path, lines, extra=()):
     return p.returncode, p.stdout.decode(errors="replace")
 
 
-def test_stdio_session(tmp_path, amber_bin):
+def test_stdio_session(tmp_path, amber_bin, kvm):
     dump = tmp_path / "page.bin"
     rc, out = run_stdio(tmp_path, [
         "info status", "stop", "info status", "info version", "info cpus",
@@ -43,7 +43,7 @@ def test_stdio_session(tmp_path, amber_bin):
     assert blocks[11] == "VM status: running\r\n"
 
 
-def test_stdio_prelaunch_and_usage(tmp_path, amber_bin):
+def test_stdio_prelaunch_and_usage(tmp_path, amber_bin, kvm):
     rc, out = run_stdio(tmp_path, ["info status", "pmemsave 0", "info", "quit"],
                         extra=["-S"])
     assert rc == 0, out

@@ -251,7 +251,7 @@ def test_quit(vmq):
     assert vm.wait(timeout=10) == 0
 
 
-def test_qmp_stdio(tmp_path, amber_bin):
+def test_qmp_stdio(tmp_path, amber_bin, kvm):
     """-qmp stdio: the same protocol on stdin/stdout, requests not line-aligned."""
     reqs = ('{"execute": "qmp_capabilities"}{"execute": "query-status", "id": 1}\n'
             '{"execute": "quit"}\n')

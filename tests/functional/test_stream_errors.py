@@ -29,7 +29,7 @@ TRUNCATED = r"unexpected end of stream"
 
 
 @pytest.fixture(scope="module")
-def good(tmp_path_factory, amber_bin):
+def good(tmp_path_factory, amber_bin, kvm):
     """(path, bytes, parsed stream) of a guest saved while running."""
     tmp = tmp_path_factory.mktemp("good")
     vms = []

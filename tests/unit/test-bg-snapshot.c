@@ -15,6 +15,7 @@
  * throughput kept during a snapshot of 256 MiB hammered by 2 threads.
  */
 #include "migration/bg-engine.h"
+#include "migration/ram.h"
 #include "test-helpers.h"
 #include "util/bitmap.h"
 #include "util/uffd.h"
@@ -455,6 +456,34 @@ static void ref_copy(TestMem *m, uint8_t *ref)
 #define NWRITERS 4
 
 /*
+ * Whether reading a never-written anonymous page maps the shared zero
+ * page (most kernels) rather than allocating one (some hosts run without
+ * it).  Only then does the reference copy leave untouched pages
+ * unpopulated, for the snapshot to skip.
+ */
+static bool read_maps_zero_page(void)
+{
+    static int answer = -1;
+
+    if (answer < 0) {
+        uint8_t *p = mmap(NULL, PAGE, PROT_READ | PROT_WRITE,
+                          MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        RAMBlock rb = { .host = p, .used_length = PAGE, .fd = -1, .page_size = PAGE };
+        unsigned long map = 0;
+        int fd = pagemap_open(0, NULL);
+
+        g_assert_true(p != MAP_FAILED);
+        (void)*(volatile uint8_t *)p;
+        answer = fd >= 0 && ram_populated(&rb, fd, PAGE, 0, 1, &map) && !map;
+        if (fd >= 0) {
+            close(fd);
+        }
+        munmap(p, PAGE);
+    }
+    return answer;
+}
+
+/*
  * Region layout (pages): [0] progress records, then NWRITERS partitions,
  * then a tail that is partly read (zero page), partly written with zeros,
  * partly never touched.
@@ -534,7 +563,8 @@ static void one_snapshot(const EqCase *c, TestMem *m, int iter)
      * a write populates its whole 2 MiB, so those pages are zero instead.
      */
     g_assert_cmpuint(st.pages_skipped + st.pages_zero, >=, tail - 2 * (tail / 3));
-    if (c->mem != MEM_ANON_THP) {
+    /* Unless the reference copy populated every page: nothing is left to skip. */
+    if (c->mem != MEM_ANON_THP && (m->rb.fd >= 0 || read_maps_zero_page())) {
         g_assert_cmpuint(st.pages_skipped, >=, tail - 2 * (tail / 3));
     }
     if (c->tiny_pool) {
