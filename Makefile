@@ -54,14 +54,16 @@ check-functional: build
 # postcopy tests whose threads meet most (switch, faults, kills, pause, resume).
 PC := tests/functional/test_postcopy.py
 PCR := tests/functional/test_postcopy_recovery.py
+MR := tests/functional/test_mapped_ram.py
 TSAN_FUNCTIONAL := tests/functional/test_bgsnapshot.py tests/functional/test_stream_errors.py \
                    $(PC)::test_postcopy_runs_on_destination $(PC)::test_faulted_pages_are_requested \
                    $(PC)::test_source_killed_after_switch $(PC)::test_destination_killed_after_switch \
                    $(PCR)::test_migrate_pause_by_command $(PCR)::test_cut_during_recovery \
-                   $(PCR)::test_preempt_channel_comes_back
+                   $(PCR)::test_preempt_channel_comes_back \
+                   $(MR)::test_lazy_restore_runs_at_once $(MR)::test_truncated_during_a_lazy_load
 ASAN_FUNCTIONAL := tests/functional/test_bgsnapshot.py tests/functional/test_stream_errors.py \
                    $(PC) $(PCR) tests/functional/test_direct_io.py \
-                   tests/functional/test_saverestore.py
+                   tests/functional/test_saverestore.py $(MR)
 check-functional-asan: deps $(ASAN_BUILD)/build.ninja
 	ninja -C $(ASAN_BUILD)
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \

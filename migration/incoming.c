@@ -17,6 +17,8 @@
 #include <sys/socket.h>
 
 #include "migration-int.h"
+#include "migration/lazy-restore.h"
+#include "migration/mapped-ram.h"
 #include "monitor/monitor.h"
 #include "postcopy/postcopy.h"
 #include "qapi-commands.h"
@@ -36,6 +38,11 @@ struct MigrationIncoming {
     MachineStateImage *img;
     SaveStateRegistry *r;
     PostcopyDest *postcopy;         /* the stream's postcopy commands */
+    bool lazy;                      /* a mapped-ram image restored lazily */
+    LazyRestore *lazy_restore;      /* atomic: its pages follow while the guest runs */
+    LazyRestoreStats lazy_final;    /* once it ended: its last counters */
+    bool lazy_ended;                /* atomic */
+    char *error;                    /* under ms->lock: why a lazy restore failed */
     int cur_fd;                     /* atomic: the connection migrate-pause shuts down */
     /* postcopy recovery, under ms->lock */
     ChannelListener *recover;       /* migrate-recover's, until the load thread takes it */
@@ -61,6 +68,50 @@ bool migration_incoming_running(MigrationState *ms)
            migration_status_postcopy(st);
 }
 
+/* A lazy restore's progress: pages placed, read, faults and their service times. */
+static void lazy_info(MigrationIncoming *mis, MigrationInfo *info)
+{
+    LazyRestoreStats st;
+    MigrationStats *r;
+    uint64List **dist = &info->postcopy_latency_dist;
+
+    pthread_mutex_lock(&mis->ms->lock);
+    if (mis->error) {
+        info->has_error_desc = true;
+        info->error_desc = g_strdup(mis->error);
+    }
+    if (__atomic_load_n(&mis->lazy_ended, __ATOMIC_ACQUIRE)) {
+        st = mis->lazy_final;
+    } else if (mis->lazy_restore) {
+        lazy_restore_stats(mis->lazy_restore, &st);
+    } else {
+        pthread_mutex_unlock(&mis->ms->lock);
+        return;
+    }
+    pthread_mutex_unlock(&mis->ms->lock);
+    r = g_new0(MigrationStats, 1);
+    r->total = st.total_pages * MAPPED_RAM_PAGE_SIZE;
+    r->remaining = (st.total_pages - MIN(st.placed_pages, st.total_pages)) *
+                   MAPPED_RAM_PAGE_SIZE;
+    r->transferred = st.bytes_read;
+    r->normal = st.data_pages;
+    r->normal_bytes = st.data_pages * MAPPED_RAM_PAGE_SIZE;
+    r->duplicate = st.zero_pages;
+    r->page_size = MAPPED_RAM_PAGE_SIZE;
+    r->postcopy_requests = st.faults;
+    r->postcopy_bytes = st.bytes_read;
+    info->has_ram = true;
+    info->ram = r;
+    info->has_postcopy_latency = true;
+    info->postcopy_latency = st.faults ? st.fault_ns / st.faults : 0;
+    info->has_postcopy_latency_dist = true;
+    for (int i = 0; i < LAZY_LATENCY_BUCKETS; i++) {
+        *dist = g_new0(uint64List, 1);
+        (*dist)->value = st.latency_hist[i];
+        dist = &(*dist)->next;
+    }
+}
+
 void migration_incoming_info(MigrationState *ms, MigrationInfo *info)
 {
     int st = migration_incoming_status(ms);
@@ -68,6 +119,9 @@ void migration_incoming_info(MigrationState *ms, MigrationInfo *info)
     if (st != MIGRATION_STATUS_NONE) {
         info->has_status = true;
         info->status = st;
+    }
+    if (ms->incoming) {
+        lazy_info(ms->incoming, info);
     }
     /* Published by the load thread once made; freed only after it ended. */
     if (ms->incoming) {
@@ -123,6 +177,8 @@ void migration_incoming_free(MigrationIncoming *mis)
     }
     /* Before the RAM goes: this unregisters it and stops the fault thread. */
     postcopy_dest_free(mis->postcopy);
+    lazy_restore_free(mis->lazy_restore);
+    g_free(mis->error);
     channel_listener_free(mis->recover);
     channel_abort(mis->ch);
     channel_listener_free(mis->listener);
@@ -300,6 +356,19 @@ static bool recover(MigrationIncoming *mis, SaveVMLoader *l, Reconnected *rc, Er
     }
 }
 
+/*
+ * A mapped-ram image: its pages are read from their places, in parallel,
+ * or (postcopy-ram set here) placed on demand once the guest runs.
+ */
+static bool incoming_mapped(MigrationIncoming *mis, Error **errp)
+{
+    MigrationOptions *o = &mis->ms->opts;
+
+    mis->lazy = migrate_postcopy_ram(o);
+    ram_loader_set_map_image(mis->ram, migrate_zero_copy_restore(o));
+    return ram_loader_set_mapped(mis->ram, mis->ch->fd, o->multifd_channels, mis->lazy, errp);
+}
+
 static bool load_stream(MigrationIncoming *mis, QEMUFile *f, Error **errp)
 {
     SaveVMLoadOptions opts = {
@@ -310,6 +379,13 @@ static bool load_stream(MigrationIncoming *mis, QEMUFile *f, Error **errp)
     char *json = NULL;
     bool ok = savevm_loader_read_header(l, errp);
 
+    if (ok && savevm_loader_has_capability(l, "mapped-ram")) {
+        ok = incoming_mapped(mis, errp);
+    } else if (ok && migrate_zero_copy_restore(&mis->ms->opts)) {
+        error_setg(errp, "x-zero-copy-restore maps a mapped-ram image's pages, and this "
+                   "stream was not saved with mapped-ram");
+        ok = false;
+    }
     if (ok) {
         header_read(mis);
     }
@@ -341,6 +417,74 @@ static bool load_stream(MigrationIncoming *mis, QEMUFile *f, Error **errp)
     return postcopy_dest_running(mis->postcopy) || machine_state_complete(mis->img, errp);
 }
 
+/* A lazy restore could not read a page: the guest waits, paused, saying why. */
+static bool lazy_failed_main(Amber *s, void *data, Error **errp)
+{
+    return amber_vm_stop(s, RUN_STATE_PAUSED, errp);
+}
+
+/*
+ * The devices are loaded and checked: the guest runs now, on RAM whose
+ * pages come from the image as it touches them and behind it.
+ */
+static bool incoming_lazy(MigrationIncoming *mis, Error **errp)
+{
+    MigrationState *ms = mis->ms;
+    RamBlockList *ram = machine_ram(ms->s->machine);
+    const MappedRamBlock *blocks[AMBER_MAX_RAM_BLOCKS];
+    LazyRestore *lr;
+    Error *err = NULL;
+    bool ok;
+
+    for (int i = 0; i < ram->nblocks; i++) {
+        blocks[i] = ram_loader_mapped_block(mis->ram, i);
+    }
+    lr = lazy_restore_new(ram, mis->ch->fd, blocks, errp);
+    if (!lr) {
+        return false;
+    }
+    /* As postcopy's background push: the pages the guest waits for are not held. */
+    lazy_restore_set_bandwidth(lr, &ms->opts.max_postcopy_bandwidth);
+    pthread_mutex_lock(&ms->lock);
+    mis->lazy_restore = lr;
+    pthread_mutex_unlock(&ms->lock);
+    migration_set_status(ms, &mis->status, MIGRATION_STATUS_POSTCOPY_ACTIVE);
+    if (!migration_call_main(ms, apply_main, mis, errp)) {
+        return false;
+    }
+    lazy_restore_start(lr);
+    ok = lazy_restore_wait(lr, &err);
+    pthread_mutex_lock(&ms->lock);
+    lazy_restore_stats(lr, &mis->lazy_final);
+    __atomic_store_n(&mis->lazy_ended, true, __ATOMIC_RELEASE);
+    if (!ok) {
+        mis->error = g_strdup(error_get_pretty(err));
+    }
+    pthread_mutex_unlock(&ms->lock);
+    if (!ok) {
+        /*
+         * Pages are missing that nothing can supply: keep them missing (no
+         * vCPU ever sees a wrong page), stop the guest, stay up.
+         */
+        if (!migration_call_main(ms, lazy_failed_main, mis, NULL)) {
+            warn_report("lazy restore: the guest could not be stopped");
+        }
+        error_propagate(errp, err);
+        return false;
+    }
+    /* Every page is in: RAM is plain memory again. */
+    pthread_mutex_lock(&ms->lock);
+    mis->lazy_restore = NULL;
+    pthread_mutex_unlock(&ms->lock);
+    lazy_restore_free(lr);
+    if (!channel_close(mis->ch, &err)) {
+        warn_report("after a lazy restore: %s", error_get_pretty(err));
+        error_free(err);
+    }
+    mis->ch = NULL;
+    return true;
+}
+
 static bool incoming_run(MigrationIncoming *mis, Error **errp)
 {
     MigrationIO io = { .saved_flags = -1 };
@@ -370,6 +514,9 @@ static bool incoming_run(MigrationIncoming *mis, Error **errp)
     if (!ok) {
         postcopy_dest_fail(mis->postcopy, errp);
         return false;
+    }
+    if (mis->lazy) {
+        return incoming_lazy(mis, errp);
     }
     /* The stream is whole and checked; a failing exec reader changes nothing now. */
     if (!channel_close(mis->ch, &cerr)) {
@@ -407,6 +554,11 @@ static gpointer incoming_thread(gpointer opaque)
         return NULL;
     }
     migration_set_status(mis->ms, &mis->status, MIGRATION_STATUS_FAILED);
+    if (__atomic_load_n(&mis->lazy_ended, __ATOMIC_ACQUIRE)) {
+        /* The guest ran: it stays, paused, and so does amber. */
+        error_free(err);
+        return NULL;
+    }
     if (!migration_exiting(mis->ms)) {
         migration_call_main(mis->ms, fail_main, err, NULL);
     }

@@ -180,6 +180,7 @@ static const HmpParam hmp_params[] = {
     HMP_PARAM("direct-io", direct_io, HMP_PARAM_BOOL, NULL, NULL),
     HMP_PARAM("max-postcopy-bandwidth", max_postcopy_bandwidth, HMP_PARAM_SIZE,
               "bytes/second", "(no limit)"),
+    HMP_PARAM("multifd-channels", multifd_channels, HMP_PARAM_NUMBER, NULL, NULL),
 };
 
 static const HmpParam *find_param(const char *name)
@@ -258,7 +259,7 @@ static void hmp_migrate_set_parameter(Hmp *h, int argc, char **argv)
                                p.x_background_snapshot_chunk_size,
                                p.has_direct_io, p.direct_io,
                                p.has_max_postcopy_bandwidth, p.max_postcopy_bandwidth,
-                               &err);
+                               p.has_multifd_channels, p.multifd_channels, &err);
     hmp_handle_error(h, err);
 }
 
@@ -289,7 +290,8 @@ static void hmp_info_migrate_parameters(Hmp *h, int argc, char **argv)
             continue;
         }
         v = *(const uint64_t *)(base + hp->get_off);
-        hmp_printf(h, "%s: %" PRIu64 " %s%s%s\n", hp->name, v, hp->unit,
+        hmp_printf(h, "%s: %" PRIu64 "%s%s%s%s\n", hp->name, v, hp->unit ? " " : "",
+                   hp->unit ? hp->unit : "",
                    !v && hp->zero_note ? " " : "", !v && hp->zero_note ? hp->zero_note : "");
     }
     qapi_free_MigrationParameters(p);

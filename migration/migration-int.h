@@ -46,6 +46,7 @@ struct MigrationState {
     struct BgMigration *bg;     /* background snapshot (savers/background.c), or NULL */
     struct Precopy *precopy;    /* live migration (savers/precopy.c), or NULL */
     struct PostcopySource *postcopy; /* with postcopy-ram (postcopy/source.c), or NULL */
+    struct MappedRamWriter *mapped; /* mapped-ram: where the pages go, or NULL */
 
     MigrationIncoming *incoming;
 };

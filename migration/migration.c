@@ -20,12 +20,14 @@
 #include <string.h>
 #include <unistd.h>
 #include <sys/eventfd.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 
 #include "migration-int.h"
 #include "monitor/monitor.h"
 #include "qapi-commands.h"
 #include "qapi-events.h"
+#include "migration/mapped-ram.h"
 #include "migration/savers.h"
 #include "savers/background.h"
 #include "savers/precopy.h"
@@ -265,8 +267,10 @@ int migration_save_iterate(MigrationState *ms, SaveStateRegistry *r, QEMUFile *f
 static bool save_setup_phase(MigrationState *ms, SaveStateRegistry *r, QEMUFile *f,
                              Error **errp)
 {
+    static const char *const mapped_caps[] = { MAPPED_RAM_CAPABILITY, NULL };
+
     if (!(ms->postcopy ? postcopy_save_head(ms, r, f, errp)
-                       : savevm_save_head(r, f, errp))) {
+                       : savevm_save_head(r, f, ms->mapped ? mapped_caps : NULL, errp))) {
         return false;
     }
     qemu_fflush(f);
@@ -343,16 +347,26 @@ static bool outgoing_run(MigrationState *ms, Error **errp)
     if (!ms->ch) {
         ms->ch = channel_open_outgoing(ms->uri, NULL, NULL, errp);
     }
+    if (ms->ch && migrate_mapped_ram(&ms->opts)) {
+        ms->mapped = mapped_ram_writer_new(ms->ch->fd, machine_ram(m),
+                                           ms->opts.multifd_channels, ms->opts.direct_io,
+                                           errp);
+        if (!ms->mapped) {
+            goto out;
+        }
+        ram_saver_set_mapped(ms->ram, ms->mapped);
+    }
     if (!ms->ch || !register_ram(ms, r, &stopped, errp) ||
         !migration_io_init(&io, ms->ch->fd, ms->cancel_fd, errp) ||
         (ms->ch->direct && !(io.direct = direct_writer_new(ms->ch->fd, errp))) ||
         !postcopy_source_start(ms, errp)) {
         goto out;
     }
-    if (ms->bg) {
+    if (ms->bg && !ms->mapped) {
         /*
          * The guest runs on: the page-cache work of a big image is CPU it
          * needs.  A stopped save keeps the cache, for a load right after.
+         * (mapped-ram's pages are not the sequential stream it follows.)
          */
         write_behind_init(&io.wb, io.fd);
     }
@@ -395,6 +409,7 @@ out:
         migration_io_restore(&io);
     }
     direct_writer_free(io.direct);
+    g_clear_pointer(&ms->mapped, mapped_ram_writer_free);
     /* Closing is part of success: fsync of a file, an exec child's exit status. */
     if (ok) {
         ok = channel_close(ms->ch, errp);
@@ -489,6 +504,31 @@ static int lookup_fd(void *opaque, const char *name, Error **errp)
 }
 
 /*
+ * A file that backs RAM (memory-backend-file, or the image after a
+ * zero-copy restore) is the guest's memory: a save that truncated or
+ * rewrote it would pull pages from under the guest and the saver.  st: the target file, found by name
+ * before it is opened, or by its descriptor.
+ */
+static bool backs_ram(MigrationState *ms, const struct stat *st, const char *uri,
+                      Error **errp)
+{
+    RamBlockList *ram = machine_ram(ms->s->machine);
+
+    for (int i = 0; i < ram->nblocks; i++) {
+        struct stat bst;
+
+        if (ram->blocks[i]->fd >= 0 && fstat(ram->blocks[i]->fd, &bst) == 0 &&
+            bst.st_dev == st->st_dev && bst.st_ino == st->st_ino) {
+            error_setg(errp, "'%s' holds the memory of RAM block '%s' (its backing file, or "
+                       "the image of a zero-copy restore): saving there would overwrite the "
+                       "guest's memory; save to another file", uri, ram->blocks[i]->idstr);
+            return true;
+        }
+    }
+    return false;
+}
+
+/*
  * Channels that open at once (file, exec, fd) are opened here, so a path
  * that cannot be written is an error reply; unix/tcp connect from the
  * thread, where a slow peer blocks nobody.
@@ -504,6 +544,14 @@ static bool open_early(MigrationState *ms, const char *uri, Channel **ch, Error 
         return false;
     }
     kind = addr.kind;
+    if (kind == CHANNEL_FILE) {
+        struct stat st;
+
+        if (stat(addr.path, &st) == 0 && backs_ram(ms, &st, uri, errp)) {
+            channel_address_clear(&addr);
+            return false;
+        }
+    }
     channel_address_clear(&addr);
     early = kind == CHANNEL_FILE || kind == CHANNEL_EXEC || kind == CHANNEL_FD;
     if (migrate_postcopy_ram(&ms->opts) && (kind == CHANNEL_FILE || kind == CHANNEL_EXEC)) {
@@ -521,8 +569,30 @@ static bool open_early(MigrationState *ms, const char *uri, Channel **ch, Error 
         error_setg(errp, "direct-io needs a file: URI, not '%s'", uri);
         return false;
     }
+    if (migrate_mapped_ram(&ms->opts) && kind != CHANNEL_FILE && kind != CHANNEL_FD) {
+        error_setg(errp, "mapped-ram gives every page a fixed place in a file: it needs a "
+                   "file: URI or an fd: of a regular file, not '%s'", uri);
+        return false;
+    }
     if (early) {
+        struct stat st;
+
         *ch = channel_open_outgoing(uri, lookup_fd, ms->s, errp);
+        if (*ch && kind == CHANNEL_FD && fstat((*ch)->fd, &st) == 0 &&
+            backs_ram(ms, &st, uri, errp)) {
+            channel_abort(*ch);
+            *ch = NULL;
+            return false;
+        }
+        if (*ch && migrate_mapped_ram(&ms->opts)) {
+            /* Its pages go through a descriptor of their own, opened then. */
+            if (!mapped_ram_channel_ok((*ch)->fd, uri, errp) ||
+                (ms->opts.direct_io && !mapped_ram_direct_ok((*ch)->fd, (*ch)->path, errp))) {
+                channel_abort(*ch);
+                *ch = NULL;
+            }
+            return *ch != NULL;
+        }
         if (*ch && ms->opts.direct_io) {
             if (!direct_io_enable((*ch)->fd, (*ch)->path, errp)) {
                 channel_abort(*ch);

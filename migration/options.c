@@ -9,12 +9,14 @@
  * postcopy-ram needs missing-page faults on every RAM block (checked on
  * both sides: the destination is built like the source).  The two exclude
  * each other: a background snapshot never stops the source, a postcopy
- * switch does.
+ * switch does.  x-zero-copy-restore excludes postcopy-ram: a restore of a
+ * mapped-ram image either maps its pages or faults them in.
  */
 #include <inttypes.h>
 
 #include "migration-int.h"
 #include "qapi-commands.h"
+#include "migration/mapped-ram.h"
 #include "savers/background.h"
 #include "util/uffd.h"
 
@@ -45,6 +47,7 @@ static bool blocktime_usable(Machine *m, Error **errp)
 
 static const MigrationCapability excl_postcopy[] = { MIGRATION_CAPABILITY_POSTCOPY_RAM };
 static const MigrationCapability excl_bg[] = { MIGRATION_CAPABILITY_BACKGROUND_SNAPSHOT };
+static const MigrationCapability excl_zero_copy[] = { MIGRATION_CAPABILITY_POSTCOPY_RAM };
 
 static const CapRule cap_rules[] = {
     { .cap = MIGRATION_CAPABILITY_EVENTS, .requires = MIGRATION_CAPABILITY__MAX },
@@ -58,6 +61,10 @@ static const CapRule cap_rules[] = {
       .requires = MIGRATION_CAPABILITY__MAX },
     { .cap = MIGRATION_CAPABILITY_POSTCOPY_PREEMPT,
       .requires = MIGRATION_CAPABILITY_POSTCOPY_RAM },
+    { .cap = MIGRATION_CAPABILITY_MAPPED_RAM, .requires = MIGRATION_CAPABILITY__MAX },
+    { .cap = MIGRATION_CAPABILITY_X_ZERO_COPY_RESTORE,
+      .excludes = excl_zero_copy, .nexcludes = G_N_ELEMENTS(excl_zero_copy),
+      .requires = MIGRATION_CAPABILITY__MAX },
 };
 
 void migrate_options_init(MigrationOptions *o)
@@ -66,6 +73,7 @@ void migrate_options_init(MigrationOptions *o)
         .max_bandwidth = MIGRATE_DEFAULT_MAX_BANDWIDTH,
         .downtime_limit = MIGRATE_DEFAULT_DOWNTIME_LIMIT,
         .bg_pool_size = MIGRATE_DEFAULT_BG_POOL_SIZE,
+        .multifd_channels = MAPPED_RAM_DEFAULT_THREADS,
         .bg_chunk_size = MIGRATE_DEFAULT_BG_CHUNK_SIZE,
     };
 }
@@ -158,7 +166,9 @@ void qmp_migrate_set_parameters(Amber *s, bool has_max_bandwidth, uint64_t max_b
                                 uint64_t x_background_snapshot_chunk_size,
                                 bool has_direct_io, bool direct_io,
                                 bool has_max_postcopy_bandwidth,
-                                uint64_t max_postcopy_bandwidth, Error **errp)
+                                uint64_t max_postcopy_bandwidth,
+                                bool has_multifd_channels, uint64_t multifd_channels,
+                                Error **errp)
 {
     MigrationState *ms = migration_state(s);
 
@@ -178,6 +188,12 @@ void qmp_migrate_set_parameters(Amber *s, bool has_max_bandwidth, uint64_t max_b
                    "range of 0 to %" PRId64 " bytes/second", INT64_MAX);
         return;
     }
+    if (has_multifd_channels &&
+        (multifd_channels < 1 || multifd_channels > MAPPED_RAM_MAX_THREADS)) {
+        error_setg(errp, "Parameter 'multifd-channels' expects a value between 1 and %d",
+                   MAPPED_RAM_MAX_THREADS);
+        return;
+    }
     if (!bg_migration_check_params(
             has_x_background_snapshot_pool_size ? &x_background_snapshot_pool_size : NULL,
             has_x_background_snapshot_chunk_size ? &x_background_snapshot_chunk_size : NULL,
@@ -195,6 +211,9 @@ void qmp_migrate_set_parameters(Amber *s, bool has_max_bandwidth, uint64_t max_b
     }
     if (has_direct_io) {
         ms->opts.direct_io = direct_io;
+    }
+    if (has_multifd_channels) {
+        ms->opts.multifd_channels = multifd_channels;
     }
     if (has_max_postcopy_bandwidth) {
         /* Read by the postcopy phase as it starts and before each wait. */
@@ -218,5 +237,6 @@ MigrationParameters *qmp_query_migrate_parameters(Amber *s, Error **errp)
     p->x_background_snapshot_chunk_size = ms->opts.bg_chunk_size;
     p->direct_io = ms->opts.direct_io;
     p->max_postcopy_bandwidth = ms->opts.max_postcopy_bandwidth;
+    p->multifd_channels = ms->opts.multifd_channels;
     return p;
 }

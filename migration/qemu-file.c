@@ -38,6 +38,7 @@ struct QEMUFile {
 
     uint64_t pos;           /* bytes accepted (output) or consumed (input) */
     uint64_t flushed;
+    uint64_t external;      /* qemu_file_count_external() */
 
     Error *err;
     int err_no;             /* negative errno */
@@ -255,7 +256,7 @@ void qemu_put_be64(QEMUFile *f, uint64_t v)
 
 uint64_t qemu_file_transferred(QEMUFile *f)
 {
-    return f->pos;
+    return f->pos + f->external;
 }
 
 uint64_t qemu_file_flushed(QEMUFile *f)
@@ -493,6 +494,49 @@ int qemu_peek_byte(QEMUFile *f, size_t offset)
     return qemu_peek_buffer(f, &v, 1, offset) == 1 ? v : -1;
 }
 
+int64_t qemu_file_tell(QEMUFile *f, Error **errp)
+{
+    int64_t at;
+
+    if (!f->ops->seek) {
+        error_setg(errp, "%s cannot seek", f->name);
+        return -1;
+    }
+    if (f->writable) {
+        qemu_fflush(f);
+        if (!qemu_file_check(f, errp)) {
+            return -1;
+        }
+    }
+    at = f->ops->seek(f->opaque, 0, SEEK_CUR, errp);
+    if (at < 0) {
+        return -1;
+    }
+    return f->writable ? at : at - (int64_t)(f->buf_size - f->buf_index);
+}
+
+bool qemu_file_seek(QEMUFile *f, uint64_t pos, Error **errp)
+{
+    int64_t old = qemu_file_tell(f, errp);
+
+    if (old < 0 || f->ops->seek(f->opaque, pos, SEEK_SET, errp) < 0) {
+        return false;
+    }
+    if (!f->writable) {
+        f->buf_index = f->buf_size = 0;
+        f->eof = false;
+    }
+    /* pos stays the count of stream bytes, which messages give as offsets. */
+    f->pos += (int64_t)pos - old;
+    return true;
+}
+
+void qemu_file_count_external(QEMUFile *f, uint64_t len)
+{
+    __atomic_add_fetch(&f->external, len, __ATOMIC_RELAXED);
+    f->window_used += len;
+}
+
 uint64_t qemu_file_pos(QEMUFile *f)
 {
     return f->pos;
@@ -558,6 +602,28 @@ static ssize_t mem_read(void *opaque, uint8_t *buf, size_t len, Error **errp)
     return n;
 }
 
+static int64_t mem_seek(void *opaque, int64_t offset, int whence, Error **errp)
+{
+    MemStream *s = opaque;
+    size_t *at = s->out ? NULL : &s->in_pos;
+    int64_t base = whence == SEEK_CUR ? (int64_t)(at ? *at : s->out->len) : 0;
+
+    if (!at) {
+        if (whence != SEEK_CUR || offset) {
+            error_setg(errp, "a memory output cannot seek");
+            return -1;
+        }
+        return base;
+    }
+    if (base + offset < 0 || (uint64_t)(base + offset) > s->in_len) {
+        error_setg(errp, "offset %" PRId64 " is outside the stream (%zu bytes)",
+                   base + offset, s->in_len);
+        return -1;
+    }
+    *at = base + offset;
+    return *at;
+}
+
 static void mem_release(void *opaque)
 {
     MemStream *s = opaque;
@@ -572,6 +638,7 @@ static const QEMUFileOps mem_ops = {
     .writev = mem_writev,
     .read = mem_read,
     .release = mem_release,
+    .seek = mem_seek,
 };
 
 QEMUFile *qemu_file_new_mem_output(const char *name)

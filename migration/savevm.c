@@ -9,6 +9,10 @@
 #include "migration/savevm.h"
 
 #define CONFIG_NAME_MAX 256
+/* The configuration's capabilities subsection (QEMU's). */
+#define CONFIG_CAPS_NAME    "configuration/capabilities"
+#define CONFIG_CAPS_VERSION 1
+#define CONFIG_CAPS_MAX     64
 
 struct SaveStateRegistry {
     GPtrArray *entries;             /* of SaveStateEntry *, registration order */
@@ -159,13 +163,27 @@ void savevm_put_header(QEMUFile *f)
     qemu_put_be32(f, QEMU_VM_FILE_VERSION);
 }
 
-void savevm_put_configuration(QEMUFile *f, const char *machine_type)
+void savevm_put_configuration(QEMUFile *f, const char *machine_type,
+                              const char *const *caps)
 {
     size_t len = strlen(machine_type);
+    uint32_t n = caps ? g_strv_length((char **)caps) : 0;
 
     qemu_put_byte(f, QEMU_VM_CONFIGURATION);
     qemu_put_be32(f, len);
     qemu_put_buffer(f, machine_type, len);
+    if (!n) {
+        return;
+    }
+    qemu_put_byte(f, QEMU_VM_SUBSECTION);
+    qemu_put_byte(f, strlen(CONFIG_CAPS_NAME));
+    qemu_put_buffer(f, CONFIG_CAPS_NAME, strlen(CONFIG_CAPS_NAME));
+    qemu_put_be32(f, CONFIG_CAPS_VERSION);
+    qemu_put_be32(f, n);
+    for (uint32_t i = 0; i < n; i++) {
+        qemu_put_byte(f, strlen(caps[i]));
+        qemu_put_buffer(f, caps[i], strlen(caps[i]));
+    }
 }
 
 void savevm_put_section_header(QEMUFile *f, const SaveStateEntry *se, uint8_t type)
@@ -424,10 +442,11 @@ bool savevm_save_tail(SaveStateRegistry *r, QEMUFile *f, Error **errp)
     return ok;
 }
 
-bool savevm_save_head(SaveStateRegistry *r, QEMUFile *f, Error **errp)
+bool savevm_save_head(SaveStateRegistry *r, QEMUFile *f, const char *const *caps,
+                      Error **errp)
 {
     savevm_put_header(f);
-    savevm_put_configuration(f, AMBER_MACHINE_TYPE);
+    savevm_put_configuration(f, AMBER_MACHINE_TYPE, caps);
     return savevm_save_setup(r, f, errp);
 }
 
@@ -444,6 +463,7 @@ struct SaveVMLoader {
     SaveVMLoadOptions opts;
     GHashTable *open;               /* section_id -> LoadSection, from START */
     GHashTable *seen;               /* SaveStateEntry * already loaded by START/FULL */
+    bool mapped_ram;                /* the configuration lists mapped-ram */
 };
 
 SaveVMLoader *savevm_loader_new(SaveStateRegistry *r, QEMUFile *f,
@@ -485,6 +505,64 @@ static bool read_name(SaveVMLoader *l, char *buf, size_t len, const char *what, 
     qemu_get_buffer(l->f, buf, len, what);
     buf[len] = '\0';
     return stream_ok(l, errp);
+}
+
+/* A u8-length name of at most 255 bytes, escaped for messages on failure. */
+static bool read_short_name(SaveVMLoader *l, char name[256], const char *what, Error **errp)
+{
+    uint8_t len = qemu_get_byte(l->f, what);
+
+    return read_name(l, name, len, what, errp);
+}
+
+/*
+ * The configuration's subsections: the capabilities the stream needs its
+ * reader to know.  One that changes the layout and that amber does not
+ * implement would make every later byte mean something else: refuse it.
+ */
+static bool read_config_caps(SaveVMLoader *l, Error **errp)
+{
+    char name[256];
+    uint32_t version, n;
+
+    if (qemu_peek_byte(l->f, 0) != QEMU_VM_SUBSECTION) {
+        return true;
+    }
+    qemu_get_byte(l->f, "configuration subsection");
+    if (!read_short_name(l, name, "configuration subsection name", errp)) {
+        return false;
+    }
+    if (strcmp(name, CONFIG_CAPS_NAME)) {
+        g_autofree char *safe = g_strescape(name, NULL);
+
+        error_setg(errp, "configuration: unknown subsection '%s'", safe);
+        return false;
+    }
+    version = qemu_get_be32(l->f, "configuration capabilities version");
+    n = qemu_get_be32(l->f, "configuration capability count");
+    if (!stream_ok(l, errp)) {
+        return false;
+    }
+    if (version != CONFIG_CAPS_VERSION || n > CONFIG_CAPS_MAX) {
+        error_setg(errp, "configuration: capabilities version %u with %u entries (version "
+                   "%d, at most %d, expected)", version, n, CONFIG_CAPS_VERSION,
+                   CONFIG_CAPS_MAX);
+        return false;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        if (!read_short_name(l, name, "configuration capability", errp)) {
+            return false;
+        }
+        if (strcmp(name, "mapped-ram")) {
+            g_autofree char *safe = g_strescape(name, NULL);
+
+            error_setg(errp, "the stream was saved with capability '%s', which amber "
+                       "cannot load", safe);
+            return false;
+        }
+        l->mapped_ram = true;
+    }
+    return true;
 }
 
 bool savevm_loader_read_header(SaveVMLoader *l, Error **errp)
@@ -536,7 +614,12 @@ bool savevm_loader_read_header(SaveVMLoader *l, Error **errp)
                    safe, l->opts.machine_type);
         return false;
     }
-    return true;
+    return read_config_caps(l, errp);
+}
+
+bool savevm_loader_has_capability(SaveVMLoader *l, const char *name)
+{
+    return !strcmp(name, "mapped-ram") && l->mapped_ram;
 }
 
 static bool check_footer(SaveVMLoader *l, uint32_t section_id, Error **errp)

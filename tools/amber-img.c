@@ -11,11 +11,11 @@
  * agree on what a good stream is.  The loader needs an entry per section:
  * the tool registers one per device the VMDESCRIPTION (at the end of the
  * file) describes, which steps over the payload using the described field
- * sizes, and one for "ram".  That one hands each RAM section to the RAM
- * loader of -incoming (migration/ram-load.c, loading into scratch memory
- * shaped like the stream's blocks), then walks the same bytes again here
- * for what the loader does not keep: pages by kind per block, pages sent
- * twice, and the pages extract-ram writes out.
+ * sizes, and one for "ram" (img-ram.c), which hands each RAM section to
+ * the RAM loader of -incoming and walks the same bytes again for what the
+ * loader does not keep.  A stream saved with mapped-ram (the capability in
+ * its configuration) is read the same way: only where the RAM pages are
+ * differs.
  *
  * Every command reads the whole stream; nothing is trusted.  A failure is
  * one line on stderr and exit status 1.
@@ -33,59 +33,13 @@
 #include <glib.h>
 #include <json-glib/json-glib.h>
 
-#include "util/error.h"
-#include "util/bitmap.h"
-#include "util/cutils.h"
-#include "migration/qemu-file.h"
-#include "migration/savevm.h"
+#include "img.h"
+#include "migration/mapped-ram.h"
 #include "migration/ram.h"
-#include "system/ram.h"
+#include "util/cutils.h"
 
 #define PAGE                SAVEVM_PAGE_SIZE
-
-/* RAM records (include/migration/ram.h): flags in the low bits of a be64. */
-#define RAM_VERSION         RAM_SECTION_VERSION
-#define RAM_FLAG_ZERO       RAM_SAVE_FLAG_ZERO
-#define RAM_FLAG_MEM_SIZE   RAM_SAVE_FLAG_MEM_SIZE
-#define RAM_FLAG_PAGE       RAM_SAVE_FLAG_PAGE
-#define RAM_FLAG_EOS        RAM_SAVE_FLAG_EOS
-#define RAM_FLAG_CONTINUE   RAM_SAVE_FLAG_CONTINUE
-#define RAM_FLAGS_KNOWN     (RAM_FLAG_ZERO | RAM_FLAG_MEM_SIZE | RAM_FLAG_PAGE | \
-                             RAM_FLAG_EOS | RAM_FLAG_CONTINUE)
-
-/* Limits on what a hostile stream can make us allocate. */
-#define IMG_MAX_BLOCKS      AMBER_MAX_RAM_BLOCKS
-#define IMG_MAX_RAM         (1ULL << 40)
 #define IMG_MAX_DESC_DEPTH  16
-
-/* extract-ram writes runs of consecutive pages at most this long. */
-#define EXTRACT_RUN_BYTES   (1u << 20)
-
-#define PHYSMEM_NAME        "physmem.raw"
-
-typedef struct ImgBlock {
-    char idstr[256];
-    uint64_t length;
-    uint64_t zero_pages;
-    uint64_t normal_pages;
-    unsigned long *seen;            /* pages the stream has carried */
-    int fd;                         /* extract-ram: its raw file, else -1 */
-    RAMBlock rb;                    /* scratch memory the RAM loader fills */
-} ImgBlock;
-
-/* One section as it sits in the file. */
-typedef struct ImgSection {
-    uint64_t offset;                /* of its type byte */
-    uint64_t payload;               /* of its first payload byte */
-    uint64_t end;                   /* just past its footer */
-    uint8_t type;
-    uint32_t section_id;
-    char idstr[256];
-    uint32_t instance_id;
-    uint32_t version;
-} ImgSection;
-
-typedef struct Img Img;
 
 /* A device the VMDESCRIPTION describes, registered so the loader accepts it. */
 typedef struct ImgDevice {
@@ -97,49 +51,6 @@ typedef struct ImgDevice {
     bool loaded;
 } ImgDevice;
 
-typedef struct Extract {
-    char *dir;
-    int phys_fd;
-    uint64_t phys_size;
-    RAMBlock map_blocks[AMBER_MAX_RAM_BLOCKS];
-    RamBlockList map;               /* where each block sits in guest-physical space */
-    GPtrArray *created;             /* paths, removed again if the stream is bad */
-    uint8_t *run;                   /* consecutive pages waiting to be written */
-    ImgBlock *run_block;
-    uint64_t run_offset;
-    size_t run_len;
-} Extract;
-
-struct Img {
-    const char *path;
-    const uint8_t *data;
-    uint64_t size;
-    char machine[256];
-    GArray *sections;               /* of ImgSection */
-    GPtrArray *blocks;              /* of ImgBlock *, in stream order */
-    uint64_t ram_total;
-    unsigned ram_sections;          /* START, PARTs, END seen */
-    bool ram_setup;                 /* the block list has been read */
-    bool ram_ended;
-    ImgBlock *last_block;           /* for CONTINUE records */
-    uint64_t list_len;              /* bytes of the block list after MEM_SIZE */
-    uint64_t ram_base;              /* stream offset of the payload walked now */
-    RamBlockList scratch;           /* the blocks, for the RAM loader */
-    SaveStateRegistry *ram_registry;
-    RamLoader *ram_loader;
-    SaveStateEntry *ram_entry;      /* the loader's "ram" entry */
-    /* The VMDESCRIPTION found at the end of the file. */
-    JsonParser *vmdesc;
-    JsonArray *devices;
-    int64_t vmdesc_page_size;
-    uint64_t vmdesc_offset;         /* of its 0x06 byte */
-    uint32_t vmdesc_len;
-    char *vmdesc_problem;           /* why none was found */
-    GPtrArray *devs;                /* of ImgDevice * */
-    uint64_t eof_offset;
-    Extract *ex;
-};
-
 /* ---- opening --------------------------------------------------------------- */
 
 static bool img_map(Img *img, const char *path, Error **errp)
@@ -148,13 +59,13 @@ static bool img_map(Img *img, const char *path, Error **errp)
     int fd = open(path, O_RDONLY | O_CLOEXEC);
 
     img->path = path;
+    img->fd = fd;
     if (fd < 0) {
         error_setg_errno(errp, errno, "cannot open '%s'", path);
         return false;
     }
     if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
         error_setg(errp, "'%s' is not a regular file", path);
-        close(fd);
         return false;
     }
     img->data = (const uint8_t *)"";
@@ -163,14 +74,12 @@ static bool img_map(Img *img, const char *path, Error **errp)
 
         if (p == MAP_FAILED) {
             error_setg_errno(errp, errno, "cannot map '%s'", path);
-            close(fd);
             return false;
         }
         madvise(p, st.st_size, MADV_SEQUENTIAL);
         img->data = p;
         img->size = st.st_size;
     }
-    close(fd);
     return true;
 }
 
@@ -319,8 +228,8 @@ static bool img_parse_vmdesc(Img *img, Error **errp)
  * right before it (long for START/FULL, 5 bytes for PART/END), so its
  * bytes can be read back from the mapping.
  */
-static ImgSection *section_begin(Img *img, QEMUFile *f, const char *idstr,
-                                 uint32_t instance_id, bool long_header)
+ImgSection *img_section_begin(Img *img, QEMUFile *f, const char *idstr,
+                              uint32_t instance_id, bool long_header)
 {
     ImgSection s = { .payload = qemu_file_pos(f), .instance_id = instance_id };
     size_t hdr = long_header ? 1 + 4 + 1 + strlen(idstr) + 4 + 4 : 1 + 4;
@@ -334,7 +243,7 @@ static ImgSection *section_begin(Img *img, QEMUFile *f, const char *idstr,
     return &g_array_index(img->sections, ImgSection, img->sections->len - 1);
 }
 
-static void section_end(ImgSection *s, QEMUFile *f)
+void img_section_end(ImgSection *s, QEMUFile *f)
 {
     s->end = qemu_file_pos(f) + 5;     /* the footer the loader checks next */
 }
@@ -461,7 +370,7 @@ static bool skip_described(QEMUFile *f, JsonObject *vmsd, int depth, Error **err
 static bool device_load(QEMUFile *f, void *opaque, int version_id, Error **errp)
 {
     ImgDevice *dev = opaque;
-    ImgSection *s = section_begin(dev->img, f, dev->name, dev->instance_id, true);
+    ImgSection *s = img_section_begin(dev->img, f, dev->name, dev->instance_id, true);
 
     if (version_id != dev->version) {
         error_setg(errp, "version %d, the VMDESCRIPTION says %d", version_id, dev->version);
@@ -470,7 +379,7 @@ static bool device_load(QEMUFile *f, void *opaque, int version_id, Error **errp)
     if (!skip_described(f, dev->desc, 0, errp)) {
         return false;
     }
-    section_end(s, f);
+    img_section_end(s, f);
     dev->loaded = true;
     return true;
 }
@@ -480,11 +389,6 @@ static bool no_save(QEMUFile *f, void *opaque, Error **errp)
 {
     error_setg(errp, "amber-img does not write streams");
     return false;
-}
-
-static bool no_setup(QEMUFile *f, void *opaque, Error **errp)
-{
-    return no_save(f, opaque, errp);
 }
 
 static const SaveStateHandlers device_ops = {
@@ -525,458 +429,6 @@ static bool register_devices(Img *img, SaveStateRegistry *r, Error **errp)
     return true;
 }
 
-/* ---- extract-ram output --------------------------------------------------------- */
-
-static bool write_all(int fd, const uint8_t *buf, size_t len, uint64_t off, const char *path,
-                      Error **errp)
-{
-    while (len) {
-        ssize_t n = pwrite(fd, buf, len, off);
-
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n <= 0) {
-            error_setg_errno(errp, n < 0 ? errno : ENOSPC, "cannot write '%s'", path);
-            return false;
-        }
-        buf += n;
-        len -= n;
-        off += n;
-    }
-    return true;
-}
-
-static int create_output(Extract *ex, const char *name, uint64_t size, Error **errp)
-{
-    char *path = g_build_filename(ex->dir, name, NULL);
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-
-    if (fd < 0) {
-        error_setg_errno(errp, errno, "cannot create '%s'", path);
-        g_free(path);
-        return -1;
-    }
-    g_ptr_array_add(ex->created, path);
-    /* Sized up front and never written where the guest had zeroes: sparse. */
-    if (ftruncate(fd, size) < 0) {
-        error_setg_errno(errp, errno, "cannot size '%s' to %" PRIu64 " bytes", path, size);
-        close(fd);
-        return -1;
-    }
-    return fd;
-}
-
-/* A block's file name: its idstr, made safe to use as one path component. */
-static char *block_file_name(const char *idstr)
-{
-    char *name = g_strdup(idstr);
-
-    g_strdelimit(name, "/", '_');
-    if (name[0] == '.') {
-        name[0] = '_';
-    }
-    return name;
-}
-
-/*
- * Once the block list is known: one file per block, and the blocks laid
- * out in guest-physical space exactly as the machine maps them
- * (ram_map_guest: low RAM below 3 GiB, the rest from 4 GiB).
- */
-static bool extract_open(Img *img, Error **errp)
-{
-    Extract *ex = img->ex;
-    g_autoptr(GHashTable) names = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
-
-    if (img->blocks->len > AMBER_MAX_RAM_BLOCKS) {
-        error_setg(errp, "%u RAM blocks: a guest-physical dump can place at most %d",
-                   img->blocks->len, AMBER_MAX_RAM_BLOCKS);
-        return false;
-    }
-    for (guint i = 0; i < img->blocks->len; i++) {
-        ImgBlock *b = img->blocks->pdata[i];
-        RAMBlock *rb = &ex->map_blocks[i];
-        char *name = block_file_name(b->idstr);
-
-        if (!strcmp(name, PHYSMEM_NAME) || g_hash_table_contains(names, name)) {
-            error_setg(errp, "RAM block '%s' would be written to '%s', which is taken",
-                       b->idstr, name);
-            g_free(name);
-            return false;
-        }
-        g_hash_table_add(names, name);
-        b->fd = create_output(ex, name, b->length, errp);
-        if (b->fd < 0) {
-            return false;
-        }
-        g_strlcpy(rb->idstr, b->idstr, sizeof(rb->idstr));
-        rb->used_length = rb->max_length = b->length;
-        rb->page_size = PAGE;
-        rb->fd = -1;
-        if (!ram_map_guest(&ex->map, rb, errp)) {
-            error_prepend(errp, "cannot lay out RAM block '%s' in guest memory: ", b->idstr);
-            return false;
-        }
-    }
-    for (int i = 0; i < ex->map.nregions; i++) {
-        ex->phys_size = MAX(ex->phys_size, ex->map.regions[i].gpa + ex->map.regions[i].size);
-    }
-    ex->phys_fd = create_output(ex, PHYSMEM_NAME, ex->phys_size, errp);
-    return ex->phys_fd >= 0;
-}
-
-/* Write the pending run to its block's file and to its guest-physical place. */
-static bool extract_flush(Img *img, Error **errp)
-{
-    Extract *ex = img->ex;
-    ImgBlock *b = ex->run_block;
-    uint64_t start = ex->run_offset, end = start + ex->run_len;
-    g_autofree char *phys = NULL;
-
-    if (!ex->run_len) {
-        return true;
-    }
-    ex->run_len = 0;
-    if (!write_all(b->fd, ex->run, end - start, start, b->idstr, errp)) {
-        return false;
-    }
-    phys = g_build_filename(ex->dir, PHYSMEM_NAME, NULL);
-    for (int i = 0; i < ex->map.nregions; i++) {
-        const MemRegion *r = &ex->map.regions[i];
-        uint64_t lo = MAX(start, r->offset), hi = MIN(end, r->offset + r->size);
-
-        if (strcmp(r->block->idstr, b->idstr) || lo >= hi) {
-            continue;
-        }
-        if (!write_all(ex->phys_fd, ex->run + (lo - start), hi - lo, r->gpa + (lo - r->offset),
-                       phys, errp)) {
-            return false;
-        }
-    }
-    return true;
-}
-
-/* Read one page's data from the stream into the pending run. */
-static bool extract_page(Img *img, QEMUFile *f, ImgBlock *b, uint64_t offset, Error **errp)
-{
-    Extract *ex = img->ex;
-
-    if (ex->run_len && (ex->run_block != b || ex->run_offset + ex->run_len != offset ||
-                        ex->run_len == EXTRACT_RUN_BYTES)) {
-        if (!extract_flush(img, errp)) {
-            return false;
-        }
-    }
-    if (!ex->run_len) {
-        ex->run_block = b;
-        ex->run_offset = offset;
-    }
-    qemu_get_buffer(f, ex->run + ex->run_len, PAGE, "RAM page data");
-    ex->run_len += PAGE;
-    return qemu_file_check(f, errp);
-}
-
-static void extract_close(Extract *ex, bool ok)
-{
-    if (ex->phys_fd >= 0) {
-        close(ex->phys_fd);
-    }
-    for (guint i = 0; i < ex->created->len; i++) {
-        if (!ok) {
-            unlink(ex->created->pdata[i]);
-        }
-    }
-}
-
-/* ---- the ram section ------------------------------------------------------------ */
-
-static ImgBlock *find_block(Img *img, const char *idstr)
-{
-    for (guint i = 0; i < img->blocks->len; i++) {
-        ImgBlock *b = img->blocks->pdata[i];
-
-        if (!strcmp(b->idstr, idstr)) {
-            return b;
-        }
-    }
-    return NULL;
-}
-
-/* u8 len, idstr (1..255 bytes, no NUL) into buf[256]. */
-static bool read_idstr(QEMUFile *f, char *buf, const char *what, Error **errp)
-{
-    uint8_t len = qemu_get_byte(f, what);
-
-    qemu_get_buffer(f, buf, len, what);
-    buf[len] = '\0';
-    if (!qemu_file_check(f, errp)) {
-        return false;
-    }
-    if (len == 0 || strlen(buf) != len) {
-        error_setg(errp, "invalid %s of %u bytes", what, len);
-        return false;
-    }
-    return true;
-}
-
-/*
- * The block list opens the setup payload: be64 (total | MEM_SIZE), then
- * per block idstr and be64 length until the total is used up.  Read here
- * first because the RAM loader needs memory shaped like those blocks.
- */
-static bool ram_read_blocks(Img *img, QEMUFile *f, Error **errp)
-{
-    uint64_t at = qemu_file_pos(f), list_start = at + 8;
-    uint64_t word = qemu_get_be64(f, "RAM block list");
-    uint64_t total = word & ~(uint64_t)(PAGE - 1), left = total;
-
-    if (!qemu_file_check(f, errp)) {
-        return false;
-    }
-    if ((word & (PAGE - 1)) != RAM_FLAG_MEM_SIZE) {
-        error_setg(errp, "RAM record at offset %" PRIu64 ": the setup section must start "
-                   "with the block list (MEM_SIZE), got flags 0x%x", at,
-                   (unsigned)(word & (PAGE - 1)));
-        return false;
-    }
-    if (total == 0 || total > IMG_MAX_RAM) {
-        error_setg(errp, "RAM size %" PRIu64 " bytes is out of range (1 page to %llu GiB)",
-                   total, IMG_MAX_RAM >> 30);
-        return false;
-    }
-    while (left) {
-        ImgBlock *b = g_new0(ImgBlock, 1);
-        g_autofree char *safe = NULL;
-
-        b->fd = -1;
-        g_ptr_array_add(img->blocks, b);
-        if (!read_idstr(f, b->idstr, "RAM block name", errp)) {
-            return false;
-        }
-        b->length = qemu_get_be64(f, "RAM block length");
-        if (!qemu_file_check(f, errp)) {
-            return false;
-        }
-        safe = g_strescape(b->idstr, NULL);
-        if (img->blocks->len > IMG_MAX_BLOCKS) {
-            error_setg(errp, "more than %d RAM blocks", IMG_MAX_BLOCKS);
-            return false;
-        }
-        if (find_block(img, b->idstr) != b) {
-            error_setg(errp, "RAM block '%s' is listed twice", safe);
-            return false;
-        }
-        if (b->length == 0 || b->length % PAGE || b->length > left) {
-            error_setg(errp, "RAM block '%s': invalid length %" PRIu64 " (expected a "
-                       "multiple of %d, at most the %" PRIu64 " bytes left of the RAM size)",
-                       safe, b->length, PAGE, left);
-            return false;
-        }
-        left -= b->length;
-        b->seen = bitmap_new(b->length / PAGE);
-    }
-    img->ram_total = total;
-    img->list_len = qemu_file_pos(f) - list_start;
-    return true;
-}
-
-/*
- * Scratch memory for the RAM loader: reserved, not committed, and given
- * back after every section (img_drop_page_cache), so a large image does not
- * have to fit in memory.  Fresh anonymous memory reads as zero, which is
- * what the loader assumes of a VM that never ran.
- */
-static bool ram_loader_setup(Img *img, Error **errp)
-{
-    for (guint i = 0; i < img->blocks->len; i++) {
-        ImgBlock *b = img->blocks->pdata[i];
-        void *p = mmap(NULL, b->length, PROT_READ | PROT_WRITE,
-                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-
-        if (p == MAP_FAILED) {
-            error_setg_errno(errp, errno, "cannot reserve %" PRIu64 " bytes of memory for "
-                             "RAM block '%s'", b->length, b->idstr);
-            return false;
-        }
-        b->rb.host = p;
-        g_strlcpy(b->rb.idstr, b->idstr, sizeof(b->rb.idstr));
-        b->rb.used_length = b->rb.max_length = b->length;
-        b->rb.page_size = PAGE;
-        b->rb.fd = -1;
-        img->scratch.blocks[img->scratch.nblocks++] = &b->rb;
-    }
-    img->ram_loader = ram_loader_new_memcpy(&img->scratch);
-    img->ram_registry = savevm_registry_new();
-    if (!ram_loader_register(img->ram_loader, img->ram_registry, errp)) {
-        return false;
-    }
-    img->ram_entry = savevm_find(img->ram_registry, RAM_SECTION_NAME, 0);
-    return true;
-}
-
-static void img_drop_page_cache(Img *img)
-{
-    for (guint i = 0; i < img->blocks->len; i++) {
-        ImgBlock *b = img->blocks->pdata[i];
-
-        if (b->rb.host) {
-            madvise(b->rb.host, b->length, MADV_DONTNEED);
-        }
-    }
-}
-
-static bool ram_read_page(Img *img, QEMUFile *f, uint64_t at, uint64_t offset,
-                          unsigned flags, Error **errp)
-{
-    char idstr[256];
-    ImgBlock *b = img->last_block;
-    uint64_t page;
-
-    if (flags & RAM_FLAG_CONTINUE) {
-        if (!b) {
-            error_setg(errp, "RAM record at offset %" PRIu64 ": CONTINUE with no earlier "
-                       "block", at);
-            return false;
-        }
-    } else {
-        if (!read_idstr(f, idstr, "RAM block name", errp)) {
-            return false;
-        }
-        b = find_block(img, idstr);
-        if (!b) {
-            g_autofree char *safe = g_strescape(idstr, NULL);
-
-            error_setg(errp, "RAM record at offset %" PRIu64 ": unknown RAM block '%s'",
-                       at, safe);
-            return false;
-        }
-        img->last_block = b;
-    }
-    if (offset > b->length - PAGE) {
-        error_setg(errp, "RAM record at offset %" PRIu64 ": page offset 0x%" PRIx64
-                   " lies outside block '%s' (0x%" PRIx64 " bytes)", at, offset, b->idstr,
-                   b->length);
-        return false;
-    }
-    /* -incoming would take the later copy; a saved VM has no reason to repeat one. */
-    page = offset / PAGE;
-    if (test_bit(page, b->seen)) {
-        error_setg(errp, "RAM record at offset %" PRIu64 ": page 0x%" PRIx64 " of block '%s' "
-                   "appears twice", at, offset, b->idstr);
-        return false;
-    }
-    set_bit(page, b->seen);
-    if (flags & RAM_FLAG_ZERO) {
-        qemu_file_skip(f, 1, "zero page fill byte");
-        b->zero_pages++;
-        return qemu_file_check(f, errp);
-    }
-    b->normal_pages++;
-    if (img->ex) {
-        return extract_page(img, f, b, offset, errp);
-    }
-    qemu_file_skip(f, PAGE, "RAM page data");
-    return qemu_file_check(f, errp);
-}
-
-/*
- * Walk a RAM payload the loader has accepted, for the accounting.  The
- * checks repeated here (flags, blocks, offsets) keep this walk safe on its
- * own.
- */
-static bool ram_walk_records(Img *img, QEMUFile *f, bool setup, Error **errp)
-{
-    for (bool first = true;; first = false) {
-        uint64_t at = img->ram_base + qemu_file_pos(f);
-        uint64_t word = qemu_get_be64(f, "RAM record header");
-        uint64_t addr = word & ~(uint64_t)(PAGE - 1);
-        unsigned flags = word & (PAGE - 1);
-        unsigned kind = flags & (RAM_FLAG_ZERO | RAM_FLAG_PAGE);
-
-        if (!qemu_file_check(f, errp)) {
-            return false;
-        }
-        if (flags & ~RAM_FLAGS_KNOWN) {
-            error_setg(errp, "RAM record at offset %" PRIu64 ": unknown flags 0x%x", at,
-                       flags & ~RAM_FLAGS_KNOWN);
-            return false;
-        }
-        if (flags == RAM_FLAG_EOS && !addr) {
-            return true;
-        }
-        if (flags == RAM_FLAG_MEM_SIZE && setup && first) {
-            qemu_file_skip(f, img->list_len, "RAM block list");
-            continue;
-        }
-        if ((kind != RAM_FLAG_ZERO && kind != RAM_FLAG_PAGE) ||
-            (flags & ~(kind | RAM_FLAG_CONTINUE))) {
-            error_setg(errp, "RAM record at offset %" PRIu64 ": flags 0x%x, expected a "
-                       "ZERO (0x02) or PAGE (0x08) record", at, flags);
-            return false;
-        }
-        if (!ram_read_page(img, f, at, addr, flags, errp)) {
-            return false;
-        }
-    }
-}
-
-/* Walk [start, end) of the file, which the loader has just accepted. */
-static bool ram_walk(Img *img, uint64_t start, uint64_t end, bool setup, Error **errp)
-{
-    QEMUFile *walk = qemu_file_new_mem_input(img->data + start, end - start, img->path);
-    bool ok;
-
-    img->ram_base = start;
-    ok = ram_walk_records(img, walk, setup, errp) && (!img->ex || extract_flush(img, errp));
-    qemu_fclose(walk);
-    return ok;
-}
-
-/* Before the loader sees the setup payload at start (near the file's start). */
-static bool ram_setup(Img *img, uint64_t start, Error **errp)
-{
-    QEMUFile *walk = qemu_file_new_mem_input(img->data, img->size, img->path);
-    bool ok;
-
-    /* Offsets in messages are the file's: read from 0 and step to start. */
-    img->ram_base = 0;
-    ok = qemu_file_skip(walk, start, "RAM setup") && ram_read_blocks(img, walk, errp) &&
-         ram_loader_setup(img, errp) && (!img->ex || extract_open(img, errp));
-    qemu_fclose(walk);
-    return ok;
-}
-
-static bool ram_load(QEMUFile *f, void *opaque, int version_id, Error **errp)
-{
-    Img *img = opaque;
-    bool setup = img->ram_sections++ == 0;
-    ImgSection *s = section_begin(img, f, RAM_SECTION_NAME, 0, setup);
-    uint64_t start = qemu_file_pos(f);
-
-    if (setup && !ram_setup(img, start, errp)) {
-        return false;
-    }
-    /* The checks -incoming makes, on the stream itself. */
-    if (!img->ram_entry->ops->load_state(f, img->ram_entry->opaque, version_id, errp)) {
-        return false;
-    }
-    img_drop_page_cache(img);
-    section_end(s, f);
-    if (!ram_walk(img, start, qemu_file_pos(f), setup, errp)) {
-        return false;
-    }
-    if (s->type == QEMU_VM_SECTION_END) {
-        img->ram_ended = true;
-    }
-    return true;
-}
-
-static const SaveStateHandlers ram_ops = {
-    .save_setup = no_setup,
-    .load_state = ram_load,
-};
-
 /* ---- loading the whole file --------------------------------------------------------- */
 
 static bool img_after_eof(Img *img, SaveVMLoader *l, QEMUFile *f, Error **errp)
@@ -996,15 +448,7 @@ static bool img_after_eof(Img *img, SaveVMLoader *l, QEMUFile *f, Error **errp)
                    img->size - qemu_file_pos(f));
         return false;
     }
-    if (!img->ram_sections) {
-        error_setg(errp, "the stream has no RAM section");
-        return false;
-    }
-    if (!img->ram_ended) {
-        error_setg(errp, "the RAM section never ends (no END section before EOF)");
-        return false;
-    }
-    if (!ram_loader_complete(img->ram_loader, errp)) {
+    if (!img_ram_check_end(img->ram, errp)) {
         return false;
     }
     for (guint i = 0; i < img->devs->len; i++) {
@@ -1030,6 +474,7 @@ static bool img_run_loader(Img *img, SaveStateRegistry *r, Error **errp)
         uint32_t len = be32_at(img->data + 9);
 
         memcpy(img->machine, img->data + 13, MIN(len, sizeof(img->machine) - 1));
+        img->mapped_ram = savevm_loader_has_capability(l, MAPPED_RAM_CAPABILITY);
         res = savevm_loader_run(l, errp);
     }
     if (res == SAVEVM_LOAD_STOPPED) {
@@ -1050,7 +495,7 @@ static bool img_load(Img *img, Error **errp)
     bool ok = false;
 
     img_find_vmdesc(img);
-    if (!savevm_register(r, RAM_SECTION_NAME, 0, RAM_VERSION, &ram_ops, img, errp)) {
+    if (!img_ram_register(img->ram, r, errp)) {
         goto out;
     }
     if (!img->vmdesc_problem &&
@@ -1063,7 +508,7 @@ static bool img_load(Img *img, Error **errp)
      * ("unknown section"): the missing description is the real problem.
      * A problem before that point is reported as the loader found it.
      */
-    if (!ok && img->vmdesc_problem && img->ram_ended) {
+    if (!ok && img->vmdesc_problem && img_ram_ended(img->ram)) {
         error_free(local);
         local = NULL;
         error_setg(&local, "%s", img->vmdesc_problem);
@@ -1078,31 +523,16 @@ static Img *img_new(void)
 {
     Img *img = g_new0(Img, 1);
 
+    img->fd = -1;
     img->sections = g_array_new(FALSE, TRUE, sizeof(ImgSection));
-    img->blocks = g_ptr_array_new();
+    img->ram = img_ram_new(img);
     img->devs = g_ptr_array_new_with_free_func(g_free);
     return img;
 }
 
 static void img_free(Img *img)
 {
-    if (img->ram_registry) {
-        savevm_registry_free(img->ram_registry);
-    }
-    ram_loader_free(img->ram_loader);
-    for (guint i = 0; i < img->blocks->len; i++) {
-        ImgBlock *b = img->blocks->pdata[i];
-
-        if (b->fd >= 0) {
-            close(b->fd);
-        }
-        if (b->rb.host) {
-            munmap(b->rb.host, b->length);
-        }
-        bitmap_free(b->seen);
-        g_free(b);
-    }
-    g_ptr_array_free(img->blocks, TRUE);
+    img_ram_free(img->ram);
     g_array_free(img->sections, TRUE);
     g_ptr_array_free(img->devs, TRUE);
     if (img->vmdesc) {
@@ -1112,20 +542,21 @@ static void img_free(Img *img)
     if (img->size) {
         munmap((void *)img->data, img->size);
     }
+    if (img->fd >= 0) {
+        close(img->fd);
+    }
     g_free(img);
 }
 
 /* ---- info ----------------------------------------------------------------------- */
 
-static uint64_t block_absent(const ImgBlock *b)
-{
-    return b->length / PAGE - b->zero_pages - b->normal_pages;
-}
-
 static void info_text(Img *img)
 {
     printf("file: %s (%" PRIu64 " bytes)\n", img->path, img->size);
     printf("stream: QEVM version %d, machine type %s\n", QEMU_VM_FILE_VERSION, img->machine);
+    if (img->mapped_ram) {
+        printf("capabilities: %s\n", MAPPED_RAM_CAPABILITY);
+    }
     printf("\nsections:\n  %-10s %-6s %4s  %-12s %8s %7s %12s\n", "offset", "type", "id",
            "name", "instance", "version", "size");
     for (guint i = 0; i < img->sections->len; i++) {
@@ -1135,18 +566,10 @@ static void info_text(Img *img)
 
         printf("  %-10" PRIu64 " %-6s %4u  %-12s %8u %7u %12" PRIu64 "\n", s->offset,
                section_type_name(s->type), s->section_id, safe, s->instance_id,
-               is_long ? s->version : RAM_VERSION, s->end - s->offset);
+               is_long ? s->version : RAM_SECTION_VERSION, s->end - s->offset);
     }
     printf("  %-10" PRIu64 " EOF\n", img->eof_offset);
-    printf("\nRAM: %" PRIu64 " bytes in %u block(s)\n  %-16s %14s %10s %10s %10s\n",
-           img->ram_total, img->blocks->len, "block", "bytes", "zero", "normal", "absent");
-    for (guint i = 0; i < img->blocks->len; i++) {
-        ImgBlock *b = img->blocks->pdata[i];
-        g_autofree char *safe = g_strescape(b->idstr, NULL);
-
-        printf("  %-16s %14" PRIu64 " %10" PRIu64 " %10" PRIu64 " %10" PRIu64 "\n", safe,
-               b->length, b->zero_pages, b->normal_pages, block_absent(b));
-    }
+    img_ram_info_text(img->ram);
     printf("\nVMDESCRIPTION: %u bytes at offset %" PRIu64 ", %u device(s)\n", img->vmdesc_len,
            img->vmdesc_offset, json_array_get_length(img->devices));
     for (guint i = 0; i < img->devs->len; i++) {
@@ -1158,18 +581,6 @@ static void info_text(Img *img)
     }
 }
 
-static void json_int(JsonBuilder *b, const char *key, int64_t v)
-{
-    json_builder_set_member_name(b, key);
-    json_builder_add_int_value(b, v);
-}
-
-static void json_str(JsonBuilder *b, const char *key, const char *v)
-{
-    json_builder_set_member_name(b, key);
-    json_builder_add_string_value(b, v);
-}
-
 static void info_json_sections(Img *img, JsonBuilder *b)
 {
     json_builder_set_member_name(b, "sections");
@@ -1178,61 +589,36 @@ static void info_json_sections(Img *img, JsonBuilder *b)
         ImgSection *s = &g_array_index(img->sections, ImgSection, i);
 
         json_builder_begin_object(b);
-        json_int(b, "offset", s->offset);
-        json_str(b, "type", section_type_name(s->type));
-        json_int(b, "section_id", s->section_id);
-        json_str(b, "name", s->idstr);
-        json_int(b, "instance_id", s->instance_id);
-        json_int(b, "version", s->type == QEMU_VM_SECTION_PART ||
-                 s->type == QEMU_VM_SECTION_END ? RAM_VERSION : s->version);
-        json_int(b, "size", s->end - s->offset);
-        json_int(b, "payload_size", s->end - 5 - s->payload);
+        img_json_int(b, "offset", s->offset);
+        img_json_str(b, "type", section_type_name(s->type));
+        img_json_int(b, "section_id", s->section_id);
+        img_json_str(b, "name", s->idstr);
+        img_json_int(b, "instance_id", s->instance_id);
+        img_json_int(b, "version", s->type == QEMU_VM_SECTION_PART ||
+                     s->type == QEMU_VM_SECTION_END ? RAM_SECTION_VERSION : s->version);
+        img_json_int(b, "size", s->end - s->offset);
+        img_json_int(b, "payload_size", s->end - 5 - s->payload);
         json_builder_end_object(b);
     }
     json_builder_end_array(b);
-}
-
-static void info_json_ram(Img *img, JsonBuilder *b)
-{
-    json_builder_set_member_name(b, "ram");
-    json_builder_begin_object(b);
-    json_int(b, "total", img->ram_total);
-    json_builder_set_member_name(b, "blocks");
-    json_builder_begin_array(b);
-    for (guint i = 0; i < img->blocks->len; i++) {
-        ImgBlock *blk = img->blocks->pdata[i];
-
-        json_builder_begin_object(b);
-        json_str(b, "name", blk->idstr);
-        json_int(b, "size", blk->length);
-        json_builder_set_member_name(b, "pages");
-        json_builder_begin_object(b);
-        json_int(b, "zero", blk->zero_pages);
-        json_int(b, "normal", blk->normal_pages);
-        json_int(b, "absent", block_absent(blk));
-        json_builder_end_object(b);
-        json_builder_end_object(b);
-    }
-    json_builder_end_array(b);
-    json_builder_end_object(b);
 }
 
 static void info_json_vmdesc(Img *img, JsonBuilder *b)
 {
     json_builder_set_member_name(b, "vmdesc");
     json_builder_begin_object(b);
-    json_int(b, "offset", img->vmdesc_offset);
-    json_int(b, "size", img->vmdesc_len);
+    img_json_int(b, "offset", img->vmdesc_offset);
+    img_json_int(b, "size", img->vmdesc_len);
     json_builder_set_member_name(b, "devices");
     json_builder_begin_array(b);
     for (guint i = 0; i < img->devs->len; i++) {
         ImgDevice *d = img->devs->pdata[i];
 
         json_builder_begin_object(b);
-        json_str(b, "name", d->name);
-        json_int(b, "instance_id", d->instance_id);
-        json_str(b, "vmsd_name", json_object_get_string_member(d->desc, "vmsd_name"));
-        json_int(b, "version", d->version);
+        img_json_str(b, "name", d->name);
+        img_json_int(b, "instance_id", d->instance_id);
+        img_json_str(b, "vmsd_name", json_object_get_string_member(d->desc, "vmsd_name"));
+        img_json_int(b, "version", d->version);
         json_builder_end_object(b);
     }
     json_builder_end_array(b);
@@ -1247,13 +633,20 @@ static void info_json(Img *img)
     g_autofree char *text = NULL;
 
     json_builder_begin_object(b);
-    json_str(b, "file", img->path);
-    json_int(b, "file_size", img->size);
-    json_int(b, "stream_version", QEMU_VM_FILE_VERSION);
-    json_str(b, "machine_type", img->machine);
+    img_json_str(b, "file", img->path);
+    img_json_int(b, "file_size", img->size);
+    img_json_int(b, "stream_version", QEMU_VM_FILE_VERSION);
+    img_json_str(b, "machine_type", img->machine);
+    /* Only when there is one: a plain stream's description stays as it was. */
+    if (img->mapped_ram) {
+        json_builder_set_member_name(b, "capabilities");
+        json_builder_begin_array(b);
+        json_builder_add_string_value(b, MAPPED_RAM_CAPABILITY);
+        json_builder_end_array(b);
+    }
     info_json_sections(img, b);
-    json_int(b, "eof_offset", img->eof_offset);
-    info_json_ram(img, b);
+    img_json_int(b, "eof_offset", img->eof_offset);
+    img_ram_info_json(img->ram, b);
     info_json_vmdesc(img, b);
     json_builder_end_object(b);
     root = json_builder_get_root(b);
@@ -1282,30 +675,14 @@ static bool make_dir(const char *dir, Error **errp)
 
 static bool cmd_extract(Img *img, const char *dir, Error **errp)
 {
-    Extract ex = { .dir = (char *)dir, .phys_fd = -1 };
     bool ok;
 
     if (!make_dir(dir, errp)) {
         return false;
     }
-    ex.created = g_ptr_array_new_with_free_func(g_free);
-    ex.run = g_malloc(EXTRACT_RUN_BYTES);
-    img->ex = &ex;
+    img_ram_extract_to(img->ram, dir);
     ok = img_load(img, errp);
-    extract_close(&ex, ok);
-    img->ex = NULL;
-    if (ok) {
-        for (guint i = 0; i < img->blocks->len; i++) {
-            ImgBlock *b = img->blocks->pdata[i];
-            g_autofree char *name = block_file_name(b->idstr);
-
-            printf("%s/%s: block '%s', %" PRIu64 " bytes\n", dir, name, b->idstr, b->length);
-        }
-        printf("%s/%s: guest-physical memory, %" PRIu64 " bytes\n", dir, PHYSMEM_NAME,
-               ex.phys_size);
-    }
-    g_ptr_array_free(ex.created, TRUE);
-    g_free(ex.run);
+    img_ram_extract_done(img->ram, ok);
     return ok;
 }
 
@@ -1317,10 +694,10 @@ static void usage(FILE *out)
             "       amber-img extract-ram FILE DIR\n"
             "\n"
             "Inspect a saved VM (amber's QEVM v3 migration stream, as written by\n"
-            "'migrate file:FILE').\n"
+            "'migrate file:FILE', with or without mapped-ram).\n"
             "  info         header, sections, RAM blocks and pages by kind, devices\n"
             "  verify       check the whole stream: prints OK, or the first problem\n"
-            "  extract-ram  write DIR/<block> per RAM block and DIR/" PHYSMEM_NAME "\n"
+            "  extract-ram  write DIR/<block> per RAM block and DIR/physmem.raw\n"
             "               (guest-physical layout), sparse where pages are zero\n");
 }
 

@@ -249,40 +249,76 @@ bool uffd_unprotect(int fd, void *addr, size_t len, bool wake, Error **errp)
 }
 
 
-/*
- * UFFDIO_COPY or UFFDIO_ZEROPAGE over [dst, dst + len), continuing after
- * partial progress.  Returns 1 done, 0 EEXIST, -1 with errno set.
- */
-static int uffd_fill(int fd, uint64_t dst, uint64_t src, uint64_t len,
-                     bool zero, bool wake)
+/* One fill ioctl; *done gets the bytes it reports done (or a negative errno). */
+static int uffd_fill_once(int fd, UffdFill op, uint64_t dst, uint64_t src, uint64_t len,
+                          bool wake, int64_t *done)
 {
+    struct uffdio_copy copy = {
+        .dst = dst, .src = src, .len = len, .mode = wake ? 0 : UFFDIO_COPY_MODE_DONTWAKE,
+    };
+    struct uffdio_zeropage zp = {
+        .range = { .start = dst, .len = len },
+        .mode = wake ? 0 : UFFDIO_ZEROPAGE_MODE_DONTWAKE,
+    };
+    struct uffdio_continue cont = {
+        .range = { .start = dst, .len = len },
+        .mode = wake ? 0 : UFFDIO_CONTINUE_MODE_DONTWAKE,
+    };
+    int r;
+
+    switch (op) {
+    case UFFD_FILL_COPY:
+        r = ioctl(fd, UFFDIO_COPY, &copy);
+        *done = copy.copy;
+        break;
+    case UFFD_FILL_ZERO:
+        r = ioctl(fd, UFFDIO_ZEROPAGE, &zp);
+        *done = zp.zeropage;
+        break;
+    default:
+        r = ioctl(fd, UFFDIO_CONTINUE, &cont);
+        *done = cont.mapped;
+        break;
+    }
+    return r;
+}
+
+/*
+ * The kernel stops a fill at the first page that is there already: the
+ * pages before it are placed and it says -EAGAIN with their length; the
+ * next call then meets the page that is there (EEXIST).
+ */
+int uffd_fill(int fd, UffdFill op, void *dst, const void *src, size_t len, bool wake,
+              uint64_t *filled, Error **errp)
+{
+    static const char *const what[] = {
+        [UFFD_FILL_COPY] = "place page(s)", [UFFD_FILL_ZERO] = "place zero page(s)",
+        [UFFD_FILL_CONTINUE] = "map page-cache page(s)",
+    };
+    uint64_t d = (uintptr_t)dst, s = (uintptr_t)src, left = len;
     int tries = 0;
 
-    while (len) {
-        struct uffdio_copy copy = {
-            .dst = dst, .src = src, .len = len,
-            .mode = wake ? 0 : UFFDIO_COPY_MODE_DONTWAKE,
-        };
-        struct uffdio_zeropage zp = {
-            .range = { .start = dst, .len = len },
-            .mode = wake ? 0 : UFFDIO_ZEROPAGE_MODE_DONTWAKE,
-        };
-        int r = zero ? ioctl(fd, UFFDIO_ZEROPAGE, &zp) : ioctl(fd, UFFDIO_COPY, &copy);
-        int64_t done = zero ? zp.zeropage : copy.copy;
+    *filled = 0;
+    while (left) {
+        int64_t done;
+        int r = uffd_fill_once(fd, op, d, s, left, wake, &done);
 
         if (r == 0) {
+            *filled = len;
             return 1;
         }
         if (errno == EEXIST) {
             return 0;
         }
         if (errno != EAGAIN || ++tries > UFFD_EAGAIN_RETRIES) {
+            error_setg_errno(errp, errno, "cannot %s at %p+0x%zx", what[op], dst, len);
             return -1;
         }
-        if (done > 0 && (uint64_t)done < len) {
-            dst += done;
-            src += zero ? 0 : done;
-            len -= done;
+        if (done > 0 && (uint64_t)done < left) {
+            d += done;
+            s += op == UFFD_FILL_COPY ? done : 0;
+            left -= done;
+            *filled += done;
         }
     }
     return 1;
@@ -291,23 +327,42 @@ static int uffd_fill(int fd, uint64_t dst, uint64_t src, uint64_t len,
 int uffd_copy(int fd, void *dst, const void *src, size_t len, bool wake,
               Error **errp)
 {
-    int r = uffd_fill(fd, (uintptr_t)dst, (uintptr_t)src, len, false, wake);
+    uint64_t filled;
 
-    if (r < 0) {
-        error_setg_errno(errp, errno, "cannot place page(s) at %p+0x%zx", dst, len);
-    }
-    return r;
+    return uffd_fill(fd, UFFD_FILL_COPY, dst, src, len, wake, &filled, errp);
 }
 
 int uffd_zeropage(int fd, void *addr, size_t len, bool wake, Error **errp)
 {
-    int r = uffd_fill(fd, (uintptr_t)addr, 0, len, true, wake);
+    uint64_t filled;
 
-    if (r < 0) {
-        error_setg_errno(errp, errno, "cannot place zero page(s) at %p+0x%zx",
-                         addr, len);
+    return uffd_fill(fd, UFFD_FILL_ZERO, addr, NULL, len, wake, &filled, errp);
+}
+
+int uffd_wait_faults(int fd, int stop_fd, struct uffd_msg *msgs, int max, Error **errp)
+{
+    struct pollfd p[2] = {
+        { .fd = fd, .events = POLLIN },
+        { .fd = stop_fd, .events = POLLIN },
+    };
+    int n, faults = 0;
+
+    while (poll(p, 2, -1) < 0) {
+        if (errno != EINTR) {
+            error_setg_errno(errp, errno, "poll on the fault descriptor failed");
+            return -1;
+        }
     }
-    return r;
+    if (p[1].revents) {
+        return UFFD_WAIT_STOPPED;
+    }
+    n = uffd_read_events(fd, msgs, max, errp);
+    for (int i = 0; i < n; i++) {
+        if (msgs[i].event == UFFD_EVENT_PAGEFAULT) {
+            msgs[faults++] = msgs[i];
+        }
+    }
+    return n < 0 ? -1 : faults;
 }
 
 bool uffd_wake(int fd, void *addr, size_t len, Error **errp)

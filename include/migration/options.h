@@ -39,6 +39,7 @@ typedef struct MigrationOptions {
     uint64_t bg_chunk_size;         /* x-background-snapshot-chunk-size, bytes */
     bool direct_io;                 /* direct-io: file: with O_DIRECT */
     uint64_t max_postcopy_bandwidth; /* bytes/s of the postcopy push, 0 = unlimited */
+    int multifd_channels;           /* mapped-ram's writing and reading threads */
 } MigrationOptions;
 
 void migrate_options_init(MigrationOptions *o);
@@ -63,6 +64,16 @@ static inline bool migrate_postcopy_ram(const MigrationOptions *o)
 static inline bool migrate_postcopy_preempt(const MigrationOptions *o)
 {
     return o->caps[MIGRATION_CAPABILITY_POSTCOPY_PREEMPT];
+}
+
+static inline bool migrate_mapped_ram(const MigrationOptions *o)
+{
+    return o->caps[MIGRATION_CAPABILITY_MAPPED_RAM];
+}
+
+static inline bool migrate_zero_copy_restore(const MigrationOptions *o)
+{
+    return o->caps[MIGRATION_CAPABILITY_X_ZERO_COPY_RESTORE];
 }
 
 static inline bool migrate_background_snapshot(const MigrationOptions *o)

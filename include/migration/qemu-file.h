@@ -40,6 +40,11 @@ typedef struct QEMUFileOps {
     ssize_t (*writev)(void *opaque, const struct iovec *iov, int iovcnt, Error **errp);
     ssize_t (*read)(void *opaque, uint8_t *buf, size_t len, Error **errp);
     void (*release)(void *opaque);      /* optional, at qemu_fclose */
+    /*
+     * Optional, for descriptors that can seek (a regular file): lseek's
+     * contract, returning the new absolute offset or -1 with *errp set.
+     */
+    int64_t (*seek)(void *opaque, int64_t offset, int whence, Error **errp);
 } QEMUFileOps;
 
 /* `name` is used in messages ("write to exec:cat failed: ..."). */
@@ -142,6 +147,23 @@ int qemu_peek_byte(QEMUFile *f, size_t offset);
  */
 #define QEMU_FILE_PEEK_MAX 4096
 size_t qemu_peek_buffer(QEMUFile *f, void *buf, size_t len, size_t offset);
+
+/*
+ * Positioned streams (mapped-ram, which gives RAM pages fixed places in a
+ * file and writes the rest of the stream around them).
+ *
+ * qemu_file_tell: the absolute offset in the underlying file of the next
+ * byte to be put or got (output is flushed first); -1 with errp when it
+ * cannot seek.  qemu_file_seek: go on putting or getting at absolute
+ * offset pos (output is flushed first, input's buffer dropped).
+ */
+int64_t qemu_file_tell(QEMUFile *f, Error **errp);
+bool qemu_file_seek(QEMUFile *f, uint64_t pos, Error **errp);
+/*
+ * Bytes written around the stream (mapped-ram's pages, by their own
+ * writers): they count in qemu_file_transferred() and the rate limit.
+ */
+void qemu_file_count_external(QEMUFile *f, uint64_t len);
 
 /* Bytes consumed so far (input) or accepted (output). */
 uint64_t qemu_file_pos(QEMUFile *f);

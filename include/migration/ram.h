@@ -107,6 +107,13 @@ bool ram_saver_register(RamSaver *rs, SaveStateRegistry *r, const RamPageSourceO
  * the section, its counters and CONTINUE state go on unchanged.
  */
 void ram_saver_set_source(RamSaver *rs, const RamPageSourceOps *ops, void *opaque);
+/*
+ * mapped-ram (include/migration/mapped-ram.h): pages go to their places
+ * in the file through w, and the block list carries each block's header.
+ * Set before the section's setup; w outlives the saver's use of it.
+ */
+typedef struct MappedRamWriter MappedRamWriter;
+void ram_saver_set_mapped(RamSaver *rs, MappedRamWriter *w);
 /* The stream goes on in a new file (postcopy recovery): the next record names its block. */
 void ram_saver_restart(RamSaver *rs);
 RamBlockList *ram_saver_blocks(RamSaver *rs);
@@ -180,6 +187,21 @@ RamUffd *ram_uffd_new(RamBlockList *ram, Error **errp);
 /* The same with more userfaultfd features (UFFD_FEATURE_THREAD_ID). */
 RamUffd *ram_uffd_new_features(RamBlockList *ram, uint64_t features, Error **errp);
 /*
+ * The same, with shared file blocks (memfd) also registered for minor
+ * faults where the kernel can: their pages can then be written into the
+ * file's page cache through another mapping and mapped in with
+ * ram_uffd_continue_range(), one copy less than a copy from a buffer.
+ */
+RamUffd *ram_uffd_new_minor(RamBlockList *ram, Error **errp);
+/* Block b was registered for minor faults (ram_uffd_new_minor()). */
+bool ram_uffd_minor(RamUffd *u, int b);
+/*
+ * Map pages [first, first + n) of block b from its page cache, where the
+ * caller has just written them (every page in the cache; none mapped yet
+ * except pages already placed).  Returns how many this call placed, or -1.
+ */
+int64_t ram_uffd_continue_range(RamUffd *u, int b, uint64_t first, uint64_t n, Error **errp);
+/*
  * Call placed(opaque, b, page) after each page this placement puts in
  * (not after one that was there already), from the placing thread.  Set
  * before any page is placed.
@@ -197,6 +219,15 @@ bool ram_uffd_placed(RamUffd *u, int b, uint64_t page);
 /* Place one page from data (NULL: zeros), from any thread, with its own buffer. */
 bool ram_uffd_place_page(RamUffd *u, int b, uint64_t page, const uint8_t *data,
                          Error **errp);
+/*
+ * Place pages [first, first + n) of block b from data (NULL: zeros) with
+ * one ioctl when none is there yet, else one at a time around those that
+ * are.  Returns how many this call placed, or -1 with errp.
+ */
+int64_t ram_uffd_place_range(RamUffd *u, int b, uint64_t first, uint64_t n,
+                             const uint8_t *data, Error **errp);
+/* Pages placed so far, over every block (a racy sum for statistics). */
+uint64_t ram_uffd_count_placed(RamUffd *u);
 /* Pages copied, zero pages mapped, placements that found the page there. */
 void ram_uffd_stats(RamUffd *u, uint64_t *copies, uint64_t *zeros, uint64_t *already);
 /*
@@ -219,6 +250,22 @@ bool ram_loader_register(RamLoader *ls, SaveStateRegistry *r, Error **errp);
  */
 bool ram_loader_complete(RamLoader *ls, Error **errp);
 void ram_loader_counters(RamLoader *ls, RamCounters *out);
+
+/*
+ * The stream is mapped-ram (its configuration says so): its pages are read
+ * from their places in fd, a regular file, by `threads` threads as each
+ * block's header comes (the loader must place with memcpy), or not at all
+ * when lazy (a lazy restore places them once the guest runs).
+ */
+bool ram_loader_set_mapped(RamLoader *ls, int fd, int threads, bool lazy, Error **errp);
+/*
+ * Not lazy: map each block's pages from the file instead of reading them
+ * (x-zero-copy-restore; see mapped_ram_map_block()).
+ */
+void ram_loader_set_map_image(RamLoader *ls, bool map);
+/* Block b's place in the file, once the block list named it; NULL otherwise. */
+typedef struct MappedRamBlock MappedRamBlock;
+const MappedRamBlock *ram_loader_mapped_block(RamLoader *ls, int b);
 
 /* ---- postcopy (the loader's thread, before and at the switch) -------------------- */
 

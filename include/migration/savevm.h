@@ -3,7 +3,10 @@
  *
  * Stream (big-endian):
  *   be32 0x5145564d "QEVM", be32 3
- *   u8 0x07 CONFIGURATION, be32 len, machine type ("amber-pc-1.0")
+ *   u8 0x07 CONFIGURATION, be32 len, machine type ("amber-pc-1.0"),
+ *     then, when a capability changes the stream's layout (mapped-ram),
+ *     u8 0x05 SUBSECTION, u8 len, "configuration/capabilities", be32 1,
+ *     be32 count, per capability u8 len and its name
  *   sections, each followed by u8 0x7e FOOTER, be32 section_id:
  *     START/FULL: u8 type, be32 section_id, u8 idlen, idstr,
  *                 be32 instance_id, be32 version_id, payload
@@ -126,7 +129,9 @@ bool savevm_entry_is_iterative(const SaveStateEntry *se);
 /* ---- writing: framing ------------------------------------------------------ */
 
 void savevm_put_header(QEMUFile *f);
-void savevm_put_configuration(QEMUFile *f, const char *machine_type);
+/* caps: NULL-terminated names of the capabilities a reader must know, or NULL. */
+void savevm_put_configuration(QEMUFile *f, const char *machine_type,
+                              const char *const *caps);
 /* START/FULL write the long header, PART/END the short one. */
 void savevm_put_section_header(QEMUFile *f, const SaveStateEntry *se, uint8_t type);
 void savevm_put_section_footer(QEMUFile *f, const SaveStateEntry *se);
@@ -165,7 +170,8 @@ bool savevm_save_tail(SaveStateRegistry *r, QEMUFile *f, Error **errp);
  * migration thread does each step itself, for its cancel checks, rate
  * limit and the VM's stop between them.
  */
-bool savevm_save_head(SaveStateRegistry *r, QEMUFile *f, Error **errp);
+bool savevm_save_head(SaveStateRegistry *r, QEMUFile *f, const char *const *caps,
+                      Error **errp);
 
 /* ---- reading --------------------------------------------------------------- */
 
@@ -198,8 +204,13 @@ typedef struct SaveVMLoader SaveVMLoader;
 SaveVMLoader *savevm_loader_new(SaveStateRegistry *r, QEMUFile *f,
                                 const SaveVMLoadOptions *opts);
 void savevm_loader_free(SaveVMLoader *l);
-/* Magic, version and the configuration section. */
+/*
+ * Magic, version and the configuration section, with the capabilities it
+ * lists (a capability amber does not know is refused).
+ */
 bool savevm_loader_read_header(SaveVMLoader *l, Error **errp);
+/* After the header: the configuration listed capability `name`. */
+bool savevm_loader_has_capability(SaveVMLoader *l, const char *name);
 /* Sections and commands until EOF, a stop, or an error. */
 SaveVMLoadResult savevm_loader_run(SaveVMLoader *l, Error **errp);
 /*

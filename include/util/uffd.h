@@ -66,6 +66,21 @@ int uffd_copy(int fd, void *dst, const void *src, size_t len, bool wake,
               Error **errp);
 /* Map zero pages over the missing range; results as uffd_copy(). */
 int uffd_zeropage(int fd, void *addr, size_t len, bool wake, Error **errp);
+
+typedef enum UffdFill {
+    UFFD_FILL_COPY,         /* UFFDIO_COPY from src */
+    UFFD_FILL_ZERO,         /* UFFDIO_ZEROPAGE */
+    UFFD_FILL_CONTINUE,     /* UFFDIO_CONTINUE: map the shared file's page-cache pages
+                               (range registered MINOR, every page in the cache) */
+} UffdFill;
+/*
+ * Any of the three over [dst, dst + len), waking waiters unless !wake;
+ * results as uffd_copy().  *filled gets the bytes this call placed from
+ * dst on: all of len, or those before the page that was there (EEXIST) or
+ * before the error.
+ */
+int uffd_fill(int fd, UffdFill op, void *dst, const void *src, size_t len, bool wake,
+              uint64_t *filled, Error **errp);
 /* Wake the threads blocked on faults in the range. */
 bool uffd_wake(int fd, void *addr, size_t len, Error **errp);
 
@@ -75,6 +90,16 @@ bool uffd_wake(int fd, void *addr, size_t len, Error **errp);
  * read (0: none pending), or -1 on error.
  */
 int uffd_read_events(int fd, struct uffd_msg *msgs, int max, Error **errp);
+/* uffd_wait_faults() returns this once stop_fd is readable. */
+#define UFFD_WAIT_STOPPED   (-2)
+/*
+ * A fault thread's wait: block until fd has messages or stop_fd (an
+ * eventfd the owner writes to end the thread) is readable, then read up to
+ * max messages and keep the page faults, in order, at the front of msgs.
+ * Returns how many (0: none this time, call again), -1 on error, or
+ * UFFD_WAIT_STOPPED.
+ */
+int uffd_wait_faults(int fd, int stop_fd, struct uffd_msg *msgs, int max, Error **errp);
 /*
  * Wait up to timeout_ms (-1: forever) for the fd to become readable.
  * Returns 1 readable, 0 timeout, -1 error (EINTR is retried).

@@ -275,38 +275,23 @@ static void handle_fault(PostcopyDest *pd, uint64_t addr, int tid)
 static gpointer fault_thread(gpointer opaque)
 {
     PostcopyDest *pd = opaque;
-    struct pollfd p[2] = {
-        { .fd = ram_uffd_fd(pd->uffd), .events = POLLIN },
-        { .fd = pd->fault_stop_fd, .events = POLLIN },
-    };
 
     for (;;) {
         struct uffd_msg msgs[FAULT_BATCH];
         Error *err = NULL;
-        int n;
+        int n = uffd_wait_faults(ram_uffd_fd(pd->uffd), pd->fault_stop_fd, msgs, FAULT_BATCH,
+                                 &err);
 
-        if (poll(p, 2, -1) < 0) {
-            if (errno == EINTR) {
-                continue;
-            }
-            warn_report("postcopy: poll on the fault descriptor failed: %s",
-                        g_strerror(errno));
+        if (n == UFFD_WAIT_STOPPED) {
             return NULL;
         }
-        if (p[1].revents) {
-            return NULL;
-        }
-        n = uffd_read_events(p[0].fd, msgs, FAULT_BATCH, &err);
         if (n < 0) {
             warn_report("postcopy: %s", error_get_pretty(err));
             error_free(err);
             return NULL;
         }
         for (int i = 0; i < n; i++) {
-            if (msgs[i].event == UFFD_EVENT_PAGEFAULT) {
-                handle_fault(pd, msgs[i].arg.pagefault.address,
-                             msgs[i].arg.pagefault.feat.ptid);
-            }
+            handle_fault(pd, msgs[i].arg.pagefault.address, msgs[i].arg.pagefault.feat.ptid);
         }
     }
 }

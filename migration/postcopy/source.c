@@ -325,7 +325,7 @@ bool postcopy_save_head(MigrationState *ms, SaveStateRegistry *r, QEMUFile *f,
     uint8_t ping[4];
 
     savevm_put_header(f);
-    savevm_put_configuration(f, AMBER_MACHINE_TYPE);
+    savevm_put_configuration(f, AMBER_MACHINE_TYPE, NULL);
     /*
      * The destination opens its end and learns postcopy may come; its PONG
      * to the PING after ADVISE says it took the advice (the switch waits

@@ -15,9 +15,11 @@
  */
 #include <inttypes.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <glib.h>
 
+#include "migration/mapped-ram.h"
 #include "migration/ram.h"
 #include "util/bitmap.h"
 #include "util/stat.h"
@@ -42,6 +44,14 @@ struct RamLoader {
     bool setup_done;
     RamLoadBlock *last;             /* block of the previous record (CONTINUE) */
     RamCounters c;
+    bool direct;                    /* the memcpy placement: pages may be read into RAM */
+    /* mapped-ram: pages are read from their places in the file, not from records */
+    int mapped_fd;                  /* -1: not a mapped-ram stream */
+    int mapped_threads;
+    bool mapped_lazy;               /* leave the pages to a lazy restore */
+    bool mapped_map;                /* map the pages (x-zero-copy-restore) */
+    uint64_t file_size;
+    MappedRamBlock mapped[AMBER_MAX_RAM_BLOCKS];
 };
 
 RamLoader *ram_loader_new(RamBlockList *ram, const RamPlacementOps *ops, void *opaque)
@@ -51,6 +61,7 @@ RamLoader *ram_loader_new(RamBlockList *ram, const RamPlacementOps *ops, void *o
     ls->ram = ram;
     ls->place = ops;
     ls->place_opaque = opaque;
+    ls->mapped_fd = -1;
     for (int i = 0; i < ram->nblocks; i++) {
         ls->blocks[i].rb = ram->blocks[i];
         ls->blocks[i].index = i;
@@ -64,8 +75,42 @@ RamLoader *ram_loader_new_memcpy(RamBlockList *ram)
     const RamPlacementOps *ops;
     void *opaque;
 
+    RamLoader *ls;
+
     ram_placement_memcpy(ram, &ops, &opaque);
-    return ram_loader_new(ram, ops, opaque);
+    ls = ram_loader_new(ram, ops, opaque);
+    ls->direct = true;
+    return ls;
+}
+
+bool ram_loader_set_mapped(RamLoader *ls, int fd, int threads, bool lazy, Error **errp)
+{
+    struct stat st;
+
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        error_setg(errp, "a mapped-ram stream must be read from a file (file:, or fd: of "
+                   "a regular file): its pages are at fixed places in it");
+        return false;
+    }
+    if (!lazy && !ls->direct) {
+        error_setg(errp, "a mapped-ram stream loads only into RAM no vCPU has run on");
+        return false;
+    }
+    ls->mapped_fd = fd;
+    ls->mapped_threads = threads;
+    ls->mapped_lazy = lazy;
+    ls->file_size = st.st_size;
+    return true;
+}
+
+void ram_loader_set_map_image(RamLoader *ls, bool map)
+{
+    ls->mapped_map = map;
+}
+
+const MappedRamBlock *ram_loader_mapped_block(RamLoader *ls, int b)
+{
+    return ls->mapped_fd >= 0 && ls->blocks[b].listed ? &ls->mapped[b] : NULL;
 }
 
 void ram_loader_free(RamLoader *ls)
@@ -75,6 +120,7 @@ void ram_loader_free(RamLoader *ls)
     }
     for (int i = 0; i < ls->ram->nblocks; i++) {
         bitmap_free(ls->blocks[i].received);
+        bitmap_free(ls->mapped[i].bitmap);
     }
     if (ls->place->free) {
         ls->place->free(ls->place_opaque);
@@ -139,6 +185,47 @@ static bool prepare_block(RamLoader *ls, RamLoadBlock *b, Error **errp)
            ls->place->prepare_block(ls->place_opaque, b->index, errp);
 }
 
+/*
+ * mapped-ram: block b's header, its bitmap, and (unless a lazy restore
+ * takes them) its pages; then the stream goes on after its pages.
+ */
+static bool load_mapped_block(RamLoader *ls, QEMUFile *f, RamLoadBlock *b, Error **errp)
+{
+    MappedRamBlock *mb = &ls->mapped[b->index];
+    const RAMBlock *rb = b->rb;
+    uint64_t present;
+
+    if (!mapped_ram_get_header(f, rb->idstr, rb->used_length, ls->file_size, mb, errp) ||
+        !mapped_ram_read_bitmap(ls->mapped_fd, rb->idstr, mb, errp)) {
+        return false;
+    }
+    present = bitmap_count_range(mb->bitmap, 0, mb->npages);
+    if (ls->mapped_map && !ls->mapped_lazy) {
+        int r = mapped_ram_map_block(ls->ram->blocks[b->index], ls->mapped_fd, mb, errp);
+
+        if (r < 0) {
+            return false;
+        }
+        if (r > 0) {
+            /* Every page is the file's now, zero pages included (holes). */
+            bitmap_set(b->received, 0, mb->npages);
+            stat_add(&ls->c.normal_pages, present);
+            stat_add(&ls->c.zero_pages, mb->npages - present);
+            return qemu_file_seek(f, mb->pages_offset + rb->used_length, errp);
+        }
+    }
+    if (!ls->mapped_lazy) {
+        if (!mapped_ram_load_eager(ls->mapped_fd, rb, mb, ls->mapped_threads, errp)) {
+            return false;
+        }
+        /* The rest are zero pages: ram_loader_complete() places them. */
+        bitmap_or(b->received, b->received, mb->bitmap, mb->npages);
+        stat_add(&ls->c.normal_pages, present);
+        stat_add(&ls->c.scanned_pages, present);
+    }
+    return qemu_file_seek(f, mb->pages_offset + rb->used_length, errp);
+}
+
 /* The block list: be64 total was read; then blocks until it is used up. */
 static bool load_block_list(RamLoader *ls, QEMUFile *f, uint64_t total, Error **errp)
 {
@@ -184,7 +271,8 @@ static bool load_block_list(RamLoader *ls, QEMUFile *f, uint64_t total, Error **
         }
         b->listed = true;
         total -= len;
-        if (!prepare_block(ls, b, errp)) {
+        if (!prepare_block(ls, b, errp) ||
+            (ls->mapped_fd >= 0 && !load_mapped_block(ls, f, b, errp))) {
             return false;
         }
     }
@@ -227,6 +315,11 @@ static bool load_page(RamLoader *ls, QEMUFile *f, uint64_t addr, uint64_t flags,
     uint64_t page;
 
     if (!b) {
+        return false;
+    }
+    if (ls->mapped_fd >= 0) {
+        error_setg(errp, "a page record in a mapped-ram stream (its pages are in the "
+                   "file, at their places)");
         return false;
     }
     if (addr >= b->rb->used_length) {
@@ -398,7 +491,8 @@ bool ram_loader_complete(RamLoader *ls, Error **errp)
             return false;
         }
     }
-    for (int i = 0; i < ls->ram->nblocks; i++) {
+    /* A lazy restore places every page itself, once the guest runs. */
+    for (int i = 0; i < ls->ram->nblocks && !ls->mapped_lazy; i++) {
         if (!place_unsent(ls, &ls->blocks[i], errp)) {
             return false;
         }

@@ -31,6 +31,7 @@ struct RamUffd {
     RamBlockList *ram;
     int uffd;
     bool registered[AMBER_MAX_RAM_BLOCKS];
+    bool minor[AMBER_MAX_RAM_BLOCKS];               /* registered MINOR too */
     unsigned long *placed[AMBER_MAX_RAM_BLOCKS];    /* atomic bits, 4 KiB pages */
     uint8_t *stage;                                 /* the loader's page */
     uint64_t copies, zeros, already;                /* stats */
@@ -80,9 +81,33 @@ bool ram_uffd_usable(RamBlockList *ram, Error **errp)
     return uffd_check_features(want, have, "missing-page faults on shared memory", errp);
 }
 
+static RamUffd *ram_uffd_create(RamBlockList *ram, uint64_t features, bool minor,
+                                Error **errp);
+
 RamUffd *ram_uffd_new(RamBlockList *ram, Error **errp)
 {
-    return ram_uffd_new_features(ram, 0, errp);
+    return ram_uffd_create(ram, 0, false, errp);
+}
+
+RamUffd *ram_uffd_new_features(RamBlockList *ram, uint64_t features, Error **errp)
+{
+    return ram_uffd_create(ram, features, false, errp);
+}
+
+RamUffd *ram_uffd_new_minor(RamBlockList *ram, Error **errp)
+{
+    uint64_t have;
+    bool minor = false;
+
+    if (!uffd_query_features(&have, errp)) {
+        return NULL;
+    }
+    for (int i = 0; i < ram->nblocks; i++) {
+        minor |= ram->blocks[i]->fd >= 0;
+    }
+    /* Without the feature, shared blocks are placed by copy as anonymous ones are. */
+    minor &= !!(have & UFFD_FEATURE_MINOR_SHMEM);
+    return ram_uffd_create(ram, minor ? UFFD_FEATURE_MINOR_SHMEM : 0, minor, errp);
 }
 
 void ram_uffd_set_placed_hook(RamUffd *u, void (*placed)(void *opaque, int b, uint64_t page),
@@ -92,7 +117,8 @@ void ram_uffd_set_placed_hook(RamUffd *u, void (*placed)(void *opaque, int b, ui
     u->placed_opaque = opaque;
 }
 
-RamUffd *ram_uffd_new_features(RamBlockList *ram, uint64_t features, Error **errp)
+static RamUffd *ram_uffd_create(RamBlockList *ram, uint64_t features, bool minor,
+                                Error **errp)
 {
     RamUffd *u = g_new0(RamUffd, 1);
 
@@ -114,13 +140,17 @@ RamUffd *ram_uffd_new_features(RamBlockList *ram, uint64_t features, Error **err
     }
     for (int i = 0; i < ram->nblocks; i++) {
         RAMBlock *rb = ram->blocks[i];
+        bool m = minor && rb->fd >= 0;
+        uint64_t ioctls = 0;
 
         if (!uffd_register(u->uffd, rb->host, rb->used_length,
-                           UFFDIO_REGISTER_MODE_MISSING, NULL, errp)) {
+                           UFFDIO_REGISTER_MODE_MISSING | (m ? UFFDIO_REGISTER_MODE_MINOR : 0),
+                           &ioctls, errp)) {
             error_prepend(errp, "RAM block '%s' cannot be placed on demand: ", rb->idstr);
             goto fail;
         }
         u->registered[i] = true;
+        u->minor[i] = m && (ioctls & (1ULL << _UFFDIO_CONTINUE));
         u->placed[i] = bitmap_new(rb->used_length / RAM_PAGE_SIZE);
     }
     u->stage = g_malloc(RAM_PAGE_SIZE);
@@ -176,25 +206,83 @@ bool ram_uffd_placed(RamUffd *u, int b, uint64_t page)
     return test_bit_atomic(page, u->placed[b]);
 }
 
+/*
+ * Fill pages [first, first + n) of block b with op (from data for a copy):
+ * one ioctl when none of them is there yet, else around those that are.
+ * Returns how many this call placed, or -1 with errp.
+ */
+static int64_t fill_range(RamUffd *u, int b, UffdFill op, uint64_t first, uint64_t n,
+                          const uint8_t *data, Error **errp)
+{
+    RAMBlock *rb = u->ram->blocks[b];
+    int64_t placed = 0;
+    uint64_t i = 0;
+
+    while (i < n) {
+        uint64_t filled, k;
+        int r = uffd_fill(u->uffd, op, rb->host + (first + i) * RAM_PAGE_SIZE,
+                          data ? data + i * RAM_PAGE_SIZE : NULL, (n - i) * RAM_PAGE_SIZE,
+                          true, &filled, errp);
+
+        if (r < 0) {
+            error_prepend(errp, "RAM block '%s' pages 0x%" PRIx64 "+0x%" PRIx64 ": ",
+                          rb->idstr, (uint64_t)((first + i) * RAM_PAGE_SIZE),
+                          (uint64_t)((n - i) * RAM_PAGE_SIZE));
+            return -1;
+        }
+        k = filled / RAM_PAGE_SIZE;
+        stat_add(op == UFFD_FILL_ZERO ? &u->zeros : &u->copies, k);
+        bitmap_set_atomic(u->placed[b], first + i, k);
+        for (uint64_t j = 0; u->placed_hook && j < k; j++) {
+            u->placed_hook(u->placed_opaque, b, first + i + j);
+        }
+        placed += k;
+        i += k;
+        if (r == 0) {
+            /* This page was there (the other path won): what is there stays. */
+            stat_add(&u->already, 1);
+            set_bit_atomic(first + i, u->placed[b]);
+            i++;
+        }
+    }
+    return placed;
+}
+
 bool ram_uffd_place_page(RamUffd *u, int b, uint64_t page, const uint8_t *data,
                          Error **errp)
 {
-    uint8_t *host = u->ram->blocks[b]->host + page * RAM_PAGE_SIZE;
-    int r = data ? uffd_copy(u->uffd, host, data, RAM_PAGE_SIZE, true, errp)
-                 : uffd_zeropage(u->uffd, host, RAM_PAGE_SIZE, true, errp);
+    return fill_range(u, b, data ? UFFD_FILL_COPY : UFFD_FILL_ZERO, page, 1, data, errp) >= 0;
+}
 
-    if (r < 0) {
-        error_prepend(errp, "RAM block '%s' page 0x%" PRIx64 ": ",
-                      u->ram->blocks[b]->idstr, (uint64_t)(page * RAM_PAGE_SIZE));
-        return false;
+int64_t ram_uffd_place_range(RamUffd *u, int b, uint64_t first, uint64_t n,
+                             const uint8_t *data, Error **errp)
+{
+    return fill_range(u, b, data ? UFFD_FILL_COPY : UFFD_FILL_ZERO, first, n, data, errp);
+}
+
+bool ram_uffd_minor(RamUffd *u, int b)
+{
+    return u->minor[b];
+}
+
+int64_t ram_uffd_continue_range(RamUffd *u, int b, uint64_t first, uint64_t n, Error **errp)
+{
+    return fill_range(u, b, UFFD_FILL_CONTINUE, first, n, NULL, errp);
+}
+
+uint64_t ram_uffd_count_placed(RamUffd *u)
+{
+    uint64_t n = 0;
+
+    for (int i = 0; i < u->ram->nblocks; i++) {
+        size_t words = BITS_TO_LONGS(u->ram->blocks[i]->used_length / RAM_PAGE_SIZE);
+
+        /* Other threads set bits meanwhile: whole words, read atomically. */
+        for (size_t w = 0; w < words; w++) {
+            n += __builtin_popcountl(__atomic_load_n(&u->placed[i][w], __ATOMIC_RELAXED));
+        }
     }
-    /* 0: it was there already (the other path won); what is there stays. */
-    stat_add(r ? (data ? &u->copies : &u->zeros) : &u->already, 1);
-    set_bit_atomic(page, u->placed[b]);
-    if (r && u->placed_hook) {
-        u->placed_hook(u->placed_opaque, b, page);
-    }
-    return true;
+    return n;
 }
 
 void ram_uffd_stats(RamUffd *u, uint64_t *copies, uint64_t *zeros, uint64_t *already)

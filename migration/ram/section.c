@@ -4,10 +4,12 @@
  * and end every payload with EOS; in between, the page source picks the
  * pages and this file turns each into a record and counts it.
  */
+#include <errno.h>
 #include <string.h>
 
 #include <glib.h>
 
+#include "migration/mapped-ram.h"
 #include "migration/ram.h"
 #include "util/cutils.h"
 #include "util/stat.h"
@@ -18,6 +20,7 @@ struct RamSaver {
     void *opaque;
     const RAMBlock *last;           /* block of the previous record (CONTINUE) */
     RamCounters c;                  /* updated with atomics */
+    MappedRamWriter *mapped;        /* mapped-ram: pages go to their places */
 };
 
 uint64_t ram_list_total_bytes(const RamBlockList *ram)
@@ -48,6 +51,11 @@ void ram_saver_set_source(RamSaver *rs, const RamPageSourceOps *ops, void *opaqu
 {
     rs->ops = ops;
     rs->opaque = opaque;
+}
+
+void ram_saver_set_mapped(RamSaver *rs, MappedRamWriter *w)
+{
+    rs->mapped = w;
 }
 
 void ram_saver_restart(RamSaver *rs)
@@ -83,19 +91,46 @@ static void put_idstr(QEMUFile *f, const RAMBlock *rb)
     qemu_put_buffer(f, rb->idstr, strlen(rb->idstr));
 }
 
+/* mapped-ram: the page goes to its place in the file, not into the stream. */
+static void put_mapped(RamSaver *rs, QEMUFile *f, const RAMBlock *rb, uint64_t offset,
+                       const uint8_t *data, bool nocopy)
+{
+    int b = 0;
+
+    while (rs->ram->blocks[b] != rb) {
+        b++;
+    }
+    if (mapped_ram_writer_failed(rs->mapped)) {
+        Error *err = NULL;
+
+        /* The stream's sticky error stops the page source at its next check. */
+        mapped_ram_writer_flush(rs->mapped, &err);
+        qemu_file_set_error_obj(f, -EIO, err);
+        return;
+    }
+    mapped_ram_writer_put(rs->mapped, b, offset / RAM_PAGE_SIZE, data, nocopy);
+    if (data) {
+        qemu_file_count_external(f, RAM_PAGE_SIZE);
+    }
+}
+
 void ram_saver_put_page(RamSaver *rs, QEMUFile *f, const RAMBlock *rb, uint64_t offset,
                         const uint8_t *data, bool nocopy)
 {
     uint64_t flags = data ? RAM_SAVE_FLAG_PAGE : RAM_SAVE_FLAG_ZERO;
 
-    if (rb == rs->last) {
+    if (rs->mapped) {
+        put_mapped(rs, f, rb, offset, data, nocopy);
+    } else if (rb == rs->last) {
         qemu_put_be64(f, offset | flags | RAM_SAVE_FLAG_CONTINUE);
     } else {
         qemu_put_be64(f, offset | flags);
         put_idstr(f, rb);
         rs->last = rb;
     }
-    if (!data) {
+    if (rs->mapped) {
+        /* Written at its place. */
+    } else if (!data) {
         qemu_put_byte(f, 0);
     } else if (nocopy) {
         qemu_put_buffer_nocopy(f, data, RAM_PAGE_SIZE);
@@ -125,6 +160,9 @@ static bool ram_saver_setup(QEMUFile *f, void *opaque, Error **errp)
     for (int i = 0; i < rs->ram->nblocks; i++) {
         put_idstr(f, rs->ram->blocks[i]);
         qemu_put_be64(f, rs->ram->blocks[i]->used_length);
+        if (rs->mapped && !mapped_ram_writer_put_header(rs->mapped, f, i, errp)) {
+            return false;
+        }
     }
     qemu_put_be64(f, RAM_SAVE_FLAG_EOS);
     /* CONTINUE may span sections, as QEMU's loader allows; not the setup. */
@@ -155,13 +193,15 @@ static int ram_saver_iterate(QEMUFile *f, void *opaque, Error **errp)
 
 static bool ram_saver_complete(QEMUFile *f, void *opaque, Error **errp)
 {
-    int ret = fill(opaque, f, UINT64_MAX, true, errp);
+    RamSaver *rs = opaque;
+    int ret = fill(rs, f, UINT64_MAX, true, errp);
 
     if (ret == 0) {
         /* A source must empty itself at the end: say so rather than lose pages. */
         error_setg(errp, "RAM pages were left unsent at the end of the section");
     }
-    return ret > 0;
+    /* Every page is at its place: the bitmaps say which. */
+    return ret > 0 && (!rs->mapped || mapped_ram_writer_finish(rs->mapped, errp));
 }
 
 static bool ram_saver_load_refused(QEMUFile *f, void *opaque, int version_id,

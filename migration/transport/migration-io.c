@@ -135,9 +135,26 @@ static ssize_t io_read(void *opaque, uint8_t *buf, size_t len, Error **errp)
     }
 }
 
+static int64_t io_seek(void *opaque, int64_t offset, int whence, Error **errp)
+{
+    MigrationIO *io = opaque;
+    off_t at;
+
+    if (io->direct) {
+        error_setg(errp, "a stream written with direct-io cannot seek");
+        return -1;
+    }
+    at = lseek(io->fd, offset, whence);
+    if (at < 0) {
+        error_setg_errno(errp, errno, "cannot seek in the migration file");
+    }
+    return at;
+}
+
 static const QEMUFileOps io_ops = {
     .writev = io_writev,
     .read = io_read,
+    .seek = io_seek,
 };
 
 QEMUFile *migration_io_output(MigrationIO *io, const char *name)

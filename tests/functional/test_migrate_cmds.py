@@ -76,10 +76,12 @@ def assert_running_again(vm, c):
 BGS_CAP = [{"capability": "background-snapshot", "state": False},
            {"capability": "postcopy-ram", "state": False},
            {"capability": "postcopy-blocktime", "state": False},
-           {"capability": "postcopy-preempt", "state": False}]
+           {"capability": "postcopy-preempt", "state": False},
+           {"capability": "mapped-ram", "state": False},
+           {"capability": "x-zero-copy-restore", "state": False}]
 BGS_PARAMS = {"x-background-snapshot-pool-size": 0,
               "x-background-snapshot-chunk-size": 2 << 20, "direct-io": False,
-              "max-postcopy-bandwidth": 0}
+              "max-postcopy-bandwidth": 0, "multifd-channels": 2}
 
 def test_capabilities_round_trip(vmq):
     vm, c = vmq
@@ -88,7 +90,8 @@ def test_capabilities_round_trip(vmq):
     assert c.ok("query-migrate-capabilities") == [{"capability": "events", "state": True}] + BGS_CAP
     assert hmp(c, "info migrate_capabilities") == (
         "events: on\r\nbackground-snapshot: off\r\npostcopy-ram: off\r\n"
-        "postcopy-blocktime: off\r\npostcopy-preempt: off\r\n")
+        "postcopy-blocktime: off\r\npostcopy-preempt: off\r\nmapped-ram: off\r\n"
+        "x-zero-copy-restore: off\r\n")
     assert hmp(c, "migrate_set_capability events off") == ""
     assert c.ok("query-migrate-capabilities") == [{"capability": "events", "state": False}] + BGS_CAP
 
@@ -135,7 +138,8 @@ def test_parameters_round_trip(vmq):
         "x-background-snapshot-pool-size: 0 bytes (automatic)\r\n"
         "x-background-snapshot-chunk-size: 2097152 bytes\r\n"
         "direct-io: off\r\n"
-        "max-postcopy-bandwidth: 0 bytes/second (no limit)\r\n")
+        "max-postcopy-bandwidth: 0 bytes/second (no limit)\r\n"
+        "multifd-channels: 2\r\n")
 
 
 def test_hmp_parameter_words(vmq):
@@ -146,7 +150,7 @@ def test_hmp_parameter_words(vmq):
              hmp(c, "info migrate_parameters").splitlines()]
     assert shown == ["max-bandwidth", "downtime-limit", "x-background-snapshot-pool-size",
                      "x-background-snapshot-chunk-size", "direct-io",
-                     "max-postcopy-bandwidth"]
+                     "max-postcopy-bandwidth", "multifd-channels"]
     out = hmp(c, "migrate_set_parameter no-such-thing 1")
     assert out == "Error: Invalid parameter 'no-such-thing' (known: %s)\r\n" % ", ".join(shown)
     assert hmp(c, "migrate_set_parameter x-background-snapshot-chunk-size 64K") == ""

@@ -54,7 +54,7 @@ static inline bool test_save_stream(SaveStateRegistry *r, QEMUFile *f, Error **e
 {
     int ret;
 
-    if (!savevm_save_head(r, f, errp)) {
+    if (!savevm_save_head(r, f, NULL, errp)) {
         return false;
     }
     while ((ret = savevm_save_iterate(r, f, errp)) == 0) {

@@ -293,7 +293,7 @@ static QEMUFile *stream_begin(const char *machine_type)
     QEMUFile *f = qemu_file_new_mem_output("crafted");
 
     savevm_put_header(f);
-    savevm_put_configuration(f, machine_type);
+    savevm_put_configuration(f, machine_type, NULL);
     return f;
 }
 
@@ -515,7 +515,7 @@ static void test_iterative_and_commands(void)
     err = NULL;
 
     savevm_put_header(f);
-    savevm_put_configuration(f, AMBER_MACHINE_TYPE);
+    savevm_put_configuration(f, AMBER_MACHINE_TYPE, NULL);
     g_assert_true(savevm_save_setup(rs, f, NULL));
     savevm_put_command(f, MIG_CMD_PING, sizeof(ping), ping);
     while ((ret = savevm_save_iterate(rs, f, NULL)) == 0) {

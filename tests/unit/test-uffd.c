@@ -427,6 +427,33 @@ static void test_missing_zeropage(Mem *m, int uffd)
     g_assert_cmpint(uffd_zeropage(uffd, m->base, m->page, true, &error_abort), ==, 0);
 }
 
+/*
+ * A fill over a range with a page already there places the pages before
+ * it and says so (filled), then "already there"; the pages after it stay
+ * missing for the next call.
+ */
+static void test_fill_partial(Mem *m, int uffd)
+{
+    char *src = g_malloc(4 * m->page);
+    uint64_t filled;
+
+    g_assert_cmpuint(m->len, ==, 4 * m->page);
+    memset(src, 'C', 4 * m->page);
+    g_assert_cmpint(uffd_fill(uffd, UFFD_FILL_ZERO, page_at(m, 1), NULL, m->page, true,
+                              &filled, &error_abort), ==, 1);
+    g_assert_cmpuint(filled, ==, m->page);
+    g_assert_cmpint(uffd_fill(uffd, UFFD_FILL_COPY, page_at(m, 0), src, 4 * m->page, true,
+                              &filled, &error_abort), ==, 0);
+    g_assert_cmpuint(filled, ==, m->page);
+    g_assert_cmpint(page_at(m, 0)[0], ==, 'C');
+    g_assert_cmpint(page_at(m, 1)[0], ==, 0);
+    g_assert_cmpint(uffd_fill(uffd, UFFD_FILL_COPY, page_at(m, 2), src, 2 * m->page, true,
+                              &filled, &error_abort), ==, 1);
+    g_assert_cmpuint(filled, ==, 2 * m->page);
+    g_assert_cmpint(page_at(m, 3)[m->page - 1], ==, 'C');
+    g_free(src);
+}
+
 #define WP_FEATURES (UFFD_FEATURE_PAGEFAULT_FLAG_WP | UFFD_FEATURE_THREAD_ID)
 
 static const UffdTest uffd_tests[] = {
@@ -440,6 +467,8 @@ static const UffdTest uffd_tests[] = {
     { "missing-copy", test_missing_copy, MEM_ANON, UFFD_FEATURE_THREAD_ID,
       UFFDIO_REGISTER_MODE_MISSING },
     { "missing-zeropage", test_missing_zeropage, MEM_ANON, UFFD_FEATURE_THREAD_ID,
+      UFFDIO_REGISTER_MODE_MISSING },
+    { "fill-partial", test_fill_partial, MEM_ANON | MEM_MEMFD, 0,
       UFFDIO_REGISTER_MODE_MISSING },
 };
 

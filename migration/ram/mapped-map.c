@@ -1,0 +1,125 @@
+/*
+ * Zero-copy restore (x-zero-copy-restore): a block's pages in a mapped-ram
+ * image become its memory.  The image's page region is mapped privately
+ * over the block, so a page is read from the page cache the first time
+ * the guest touches it, with no copy and no fault handler of ours, and a
+ * page the guest writes becomes a private copy; the file never changes.
+ * Every restore of one image shares its page cache.
+ *
+ * Only a block of private anonymous memory (memory-backend-ram) is
+ * mapped: shared memory (memfd, a shared file) would stop being the
+ * memory others share, and huge pages need huge-page files.  The block
+ * then is a private file mapping (fd, fd_offset, !shared), which is what
+ * the savers already know: its data is what the file holds plus what the
+ * page tables hold, so a later save reads both.
+ *
+ * A page the bitmap leaves clear is zero; the layout leaves it a hole, so
+ * the mapping reads zero there too.  A file where such a page holds data
+ * (a reused file, another writer) cannot be mapped as it is: the block is
+ * then loaded the ordinary way.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <unistd.h>
+#include <sys/mman.h>
+
+#include <glib.h>
+
+#include "migration/mapped-ram.h"
+#include "util/bitmap.h"
+#include "util/cutils.h"
+
+/*
+ * Whether every clear-bit page of mb reads zero in the file: the file's
+ * data ranges over the block's region (SEEK_DATA/SEEK_HOLE), and only in
+ * those the clear pages are read and looked at.  -1 on an I/O error; 0
+ * with *bad the first clear page that holds data.
+ */
+static int holes_are_zero(int fd, const MappedRamBlock *mb, uint64_t *bad, Error **errp)
+{
+    off_t start = mb->pages_offset, end = start + mb->npages * MAPPED_RAM_PAGE_SIZE;
+    off_t pos = start;
+    g_autofree uint8_t *buf = g_malloc(MAPPED_RAM_PAGE_SIZE);
+
+    while (pos < end) {
+        off_t data = lseek(fd, pos, SEEK_DATA), hole;
+        uint64_t p, last;
+
+        if (data < 0 && errno == ENXIO) {
+            return 1;                   /* no data after pos */
+        }
+        if (data < 0) {
+            error_setg_errno(errp, errno, "cannot find the data of the image");
+            return -1;
+        }
+        if (data >= end) {
+            return 1;
+        }
+        hole = lseek(fd, data, SEEK_HOLE);
+        if (hole < 0) {
+            error_setg_errno(errp, errno, "cannot find the holes of the image");
+            return -1;
+        }
+        hole = MIN(hole, end);
+        last = (hole - start + MAPPED_RAM_PAGE_SIZE - 1) / MAPPED_RAM_PAGE_SIZE;
+        for (p = find_next_zero_bit(mb->bitmap, last, (data - start) / MAPPED_RAM_PAGE_SIZE);
+             p < last; p = find_next_zero_bit(mb->bitmap, last, p + 1)) {
+            off_t off = start + p * MAPPED_RAM_PAGE_SIZE;
+            ssize_t n = pread(fd, buf, MAPPED_RAM_PAGE_SIZE, off);
+
+            if (n < 0) {
+                error_setg_errno(errp, errno, "cannot read the image at offset %" PRIu64,
+                                 (uint64_t)off);
+                return -1;
+            }
+            if (!buffer_is_zero(buf, n)) {
+                *bad = p;
+                return 0;
+            }
+        }
+        pos = hole;
+    }
+    return 1;
+}
+
+int mapped_ram_map_block(RAMBlock *rb, int fd, const MappedRamBlock *mb, Error **errp)
+{
+    uint64_t bad = 0;
+    int dfd, r;
+
+    if (rb->fd >= 0 || rb->shared || rb->hugetlbfs || rb->kind != RAM_BACKEND_RAM ||
+        rb->page_size != MAPPED_RAM_PAGE_SIZE) {
+        error_setg(errp, "x-zero-copy-restore maps the image as the guest's private memory, "
+                   "which RAM block '%s' (%s%s) cannot be: it needs memory-backend-ram",
+                   rb->idstr, ram_backend_kind_name(rb->kind),
+                   rb->shared ? ", share=on" : "");
+        return -1;
+    }
+    r = holes_are_zero(fd, mb, &bad, errp);
+    if (r <= 0) {
+        if (r == 0) {
+            warn_report("RAM block '%s': page 0x%" PRIx64 " is zero in the image's bitmap but "
+                        "not in the file: the block is read, not mapped", rb->idstr,
+                        (uint64_t)(bad * MAPPED_RAM_PAGE_SIZE));
+        }
+        return r;
+    }
+    dfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (dfd < 0) {
+        error_setg_errno(errp, errno, "RAM block '%s': cannot keep the image open", rb->idstr);
+        return -1;
+    }
+    /* No vCPU has run: the old pages go, the accelerator follows the new mapping. */
+    if (mmap(rb->host, rb->used_length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED, dfd,
+             mb->pages_offset) == MAP_FAILED) {
+        error_setg_errno(errp, errno, "RAM block '%s': cannot map the image's pages",
+                         rb->idstr);
+        close(dfd);
+        return -1;
+    }
+    rb->fd = dfd;
+    rb->fd_offset = mb->pages_offset;
+    rb->kind = RAM_BACKEND_FILE;
+    return 1;
+}
