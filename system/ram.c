@@ -319,14 +319,21 @@ bool ram_map_guest(RamBlockList *l, RAMBlock *rb, Error **errp)
     return true;
 }
 
-RAMBlock *ram_block_by_name(RamBlockList *l, const char *idstr)
+int ram_block_index(const RamBlockList *l, const char *idstr)
 {
     for (int i = 0; i < l->nblocks; i++) {
         if (strcmp(l->blocks[i]->idstr, idstr) == 0) {
-            return l->blocks[i];
+            return i;
         }
     }
-    return NULL;
+    return -1;
+}
+
+RAMBlock *ram_block_by_name(RamBlockList *l, const char *idstr)
+{
+    int i = ram_block_index(l, idstr);
+
+    return i < 0 ? NULL : l->blocks[i];
 }
 
 void *ram_gpa_to_hva(RamBlockList *l, uint64_t gpa, uint64_t len)

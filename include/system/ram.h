@@ -76,6 +76,8 @@ void ram_block_list_clear(RamBlockList *l);
 /* "memory-backend-ram", "memory-backend-memfd", "memory-backend-file". */
 const char *ram_backend_kind_name(RamBackendKind kind);
 RAMBlock *ram_block_by_name(RamBlockList *l, const char *idstr);
+/* The index of block idstr in l, or -1. */
+int ram_block_index(const RamBlockList *l, const char *idstr);
 /* Guest-physical address -> host pointer, or NULL if [gpa, gpa+len) is not all RAM. */
 void *ram_gpa_to_hva(RamBlockList *l, uint64_t gpa, uint64_t len);
 

@@ -382,9 +382,8 @@ static bool handle_discard(PostcopyDest *pd, const uint8_t *data, uint16_t len,
     if (!postcopy_parse_discard(data, len, name, ranges, &n, errp)) {
         return false;
     }
-    for (b = 0; b < pd->ram->nblocks && strcmp(pd->ram->blocks[b]->idstr, name); b++) {
-    }
-    if (b == pd->ram->nblocks || !ram_loader_received(pd->loader, b)) {
+    b = ram_block_index(pd->ram, name);
+    if (b < 0 || !ram_loader_received(pd->loader, b)) {
         g_autofree char *safe = g_strescape(name, NULL);
 
         error_setg(errp, "POSTCOPY_RAM_DISCARD: block '%s' is not in the stream's "
@@ -546,9 +545,8 @@ static bool send_recv_bitmap(PostcopyDest *pd, const uint8_t *data, uint16_t len
     }
     memcpy(name, data + 1, len - 1);
     name[len - 1] = '\0';
-    for (b = 0; b < pd->ram->nblocks && strcmp(pd->ram->blocks[b]->idstr, name); b++) {
-    }
-    if (b == pd->ram->nblocks || strlen(name) != (size_t)len - 1) {
+    b = ram_block_index(pd->ram, name);
+    if (b < 0 || strlen(name) != (size_t)len - 1) {
         g_autofree char *safe = g_strescape(name, NULL);
 
         error_setg(errp, "block '%s' does not exist", safe);

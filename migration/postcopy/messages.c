@@ -266,9 +266,8 @@ int rp_request_block(const RamBlockList *ram, const RpMessage *msg, int *last,
     int b = *last;
 
     if (msg->has_name) {
-        for (b = 0; b < ram->nblocks && strcmp(ram->blocks[b]->idstr, msg->name); b++) {
-        }
-        if (b == ram->nblocks) {
+        b = ram_block_index(ram, msg->name);
+        if (b < 0) {
             g_autofree char *safe = g_strescape(msg->name, NULL);
 
             error_setg(errp, "page request: block '%s' does not exist", safe);

@@ -86,9 +86,8 @@ static int record_block(PreemptReader *r, uint64_t flags, int *last, Error **err
     if (!qemu_file_check(r->f, errp)) {
         return -1;
     }
-    for (b = 0; b < r->ram->nblocks && strcmp(r->ram->blocks[b]->idstr, name); b++) {
-    }
-    if (len == 0 || strlen(name) != len || b == r->ram->nblocks) {
+    b = ram_block_index(r->ram, name);
+    if (len == 0 || strlen(name) != len || b < 0) {
         g_autofree char *safe = g_strescape(name, NULL);
 
         error_setg(errp, "record for block '%s', which this VM does not have", safe);

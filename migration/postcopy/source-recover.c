@@ -213,12 +213,8 @@ bool rp_recv_bitmap(PostcopySource *ps, QEMUFile *f, const char *name, Error **e
     uint64_t npages, want, size, ending;
     int b;
 
-    for (b = 0; b < ps->ram->nblocks; b++) {
-        if (!strcmp(ps->ram->blocks[b]->idstr, name)) {
-            rb = ps->ram->blocks[b];
-            break;
-        }
-    }
+    b = ram_block_index(ps->ram, name);
+    rb = b < 0 ? NULL : ps->ram->blocks[b];
     if (!rb) {
         g_autofree char *safe = g_strescape(name, NULL);
 

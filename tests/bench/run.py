@@ -27,6 +27,7 @@ import bglimit  # noqa: E402
 import bgsnap  # noqa: E402
 import postcopy  # noqa: E402
 import precopy  # noqa: E402
+import ramio  # noqa: E402
 import wpfloor  # noqa: E402
 
 def boot(vmm, mem_mib, smp, append, seconds, tmp):
@@ -258,7 +259,7 @@ def main():
     ap.add_argument("--seconds", type=float, default=3.0)
     ap.add_argument("--only", action="append",
                     help="scenario(s) to run: boot, saverestore, bgsnap, bglimit, wpfloor, "
-                         "precopy, postcopy")
+                         "precopy, postcopy, ramio")
     ap.add_argument("--sr-mib", type=int, action="append",
                     help="saverestore guest sizes in MiB (default 1024 and 4096)")
     ap.add_argument("--doc", action="store_true", help="update docs/performance.md")
@@ -267,6 +268,7 @@ def main():
     postcopy.add_args(ap)
     wpfloor.add_args(ap)
     bglimit.add_args(ap)
+    ramio.add_args(ap)
     args = ap.parse_args()
     bl.set_build(args.build)
     tmp = tempfile.mkdtemp(prefix="amber-bench-")
@@ -294,7 +296,7 @@ def run_all(args, tmp):
             cmd = "tests/bench/run.py --only saverestore" + "".join(
                 " --sr-mib %d" % m for m in args.sr_mib)
             write_doc("saverestore", table_saverestore(rows), cmd)
-    for mod in (bgsnap, bglimit, wpfloor, precopy, postcopy):
+    for mod in (bgsnap, bglimit, wpfloor, precopy, postcopy, ramio):
         if not args.only or mod.NAME in args.only:
             results[mod.NAME] = mod.run(args, tmp, write_doc if args.doc else None)
     out = os.path.join(args.build, "bench")
