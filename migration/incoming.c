@@ -122,9 +122,7 @@ void migration_incoming_info(MigrationState *ms, MigrationInfo *info)
     }
     if (ms->incoming) {
         lazy_info(ms->incoming, info);
-    }
-    /* Published by the load thread once made; freed only after it ended. */
-    if (ms->incoming) {
+        /* Published by the load thread once made; freed only after it ended. */
         postcopy_dest_info(__atomic_load_n(&ms->incoming->postcopy, __ATOMIC_ACQUIRE), info);
     }
 }
@@ -379,7 +377,7 @@ static bool load_stream(MigrationIncoming *mis, QEMUFile *f, Error **errp)
     char *json = NULL;
     bool ok = savevm_loader_read_header(l, errp);
 
-    if (ok && savevm_loader_has_capability(l, "mapped-ram")) {
+    if (ok && savevm_loader_has_capability(l, MAPPED_RAM_CAPABILITY)) {
         ok = incoming_mapped(mis, errp);
     } else if (ok && migrate_zero_copy_restore(&mis->ms->opts)) {
         error_setg(errp, "x-zero-copy-restore maps a mapped-ram image's pages, and this "

@@ -506,8 +506,9 @@ static int lookup_fd(void *opaque, const char *name, Error **errp)
 /*
  * A file that backs RAM (memory-backend-file, or the image after a
  * zero-copy restore) is the guest's memory: a save that truncated or
- * rewrote it would pull pages from under the guest and the saver.  st: the target file, found by name
- * before it is opened, or by its descriptor.
+ * rewrote it would pull pages from under the guest and the saver.  st:
+ * the target file, found by name before it is opened, or by its
+ * descriptor.
  */
 static bool backs_ram(MigrationState *ms, const struct stat *st, const char *uri,
                       Error **errp)

@@ -47,7 +47,6 @@ static bool blocktime_usable(Machine *m, Error **errp)
 
 static const MigrationCapability excl_postcopy[] = { MIGRATION_CAPABILITY_POSTCOPY_RAM };
 static const MigrationCapability excl_bg[] = { MIGRATION_CAPABILITY_BACKGROUND_SNAPSHOT };
-static const MigrationCapability excl_zero_copy[] = { MIGRATION_CAPABILITY_POSTCOPY_RAM };
 
 static const CapRule cap_rules[] = {
     { .cap = MIGRATION_CAPABILITY_EVENTS, .requires = MIGRATION_CAPABILITY__MAX },
@@ -63,7 +62,7 @@ static const CapRule cap_rules[] = {
       .requires = MIGRATION_CAPABILITY_POSTCOPY_RAM },
     { .cap = MIGRATION_CAPABILITY_MAPPED_RAM, .requires = MIGRATION_CAPABILITY__MAX },
     { .cap = MIGRATION_CAPABILITY_X_ZERO_COPY_RESTORE,
-      .excludes = excl_zero_copy, .nexcludes = G_N_ELEMENTS(excl_zero_copy),
+      .excludes = excl_postcopy, .nexcludes = G_N_ELEMENTS(excl_postcopy),
       .requires = MIGRATION_CAPABILITY__MAX },
 };
 

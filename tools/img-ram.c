@@ -104,19 +104,9 @@ struct ImgRam {
 static bool write_all(int fd, const uint8_t *buf, size_t len, uint64_t off, const char *path,
                       Error **errp)
 {
-    while (len) {
-        ssize_t n = pwrite(fd, buf, len, off);
-
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n <= 0) {
-            error_setg_errno(errp, n < 0 ? errno : ENOSPC, "cannot write '%s'", path);
-            return false;
-        }
-        buf += n;
-        len -= n;
-        off += n;
+    if (!pwrite_full(fd, buf, len, off)) {
+        error_setg_errno(errp, errno, "cannot write '%s'", path);
+        return false;
     }
     return true;
 }

@@ -1,6 +1,8 @@
 #include "util/cutils.h"
 
+#include <errno.h>
 #include <stdint.h>
+#include <unistd.h>
 
 bool buffer_is_zero(const void *buf, size_t len)
 {
@@ -12,6 +14,29 @@ bool buffer_is_zero(const void *buf, size_t len)
             w[i + 4] | w[i + 5] | w[i + 6] | w[i + 7]) {
             return false;
         }
+    }
+    return true;
+}
+
+bool pwrite_full(int fd, const void *buf, size_t len, uint64_t off)
+{
+    const uint8_t *p = buf;
+
+    while (len) {
+        ssize_t n = pwrite(fd, p, len, off);
+
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            if (n == 0) {
+                errno = ENOSPC;
+            }
+            return false;
+        }
+        p += n;
+        off += n;
+        len -= n;
     }
     return true;
 }

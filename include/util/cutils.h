@@ -1,4 +1,4 @@
-/* Small helpers on memory buffers. */
+/* Small helpers on memory buffers and file descriptors. */
 #ifndef AMBER_UTIL_CUTILS_H
 #define AMBER_UTIL_CUTILS_H
 
@@ -11,6 +11,12 @@
  * multiple of 64 (pages are): the test then runs a word at a time.
  */
 bool buffer_is_zero(const void *buf, size_t len);
+
+/*
+ * pwrite() all len bytes at off, again after EINTR and short writes.
+ * False with errno set (ENOSPC when the file takes no more bytes).
+ */
+bool pwrite_full(int fd, const void *buf, size_t len, uint64_t off);
 
 /* Big-endian integers in memory (message payloads, mapped images), at any alignment. */
 static inline uint32_t be32_at(const uint8_t *p)

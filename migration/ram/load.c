@@ -194,6 +194,7 @@ static bool load_mapped_block(RamLoader *ls, QEMUFile *f, RamLoadBlock *b, Error
     MappedRamBlock *mb = &ls->mapped[b->index];
     const RAMBlock *rb = b->rb;
     uint64_t present;
+    int mapped = 0;
 
     if (!mapped_ram_get_header(f, rb->idstr, rb->used_length, ls->file_size, mb, errp) ||
         !mapped_ram_read_bitmap(ls->mapped_fd, rb->idstr, mb, errp)) {
@@ -201,20 +202,17 @@ static bool load_mapped_block(RamLoader *ls, QEMUFile *f, RamLoadBlock *b, Error
     }
     present = bitmap_count_range(mb->bitmap, 0, mb->npages);
     if (ls->mapped_map && !ls->mapped_lazy) {
-        int r = mapped_ram_map_block(ls->ram->blocks[b->index], ls->mapped_fd, mb, errp);
-
-        if (r < 0) {
+        mapped = mapped_ram_map_block(ls->ram->blocks[b->index], ls->mapped_fd, mb, errp);
+        if (mapped < 0) {
             return false;
         }
-        if (r > 0) {
-            /* Every page is the file's now, zero pages included (holes). */
-            bitmap_set(b->received, 0, mb->npages);
-            stat_add(&ls->c.normal_pages, present);
-            stat_add(&ls->c.zero_pages, mb->npages - present);
-            return qemu_file_seek(f, mb->pages_offset + rb->used_length, errp);
-        }
     }
-    if (!ls->mapped_lazy) {
+    if (mapped > 0) {
+        /* Every page is the file's now, zero pages included (holes). */
+        bitmap_set(b->received, 0, mb->npages);
+        stat_add(&ls->c.normal_pages, present);
+        stat_add(&ls->c.zero_pages, mb->npages - present);
+    } else if (!ls->mapped_lazy) {
         if (!mapped_ram_load_eager(ls->mapped_fd, rb, mb, ls->mapped_threads, errp)) {
             return false;
         }

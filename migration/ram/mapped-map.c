@@ -27,58 +27,39 @@
 #include <glib.h>
 
 #include "migration/mapped-ram.h"
+#include "migration/ram.h"
 #include "util/bitmap.h"
 #include "util/cutils.h"
 
 /*
- * Whether every clear-bit page of mb reads zero in the file: the file's
- * data ranges over the block's region (SEEK_DATA/SEEK_HOLE), and only in
- * those the clear pages are read and looked at.  -1 on an I/O error; 0
- * with *bad the first clear page that holds data.
+ * Whether every clear-bit page of mb reads zero in the file: only the clear
+ * pages inside the file's data ranges are read and looked at.  -1 on an
+ * I/O error; 0 with *bad the first clear page that holds data.
  */
 static int holes_are_zero(int fd, const MappedRamBlock *mb, uint64_t *bad, Error **errp)
 {
-    off_t start = mb->pages_offset, end = start + mb->npages * MAPPED_RAM_PAGE_SIZE;
-    off_t pos = start;
+    g_autofree unsigned long *data = bitmap_new(mb->npages);
     g_autofree uint8_t *buf = g_malloc(MAPPED_RAM_PAGE_SIZE);
 
-    while (pos < end) {
-        off_t data = lseek(fd, pos, SEEK_DATA), hole;
-        uint64_t p, last;
+    if (!file_data_pages(fd, mb->pages_offset, MAPPED_RAM_PAGE_SIZE, mb->npages, data)) {
+        error_setg_errno(errp, errno, "cannot find the data of the image");
+        return -1;
+    }
+    for (uint64_t p = find_next_bit(data, mb->npages, 0); p < mb->npages;
+         p = find_next_bit(data, mb->npages, p + 1)) {
+        uint64_t off = mb->pages_offset + p * MAPPED_RAM_PAGE_SIZE;
 
-        if (data < 0 && errno == ENXIO) {
-            return 1;                   /* no data after pos */
+        if (test_bit(p, mb->bitmap)) {
+            continue;
         }
-        if (data < 0) {
-            error_setg_errno(errp, errno, "cannot find the data of the image");
+        if (pread(fd, buf, MAPPED_RAM_PAGE_SIZE, off) != MAPPED_RAM_PAGE_SIZE) {
+            error_setg_errno(errp, errno, "cannot read the image at offset %" PRIu64, off);
             return -1;
         }
-        if (data >= end) {
-            return 1;
+        if (!buffer_is_zero(buf, MAPPED_RAM_PAGE_SIZE)) {
+            *bad = p;
+            return 0;
         }
-        hole = lseek(fd, data, SEEK_HOLE);
-        if (hole < 0) {
-            error_setg_errno(errp, errno, "cannot find the holes of the image");
-            return -1;
-        }
-        hole = MIN(hole, end);
-        last = (hole - start + MAPPED_RAM_PAGE_SIZE - 1) / MAPPED_RAM_PAGE_SIZE;
-        for (p = find_next_zero_bit(mb->bitmap, last, (data - start) / MAPPED_RAM_PAGE_SIZE);
-             p < last; p = find_next_zero_bit(mb->bitmap, last, p + 1)) {
-            off_t off = start + p * MAPPED_RAM_PAGE_SIZE;
-            ssize_t n = pread(fd, buf, MAPPED_RAM_PAGE_SIZE, off);
-
-            if (n < 0) {
-                error_setg_errno(errp, errno, "cannot read the image at offset %" PRIu64,
-                                 (uint64_t)off);
-                return -1;
-            }
-            if (!buffer_is_zero(buf, n)) {
-                *bad = p;
-                return 0;
-            }
-        }
-        pos = hole;
     }
     return 1;
 }

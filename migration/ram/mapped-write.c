@@ -24,6 +24,7 @@
 
 #include "migration/mapped-ram.h"
 #include "util/bitmap.h"
+#include "util/cutils.h"
 
 /* Pages per write at most: 1 MiB. */
 #define RUN_PAGES           256
@@ -69,21 +70,11 @@ static uint64_t align_up(uint64_t v, uint64_t a)
 
 static bool pwrite_all(int fd, const uint8_t *p, uint64_t len, uint64_t off, Error **errp)
 {
-    while (len) {
-        ssize_t n = pwrite(fd, p, len, off);
-
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n <= 0) {
-            error_setg_errno(errp, n < 0 ? errno : ENOSPC,
-                             "mapped-ram: cannot write %" PRIu64 " bytes at offset %" PRIu64,
-                             len, off);
-            return false;
-        }
-        p += n;
-        off += n;
-        len -= n;
+    if (!pwrite_full(fd, p, len, off)) {
+        error_setg_errno(errp, errno,
+                         "mapped-ram: cannot write %" PRIu64 " bytes at offset %" PRIu64,
+                         len, off);
+        return false;
     }
     return true;
 }

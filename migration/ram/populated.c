@@ -34,15 +34,13 @@ static void mark(unsigned long *map, uint64_t page_size, uint64_t n, uint64_t st
     }
 }
 
-/* The backing file's data ranges; false when the file system cannot say. */
-static bool by_seek(const RAMBlock *rb, uint64_t page_size, uint64_t first, uint64_t n,
-                    unsigned long *map)
+bool file_data_pages(int fd, uint64_t base, uint64_t page_size, uint64_t n,
+                     unsigned long *map)
 {
-    off_t base = rb->fd_offset + first * page_size;
     off_t end = base + n * page_size, pos = base;
 
     while (pos < end) {
-        off_t data = lseek(rb->fd, pos, SEEK_DATA);
+        off_t data = lseek(fd, pos, SEEK_DATA);
         off_t hole;
 
         if (data < 0) {
@@ -51,7 +49,7 @@ static bool by_seek(const RAMBlock *rb, uint64_t page_size, uint64_t first, uint
         if (data >= end) {
             break;
         }
-        hole = lseek(rb->fd, data, SEEK_HOLE);
+        hole = lseek(fd, data, SEEK_HOLE);
         if (hole < 0) {
             return false;
         }
@@ -60,6 +58,13 @@ static bool by_seek(const RAMBlock *rb, uint64_t page_size, uint64_t first, uint
         pos = hole;
     }
     return true;
+}
+
+/* The backing file's data ranges; false when the file system cannot say. */
+static bool by_seek(const RAMBlock *rb, uint64_t page_size, uint64_t first, uint64_t n,
+                    unsigned long *map)
+{
+    return file_data_pages(rb->fd, rb->fd_offset + first * page_size, page_size, n, map);
 }
 
 /* Present or swapped pages of our mapping that are not the zero page. */
