@@ -371,6 +371,7 @@ static bool load_stream(MigrationIncoming *mis, QEMUFile *f, Error **errp)
 {
     SaveVMLoadOptions opts = {
         .command = postcopy_dest_command, .command_opaque = mis->postcopy,
+        .require_checksum = migrate_checksum(&mis->ms->opts),
     };
     SaveVMLoader *l = savevm_loader_new(mis->r, f, &opts);
     Reconnected rc = { 0 };

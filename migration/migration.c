@@ -267,10 +267,17 @@ int migration_save_iterate(MigrationState *ms, SaveStateRegistry *r, QEMUFile *f
 static bool save_setup_phase(MigrationState *ms, SaveStateRegistry *r, QEMUFile *f,
                              Error **errp)
 {
-    static const char *const mapped_caps[] = { MAPPED_RAM_CAPABILITY, NULL };
+    const char *caps[3] = { NULL };
+    int n = 0;
 
+    if (ms->mapped) {
+        caps[n++] = MAPPED_RAM_CAPABILITY;
+    }
+    if (migrate_checksum(&ms->opts)) {
+        caps[n++] = CHECKSUM_CAPABILITY;
+    }
     if (!(ms->postcopy ? postcopy_save_head(ms, r, f, errp)
-                       : savevm_save_head(r, f, ms->mapped ? mapped_caps : NULL, errp))) {
+                       : savevm_save_head(r, f, n ? caps : NULL, errp))) {
         return false;
     }
     qemu_fflush(f);
@@ -559,6 +566,12 @@ static bool open_early(MigrationState *ms, const char *uri, Channel **ch, Error 
         error_setg(errp, "postcopy-ram needs a socket (unix:, tcp:, or fd: of a socket), "
                    "which also carries the destination's return path; '%s' is not one",
                    uri);
+        return false;
+    }
+    if (migrate_checksum(&ms->opts) && migrate_postcopy_ram(&ms->opts)) {
+        error_setg(errp, "x-checksum covers the migration stream, and postcopy-ram sends "
+                   "pages over the return path's requests and a second channel too: turn "
+                   "one of them off");
         return false;
     }
     if (migrate_postcopy_preempt(&ms->opts) && kind == CHANNEL_FD) {

@@ -64,6 +64,8 @@ static const CapRule cap_rules[] = {
     { .cap = MIGRATION_CAPABILITY_X_ZERO_COPY_RESTORE,
       .excludes = excl_postcopy, .nexcludes = G_N_ELEMENTS(excl_postcopy),
       .requires = MIGRATION_CAPABILITY__MAX },
+    /* With postcopy-ram only a source cannot have it (checked by migrate). */
+    { .cap = MIGRATION_CAPABILITY_X_CHECKSUM, .requires = MIGRATION_CAPABILITY__MAX },
 };
 
 void migrate_options_init(MigrationOptions *o)

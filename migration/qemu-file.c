@@ -12,6 +12,7 @@
 #include <glib.h>
 
 #include "migration/qemu-file.h"
+#include "util/crc32c.h"
 
 /*
  * 512 KiB: one write per 512 KiB of stream.  With QEMU's 32 KiB a 1 GiB
@@ -39,6 +40,8 @@ struct QEMUFile {
     uint64_t pos;           /* bytes accepted (output) or consumed (input) */
     uint64_t flushed;
     uint64_t external;      /* qemu_file_count_external() */
+    bool crc_on;            /* x-checksum: bytes go into crc */
+    uint32_t crc;           /* CRC-32C of the bytes since the last checkpoint */
 
     Error *err;
     int err_no;             /* negative errno */
@@ -185,8 +188,11 @@ static void add_iov(QEMUFile *f, const uint8_t *base, size_t len)
     f->iovcnt++;
 }
 
-static void account(QEMUFile *f, size_t len)
+static void account(QEMUFile *f, const uint8_t *p, size_t len)
 {
+    if (f->crc_on) {
+        f->crc = crc32c(f->crc, p, len);
+    }
     f->pos += len;
     f->window_used += len;
 }
@@ -207,7 +213,7 @@ void qemu_put_buffer(QEMUFile *f, const void *buf, size_t len)
         memcpy(f->buf + f->buf_index, p, n);
         add_iov(f, f->buf + f->buf_index, n);
         f->buf_index += n;
-        account(f, n);
+        account(f, p, n);
         p += n;
         len -= n;
     }
@@ -226,7 +232,7 @@ void qemu_put_buffer_nocopy(QEMUFile *f, const void *buf, size_t len)
         }
     }
     add_iov(f, buf, len);
-    account(f, len);
+    account(f, buf, len);
 }
 
 void qemu_put_byte(QEMUFile *f, uint8_t v)
@@ -411,6 +417,9 @@ bool qemu_get_buffer(QEMUFile *f, void *buf, size_t len, const char *what)
             continue;
         }
         avail = MIN(avail, len - done);
+        if (f->crc_on) {
+            f->crc = crc32c(f->crc, f->buf + f->buf_index, avail);
+        }
         if (p) {
             memcpy(p + done, f->buf + f->buf_index, avail);
         }
@@ -535,6 +544,52 @@ void qemu_file_count_external(QEMUFile *f, uint64_t len)
 {
     __atomic_add_fetch(&f->external, len, __ATOMIC_RELAXED);
     f->window_used += len;
+}
+
+void qemu_file_crc_start(QEMUFile *f)
+{
+    f->crc_on = true;
+    f->crc = 0;
+}
+
+void qemu_file_crc_stop(QEMUFile *f)
+{
+    f->crc_on = false;
+}
+
+bool qemu_file_crc_on(QEMUFile *f)
+{
+    return f->crc_on;
+}
+
+void qemu_put_crc(QEMUFile *f)
+{
+    uint32_t crc = f->crc;
+
+    g_assert(f->crc_on);
+    qemu_put_be32(f, crc);
+    f->crc = 0;
+}
+
+bool qemu_get_crc(QEMUFile *f, const char *what, Error **errp)
+{
+    uint32_t want = f->crc;
+    uint64_t at = f->pos;
+    uint32_t got;
+
+    g_assert(f->crc_on);
+    got = qemu_get_be32(f, what);
+    f->crc = 0;
+    if (!qemu_file_check(f, errp)) {
+        return false;
+    }
+    if (got != want) {
+        error_setg(errp, "checksum mismatch after %s at stream offset %" PRIu64
+                   " (stored 0x%08x, computed 0x%08x): the stream is corrupt",
+                   what, at, got, want);
+        return false;
+    }
+    return true;
 }
 
 uint64_t qemu_file_pos(QEMUFile *f)

@@ -184,6 +184,9 @@ void savevm_put_configuration(QEMUFile *f, const char *machine_type,
         qemu_put_byte(f, strlen(caps[i]));
         qemu_put_buffer(f, caps[i], strlen(caps[i]));
     }
+    if (qemu_file_crc_on(f)) {
+        qemu_put_crc(f);
+    }
 }
 
 void savevm_put_section_header(QEMUFile *f, const SaveStateEntry *se, uint8_t type)
@@ -204,11 +207,17 @@ void savevm_put_section_footer(QEMUFile *f, const SaveStateEntry *se)
 {
     qemu_put_byte(f, QEMU_VM_SECTION_FOOTER);
     qemu_put_be32(f, se->section_id);
+    if (qemu_file_crc_on(f)) {
+        qemu_put_crc(f);
+    }
 }
 
 void savevm_put_eof(QEMUFile *f)
 {
     qemu_put_byte(f, QEMU_VM_EOF);
+    if (qemu_file_crc_on(f)) {
+        qemu_put_crc(f);
+    }
 }
 
 void savevm_put_command(QEMUFile *f, uint16_t cmd, uint16_t len, const void *data)
@@ -218,6 +227,9 @@ void savevm_put_command(QEMUFile *f, uint16_t cmd, uint16_t len, const void *dat
     qemu_put_be16(f, len);
     if (len) {
         qemu_put_buffer(f, data, len);
+    }
+    if (qemu_file_crc_on(f)) {
+        qemu_put_crc(f);
     }
 }
 
@@ -279,6 +291,9 @@ void savevm_put_vmdesc(QEMUFile *f, SaveVMDesc *d)
     qemu_put_byte(f, QEMU_VM_VMDESCRIPTION);
     qemu_put_be32(f, len);
     qemu_put_buffer(f, json, len);
+    if (qemu_file_crc_on(f)) {
+        qemu_put_crc(f);
+    }
 }
 
 static void desc_device_begin(JsonBuilder *b, const SaveStateEntry *se)
@@ -445,6 +460,10 @@ bool savevm_save_tail(SaveStateRegistry *r, QEMUFile *f, Error **errp)
 bool savevm_save_head(SaveStateRegistry *r, QEMUFile *f, const char *const *caps,
                       Error **errp)
 {
+    if (caps && g_strv_contains((const char *const *)caps, CHECKSUM_CAPABILITY)) {
+        /* From the first byte: the magic is covered too. */
+        qemu_file_crc_start(f);
+    }
     savevm_put_header(f);
     savevm_put_configuration(f, AMBER_MACHINE_TYPE, caps);
     return savevm_save_setup(r, f, errp);
@@ -464,6 +483,7 @@ struct SaveVMLoader {
     GHashTable *open;               /* section_id -> LoadSection, from START */
     GHashTable *seen;               /* SaveStateEntry * already loaded by START/FULL */
     bool mapped_ram;                /* the configuration lists mapped-ram */
+    bool checksum;                  /* ... and x-checksum */
 };
 
 SaveVMLoader *savevm_loader_new(SaveStateRegistry *r, QEMUFile *f,
@@ -553,26 +573,55 @@ static bool read_config_caps(SaveVMLoader *l, Error **errp)
         if (!read_short_name(l, name, "configuration capability", errp)) {
             return false;
         }
-        if (strcmp(name, "mapped-ram")) {
+        if (!strcmp(name, "mapped-ram")) {
+            l->mapped_ram = true;
+        } else if (!strcmp(name, CHECKSUM_CAPABILITY)) {
+            l->checksum = true;
+        } else {
             g_autofree char *safe = g_strescape(name, NULL);
 
             error_setg(errp, "the stream was saved with capability '%s', which amber "
                        "cannot load", safe);
             return false;
         }
-        l->mapped_ram = true;
     }
     return true;
 }
 
+static bool read_header(SaveVMLoader *l, Error **errp);
+
+/*
+ * The header is summed before we know whether the stream has checksums:
+ * the configuration that says so comes after it.
+ */
 bool savevm_loader_read_header(SaveVMLoader *l, Error **errp)
 {
-    uint32_t magic = qemu_get_be32(l->f, "stream magic");
-    uint32_t version = qemu_get_be32(l->f, "stream version");
+    if (!read_header(l, errp)) {
+        return false;
+    }
+    if (!l->checksum && l->opts.require_checksum) {
+        error_setg(errp, "x-checksum is set, and this stream carries no checksums (it was "
+                   "saved without x-checksum)");
+        return false;
+    }
+    if (!l->checksum) {
+        qemu_file_crc_stop(l->f);
+        return true;
+    }
+    return qemu_get_crc(l->f, "the configuration", errp);
+}
+
+static bool read_header(SaveVMLoader *l, Error **errp)
+{
+    uint32_t magic, version;
     char name[CONFIG_NAME_MAX + 1];
     g_autofree char *safe = NULL;
     uint32_t len;
     uint8_t type;
+
+    qemu_file_crc_start(l->f);
+    magic = qemu_get_be32(l->f, "stream magic");
+    version = qemu_get_be32(l->f, "stream version");
 
     if (!stream_ok(l, errp)) {
         return false;
@@ -619,7 +668,8 @@ bool savevm_loader_read_header(SaveVMLoader *l, Error **errp)
 
 bool savevm_loader_has_capability(SaveVMLoader *l, const char *name)
 {
-    return !strcmp(name, "mapped-ram") && l->mapped_ram;
+    return (!strcmp(name, "mapped-ram") && l->mapped_ram) ||
+           (!strcmp(name, CHECKSUM_CAPABILITY) && l->checksum);
 }
 
 static bool check_footer(SaveVMLoader *l, uint32_t section_id, Error **errp)
@@ -642,7 +692,7 @@ static bool check_footer(SaveVMLoader *l, uint32_t section_id, Error **errp)
         error_setg(errp, "footer for section %u carries section id %u", section_id, id);
         return false;
     }
-    return true;
+    return !l->checksum || qemu_get_crc(l->f, "a section footer", errp);
 }
 
 static bool load_payload(SaveVMLoader *l, SaveStateEntry *se, int version, Error **errp)
@@ -767,7 +817,8 @@ static int load_command(SaveVMLoader *l, Error **errp)
     }
     data = g_malloc(len ? len : 1);
     qemu_get_buffer(l->f, data, len, "command payload");
-    if (!stream_ok(l, errp)) {
+    if (!stream_ok(l, errp) ||
+        (l->checksum && !qemu_get_crc(l->f, "a command", errp))) {
         return -1;
     }
     if (l->opts.command) {
@@ -803,6 +854,9 @@ SaveVMLoadResult savevm_loader_run(SaveVMLoader *l, Error **errp)
         }
         switch (type) {
         case QEMU_VM_EOF:
+            if (l->checksum && !qemu_get_crc(l->f, "the end-of-stream marker", errp)) {
+                return SAVEVM_LOAD_ERROR;
+            }
             return SAVEVM_LOAD_EOF;
         case QEMU_VM_SECTION_START:
         case QEMU_VM_SECTION_FULL:
@@ -858,7 +912,15 @@ bool savevm_loader_read_vmdesc(SaveVMLoader *l, char **json, Error **errp)
     *json = NULL;
     next = qemu_peek_byte(l->f, 0);
     if (next < 0) {
-        return stream_ok(l, errp);      /* no description: fine */
+        if (!stream_ok(l, errp)) {
+            return false;
+        }
+        if (l->checksum) {
+            /* Written with every checksummed stream: its absence is a cut. */
+            error_setg(errp, "the stream ends without its VMDESCRIPTION");
+            return false;
+        }
+        return true;                    /* no description: fine */
     }
     /* Only a description may follow EOF; anything else means the EOF
      * marker itself was damaged or the stream is not what it claims. */
@@ -880,7 +942,9 @@ bool savevm_loader_read_vmdesc(SaveVMLoader *l, char **json, Error **errp)
     *json = g_malloc(len + 1);
     qemu_get_buffer(l->f, *json, len, "VMDESCRIPTION");
     (*json)[len] = '\0';
-    if (!stream_ok(l, errp) || !vmdesc_valid(*json, len, errp)) {
+    if (!stream_ok(l, errp) ||
+        (l->checksum && !qemu_get_crc(l->f, "the VMDESCRIPTION", errp)) ||
+        !vmdesc_valid(*json, len, errp)) {
         g_free(*json);
         *json = NULL;
         return false;

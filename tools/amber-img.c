@@ -102,7 +102,8 @@ static void img_find_vmdesc(Img *img)
             continue;
         }
         len = be32_at(d + 1);
-        if (len == left) {
+        /* Or followed by its checksum (x-checksum), which the loader checks. */
+        if (len == left || (uint64_t)len + 4 == left) {
             img->vmdesc_offset = p;
             img->vmdesc_len = len;
             return;
@@ -245,7 +246,8 @@ ImgSection *img_section_begin(Img *img, QEMUFile *f, const char *idstr,
 
 void img_section_end(ImgSection *s, QEMUFile *f)
 {
-    s->end = qemu_file_pos(f) + 5;     /* the footer the loader checks next */
+    /* The footer the loader checks next, and with x-checksum its checksum. */
+    s->end = qemu_file_pos(f) + 5 + (qemu_file_crc_on(f) ? 4 : 0);
 }
 
 static const char *section_type_name(uint8_t type)
@@ -475,12 +477,13 @@ static bool img_run_loader(Img *img, SaveStateRegistry *r, Error **errp)
 
         memcpy(img->machine, img->data + 13, MIN(len, sizeof(img->machine) - 1));
         img->mapped_ram = savevm_loader_has_capability(l, MAPPED_RAM_CAPABILITY);
+        img->checksum = savevm_loader_has_capability(l, CHECKSUM_CAPABILITY);
         res = savevm_loader_run(l, errp);
     }
     if (res == SAVEVM_LOAD_STOPPED) {
         error_setg(errp, "a command in the stream stops it before its end");
     } else if (res == SAVEVM_LOAD_EOF) {
-        img->eof_offset = qemu_file_pos(f) - 1;
+        img->eof_offset = qemu_file_pos(f) - 1 - (img->checksum ? 4 : 0);
         ok = img_after_eof(img, l, f, errp);
     }
     savevm_loader_free(l);
@@ -554,8 +557,9 @@ static void info_text(Img *img)
 {
     printf("file: %s (%" PRIu64 " bytes)\n", img->path, img->size);
     printf("stream: QEVM version %d, machine type %s\n", QEMU_VM_FILE_VERSION, img->machine);
-    if (img->mapped_ram) {
-        printf("capabilities: %s\n", MAPPED_RAM_CAPABILITY);
+    if (img->mapped_ram || img->checksum) {
+        printf("capabilities:%s%s\n", img->mapped_ram ? " " MAPPED_RAM_CAPABILITY : "",
+               img->checksum ? " " CHECKSUM_CAPABILITY : "");
     }
     printf("\nsections:\n  %-10s %-6s %4s  %-12s %8s %7s %12s\n", "offset", "type", "id",
            "name", "instance", "version", "size");
@@ -638,10 +642,15 @@ static void info_json(Img *img)
     img_json_int(b, "stream_version", QEMU_VM_FILE_VERSION);
     img_json_str(b, "machine_type", img->machine);
     /* Only when there is one: a plain stream's description stays as it was. */
-    if (img->mapped_ram) {
+    if (img->mapped_ram || img->checksum) {
         json_builder_set_member_name(b, "capabilities");
         json_builder_begin_array(b);
-        json_builder_add_string_value(b, MAPPED_RAM_CAPABILITY);
+        if (img->mapped_ram) {
+            json_builder_add_string_value(b, MAPPED_RAM_CAPABILITY);
+        }
+        if (img->checksum) {
+            json_builder_add_string_value(b, CHECKSUM_CAPABILITY);
+        }
         json_builder_end_array(b);
     }
     info_json_sections(img, b);
@@ -697,6 +706,7 @@ static void usage(FILE *out)
             "'migrate file:FILE', with or without mapped-ram).\n"
             "  info         header, sections, RAM blocks and pages by kind, devices\n"
             "  verify       check the whole stream: prints OK, or the first problem\n"
+            "               (with x-checksum, every checksum and every page)\n"
             "  extract-ram  write DIR/<block> per RAM block and DIR/physmem.raw\n"
             "               (guest-physical layout), sparse where pages are zero\n");
 }
@@ -740,6 +750,7 @@ int main(int argc, char **argv)
         if (!strcmp(cmd, "extract-ram")) {
             ok = cmd_extract(img, args->pdata[1], &err);
         } else {
+            img->verify = !strcmp(cmd, "verify");
             ok = img_load(img, &err);
         }
     }

@@ -471,6 +471,45 @@ static void drop_page_cache(ImgRam *ram)
 }
 
 /*
+ * verify, x-checksum: every present page against its checksum, and every
+ * byte no loader reads (the gap after the checksum table, the holes) zero,
+ * so that no byte of the image can change unnoticed.
+ */
+static bool verify_mapped(ImgRam *ram, ImgBlock *b, const MappedRamBlock *mb, Error **errp)
+{
+    uint64_t gap = mb->bitmap_offset + mapped_ram_bitmap_bytes(mb->npages) +
+                   mapped_ram_sums_bytes(mb->npages);
+    uint64_t n = mb->npages, most = EXTRACT_RUN_BYTES / PAGE, bad = 0;
+    g_autofree uint8_t *buf = g_malloc(EXTRACT_RUN_BYTES);
+    int r;
+
+    for (; gap < mb->pages_offset; gap++) {
+        if (ram->img->data[gap]) {
+            error_setg(errp, "RAM block '%s': byte %" PRIu64 " between its checksum table "
+                       "and its pages is not zero: the image is corrupt", b->idstr, gap);
+            return false;
+        }
+    }
+    for (uint64_t i = find_next_bit(mb->bitmap, n, 0); i < n;) {
+        uint64_t end = find_next_zero_bit(mb->bitmap, n, i);
+
+        for (; i < end; i += MIN(end - i, most)) {
+            if (!mapped_ram_read_pages(ram->img->fd, b->idstr, mb, i, MIN(end - i, most), buf,
+                                       errp)) {
+                return false;
+            }
+        }
+        i = find_next_bit(mb->bitmap, n, end);
+    }
+    r = mapped_ram_holes_are_zero(ram->img->fd, mb, &bad, errp);
+    if (r == 0) {
+        error_setg(errp, "RAM block '%s': page %" PRIu64 " is a hole in the bitmap but holds "
+                   "data in the file: the image is corrupt", b->idstr, bad);
+    }
+    return r > 0;
+}
+
+/*
  * mapped-ram, once the loader has read the block list: the pages each
  * bitmap marks are in the file (normal), the rest are zero.
  */
@@ -490,6 +529,9 @@ static bool ram_mapped_blocks(ImgRam *ram, Error **errp)
         b->zero_pages = mb->npages - b->normal_pages;
         bitmap_set(b->seen, 0, mb->npages);
         if (ram->ex && !extract_mapped(ram, b, mb, errp)) {
+            return false;
+        }
+        if (ram->img->verify && mb->sums && !ram->ex && !verify_mapped(ram, b, mb, errp)) {
             return false;
         }
     }
@@ -542,13 +584,19 @@ static bool ram_read_page(ImgRam *ram, QEMUFile *f, uint64_t at, uint64_t offset
     if (flags & RAM_FLAG_ZERO) {
         qemu_file_skip(f, 1, "zero page fill byte");
         b->zero_pages++;
-        return qemu_file_check(f, errp);
+    } else {
+        b->normal_pages++;
+        if (ram->ex && !extract_page(ram, f, b, offset, errp)) {
+            return false;
+        }
+        if (!ram->ex) {
+            qemu_file_skip(f, PAGE, "RAM page data");
+        }
     }
-    b->normal_pages++;
-    if (ram->ex) {
-        return extract_page(ram, f, b, offset, errp);
+    /* x-checksum: the record's checksum, which the loader has checked. */
+    if (ram->img->checksum) {
+        qemu_file_skip(f, 4, "page record checksum");
     }
-    qemu_file_skip(f, PAGE, "RAM page data");
     return qemu_file_check(f, errp);
 }
 

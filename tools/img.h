@@ -36,6 +36,8 @@ typedef struct Img {
     int fd;                         /* the same file, for mapped-ram's page reads */
     char machine[256];
     bool mapped_ram;                /* the configuration lists the capability */
+    bool checksum;                  /* ... or x-checksum */
+    bool verify;                    /* verify: read and check every page */
     GArray *sections;               /* of ImgSection */
     ImgRam *ram;
     /* The VMDESCRIPTION found at the end of the file. */

@@ -20,6 +20,13 @@
  * The configuration section lists the capability ("configuration/
  * capabilities" subsection), so a reader knows before the block list.
  *
+ * With x-checksum (the stream's own bytes are summed as always, see
+ * CHECKSUM_CAPABILITY) each bitmap is followed by its checksum table:
+ * le32 CRC-32C of the bitmap's bytes, then one le32 per page, the CRC-32C
+ * of the page's 4096 bytes where its bit is set and 0 where it is clear;
+ * pages_offset is the next 1 MiB boundary after the table.  Every page is
+ * checked as it is read, before it is placed.
+ *
  * Writers: a MappedRamWriter takes the pages a page source puts (any of
  * them: the stopped save, the background snapshot's fault copies and scan)
  * and writes runs of consecutive pages at their offsets from a few threads
@@ -58,10 +65,16 @@ typedef struct MappedRamBlock {
     uint64_t bitmap_offset;
     uint64_t pages_offset;
     unsigned long *bitmap;          /* pages present in the file */
+    bool summed;                    /* x-checksum: a table follows the bitmap */
+    uint32_t *sums;                 /* its per-page CRCs, once read */
 } MappedRamBlock;
 
 /* Bytes of a block's bitmap. */
 uint64_t mapped_ram_bitmap_bytes(uint64_t npages);
+/* Bytes of a block's checksum table (x-checksum). */
+uint64_t mapped_ram_sums_bytes(uint64_t npages);
+/* Where a block's pages begin, for a header at offset `at`. */
+uint64_t mapped_ram_pages_offset(uint64_t at, uint64_t npages, bool summed);
 
 /*
  * Whether fd can hold a mapped-ram image (a regular file); the error names
@@ -81,15 +94,24 @@ bool mapped_ram_direct_ok(int fd, const char *path, Error **errp);
  */
 bool mapped_ram_get_header(QEMUFile *f, const char *idstr, uint64_t used_length,
                            uint64_t file_size, MappedRamBlock *mb, Error **errp);
-/* Read mb's bitmap from fd (bits past the last page must be clear). */
+/*
+ * Read mb's bitmap from fd (bits past the last page must be clear), and
+ * when summed its checksum table (the bitmap's CRC must match, and a
+ * clear page's entry be 0).
+ */
 bool mapped_ram_read_bitmap(int fd, const char *idstr, MappedRamBlock *mb, Error **errp);
+/* Free what mapped_ram_read_bitmap() read. */
+void mapped_ram_block_clear(MappedRamBlock *mb);
 /*
  * Read every present page of block rb into rb->host (memory no vCPU ran
  * on, so plain reads are safe), from `threads` threads in parallel.
  */
 bool mapped_ram_load_eager(int fd, const RAMBlock *rb, const MappedRamBlock *mb,
                            int threads, Error **errp);
-/* Read n pages from first of mb into buf: false with errp on a short read. */
+/*
+ * Read n pages from first of mb into buf: false with errp on a short read,
+ * or, when summed, on a page whose CRC is not the table's.
+ */
 bool mapped_ram_read_pages(int fd, const char *idstr, const MappedRamBlock *mb,
                            uint64_t first, uint64_t n, uint8_t *buf, Error **errp);
 
@@ -102,6 +124,11 @@ bool mapped_ram_read_pages(int fd, const char *idstr, const MappedRamBlock *mb,
  * or an I/O error, with errp.
  */
 int mapped_ram_map_block(RAMBlock *rb, int fd, const MappedRamBlock *mb, Error **errp);
+/*
+ * Whether every page of mb whose bit is clear reads zero in fd: 1 yes, 0
+ * no (*bad the first that does not), -1 on an I/O error.
+ */
+int mapped_ram_holes_are_zero(int fd, const MappedRamBlock *mb, uint64_t *bad, Error **errp);
 
 /* ---- writing ------------------------------------------------------------------------ */
 
@@ -119,6 +146,8 @@ void mapped_ram_writer_free(MappedRamWriter *w);
 /*
  * Block b's header goes into f here, at f's position: the block's pages
  * then take the file up to the returned offset, where the stream goes on.
+ * With f's checksums on (x-checksum), the writer keeps each page's CRC
+ * for the block's table.
  */
 bool mapped_ram_writer_put_header(MappedRamWriter *w, QEMUFile *f, int b, Error **errp);
 /*

@@ -76,6 +76,11 @@ static inline bool migrate_zero_copy_restore(const MigrationOptions *o)
     return o->caps[MIGRATION_CAPABILITY_X_ZERO_COPY_RESTORE];
 }
 
+static inline bool migrate_checksum(const MigrationOptions *o)
+{
+    return o->caps[MIGRATION_CAPABILITY_X_CHECKSUM];
+}
+
 static inline bool migrate_background_snapshot(const MigrationOptions *o)
 {
     return o->caps[MIGRATION_CAPABILITY_BACKGROUND_SNAPSHOT];

@@ -165,6 +165,20 @@ bool qemu_file_seek(QEMUFile *f, uint64_t pos, Error **errp);
  */
 void qemu_file_count_external(QEMUFile *f, uint64_t len);
 
+/*
+ * Checksums (the x-checksum capability, docs/devel/checksum.md): while on,
+ * every byte put or got (skipped ones too, peeked ones not) goes into a
+ * running CRC-32C.  qemu_put_crc() writes it as be32 and begins the next
+ * run; qemu_get_crc() reads one and compares it with the bytes got since
+ * the last, false with errp naming `what` and the offset on a mismatch.
+ * Off (the default) they are never called and the stream is QEMU's.
+ */
+void qemu_file_crc_start(QEMUFile *f);
+void qemu_file_crc_stop(QEMUFile *f);
+bool qemu_file_crc_on(QEMUFile *f);
+void qemu_put_crc(QEMUFile *f);
+bool qemu_get_crc(QEMUFile *f, const char *what, Error **errp);
+
 /* Bytes consumed so far (input) or accepted (output). */
 uint64_t qemu_file_pos(QEMUFile *f);
 const char *qemu_file_name(QEMUFile *f);

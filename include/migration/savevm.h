@@ -14,6 +14,7 @@
  *   COMMAND frames: u8 0x08, be16 cmd, be16 len, payload
  *   u8 0x00 EOF
  *   u8 0x06 VMDESCRIPTION, be32 len, JSON describing every FULL section
+ * and, with CHECKSUM_CAPABILITY, the be32 checksums said below.
  *
  * A state entry is either a state description (vmstate, one FULL section)
  * or callbacks: iterative ones (RAM: START, PARTs, END) or a plain
@@ -48,6 +49,16 @@
 #define QEMU_VM_CONFIGURATION   0x07
 #define QEMU_VM_COMMAND         0x08
 #define QEMU_VM_SECTION_FOOTER  0x7e
+
+/*
+ * amber's capability that adds checksums to the stream (docs/devel/
+ * checksum.md): listed in CONFIGURATION, it makes the writer put a be32
+ * CRC-32C (qemu_put_crc()) after the configuration, after every section's
+ * footer, every COMMAND frame, the EOF byte and the VMDESCRIPTION, and
+ * the `ram` section one after every page record; each covers the bytes
+ * since the one before, so together they cover every byte of the stream.
+ */
+#define CHECKSUM_CAPABILITY     "x-checksum"
 
 /* The machine type in CONFIGURATION; a loader refuses any other. */
 #define AMBER_MACHINE_TYPE      "amber-pc-1.0"
@@ -191,6 +202,8 @@ typedef struct SaveVMLoadOptions {
     /* savevm_load(): the header and configuration were good (may be NULL). */
     void (*header_read)(void *opaque);
     void *header_opaque;
+    /* Refuse a stream without checksums (x-checksum set on a destination). */
+    bool require_checksum;
 } SaveVMLoadOptions;
 
 typedef enum SaveVMLoadResult {

@@ -120,7 +120,7 @@ void ram_loader_free(RamLoader *ls)
     }
     for (int i = 0; i < ls->ram->nblocks; i++) {
         bitmap_free(ls->blocks[i].received);
-        bitmap_free(ls->mapped[i].bitmap);
+        mapped_ram_block_clear(&ls->mapped[i]);
     }
     if (ls->place->free) {
         ls->place->free(ls->place_opaque);
@@ -340,6 +340,11 @@ static bool load_page(RamLoader *ls, QEMUFile *f, uint64_t addr, uint64_t flags,
     } else if (!qemu_get_buffer(f, ls->place->buffer(ls->place_opaque, b->index, page),
                                 RAM_PAGE_SIZE, "ram page")) {
         return qemu_file_check(f, errp);
+    }
+    /* x-checksum: nothing is placed that fails its record's checksum. */
+    if (qemu_file_crc_on(f) && !qemu_get_crc(f, "a page record", errp)) {
+        error_prepend(errp, "page at offset 0x%" PRIx64 " of '%s': ", addr, b->rb->idstr);
+        return false;
     }
     /* A live migration may send a page again, zero after data. */
     if (!ls->place->place(ls->place_opaque, b->index, page, zero,

@@ -32,11 +32,10 @@
 #include "util/cutils.h"
 
 /*
- * Whether every clear-bit page of mb reads zero in the file: only the clear
- * pages inside the file's data ranges are read and looked at.  -1 on an
- * I/O error; 0 with *bad the first clear page that holds data.
+ * Only the clear pages inside the file's data ranges are read and looked
+ * at: a hole needs no read.
  */
-static int holes_are_zero(int fd, const MappedRamBlock *mb, uint64_t *bad, Error **errp)
+int mapped_ram_holes_are_zero(int fd, const MappedRamBlock *mb, uint64_t *bad, Error **errp)
 {
     g_autofree unsigned long *data = bitmap_new(mb->npages);
     g_autofree uint8_t *buf = g_malloc(MAPPED_RAM_PAGE_SIZE);
@@ -77,7 +76,13 @@ int mapped_ram_map_block(RAMBlock *rb, int fd, const MappedRamBlock *mb, Error *
                    rb->shared ? ", share=on" : "");
         return -1;
     }
-    r = holes_are_zero(fd, mb, &bad, errp);
+    if (mb->sums) {
+        /* Pages mapped unread could not be checked before the guest sees them. */
+        warn_report("RAM block '%s': the image has checksums (x-checksum), which only a "
+                    "read can check: the block is read and checked, not mapped", rb->idstr);
+        return 0;
+    }
+    r = mapped_ram_holes_are_zero(fd, mb, &bad, errp);
     if (r <= 0) {
         if (r == 0) {
             warn_report("RAM block '%s': page 0x%" PRIx64 " is zero in the image's bitmap but "

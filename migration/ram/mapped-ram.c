@@ -19,6 +19,7 @@
 
 #include "migration/mapped-ram.h"
 #include "util/bitmap.h"
+#include "util/crc32c.h"
 
 /* The most bytes one read of an eager load asks for. */
 #define EAGER_READ_BYTES    (4ULL << 20)
@@ -26,6 +27,27 @@
 uint64_t mapped_ram_bitmap_bytes(uint64_t npages)
 {
     return BITS_TO_LONGS(npages) * sizeof(unsigned long);
+}
+
+uint64_t mapped_ram_sums_bytes(uint64_t npages)
+{
+    return sizeof(uint32_t) * (1 + npages);
+}
+
+uint64_t mapped_ram_pages_offset(uint64_t at, uint64_t npages, bool summed)
+{
+    uint64_t end = at + MAPPED_RAM_HEADER_SIZE + mapped_ram_bitmap_bytes(npages) +
+                   (summed ? mapped_ram_sums_bytes(npages) : 0);
+
+    return (end + MAPPED_RAM_ALIGN - 1) / MAPPED_RAM_ALIGN * MAPPED_RAM_ALIGN;
+}
+
+void mapped_ram_block_clear(MappedRamBlock *mb)
+{
+    bitmap_free(mb->bitmap);
+    g_free(mb->sums);
+    mb->bitmap = NULL;
+    mb->sums = NULL;
 }
 
 bool mapped_ram_channel_ok(int fd, const char *what, Error **errp)
@@ -73,6 +95,8 @@ bool mapped_ram_get_header(QEMUFile *f, const char *idstr, uint64_t used_length,
     mb->pages_offset = qemu_get_be64(f, "mapped-ram header pages offset");
     mb->npages = used_length / MAPPED_RAM_PAGE_SIZE;
     mb->bitmap = NULL;
+    mb->sums = NULL;
+    mb->summed = qemu_file_crc_on(f);
     if (at < 0 || !qemu_file_check(f, errp)) {
         return false;
     }
@@ -86,7 +110,8 @@ bool mapped_ram_get_header(QEMUFile *f, const char *idstr, uint64_t used_length,
                    idstr, page_size, MAPPED_RAM_PAGE_SIZE);
         return false;
     }
-    bitmap_end = mb->bitmap_offset + mapped_ram_bitmap_bytes(mb->npages);
+    bitmap_end = mb->bitmap_offset + mapped_ram_bitmap_bytes(mb->npages) +
+                 (mb->summed ? mapped_ram_sums_bytes(mb->npages) : 0);
     if (mb->bitmap_offset != (uint64_t)at + MAPPED_RAM_HEADER_SIZE) {
         error_setg(errp, "block '%s': mapped-ram bitmap at offset %" PRIu64 ", not just "
                    "after its header (%" PRIu64 ")", idstr, mb->bitmap_offset,
@@ -132,15 +157,58 @@ static bool pread_all(int fd, void *buf, uint64_t len, uint64_t off, const char 
     return true;
 }
 
+/*
+ * The checksum table after the bitmap: the bitmap's own CRC first (over
+ * its bytes as in the file), then a page's CRC per page, 0 for a page the
+ * bitmap says is a hole, so that every byte of the table is checked.
+ */
+static bool read_sums(int fd, const char *idstr, MappedRamBlock *mb, uint32_t bitmap_sum,
+                      Error **errp)
+{
+    uint64_t bytes = mapped_ram_bitmap_bytes(mb->npages);
+    uint32_t *t = g_malloc(mapped_ram_sums_bytes(mb->npages));
+
+    if (!pread_all(fd, t, mapped_ram_sums_bytes(mb->npages), mb->bitmap_offset + bytes,
+                   idstr, "checksum table", errp)) {
+        g_free(t);
+        return false;
+    }
+    for (uint64_t i = 0; i <= mb->npages; i++) {
+        t[i] = GUINT32_FROM_LE(t[i]);
+    }
+    if (bitmap_sum != t[0]) {
+        error_setg(errp, "block '%s': the mapped-ram page bitmap fails its checksum: the "
+                   "image is corrupt", idstr);
+        g_free(t);
+        return false;
+    }
+    for (uint64_t i = find_next_zero_bit(mb->bitmap, mb->npages, 0); i < mb->npages;
+         i = find_next_zero_bit(mb->bitmap, mb->npages, i + 1)) {
+        if (t[1 + i]) {
+            error_setg(errp, "block '%s': the checksum table has an entry for page %"
+                       PRIu64 ", which the bitmap says is a hole: the image is corrupt",
+                       idstr, i);
+            g_free(t);
+            return false;
+        }
+    }
+    /* Indexed by page from here on. */
+    memmove(t, t + 1, mb->npages * sizeof(*t));
+    mb->sums = t;
+    return true;
+}
+
 bool mapped_ram_read_bitmap(int fd, const char *idstr, MappedRamBlock *mb, Error **errp)
 {
     uint64_t bytes = mapped_ram_bitmap_bytes(mb->npages);
     uint64_t nbits = bytes * 8;
+    uint32_t sum;
 
     mb->bitmap = bitmap_new(nbits);
     if (!pread_all(fd, mb->bitmap, bytes, mb->bitmap_offset, idstr, "page bitmap", errp)) {
         return false;
     }
+    sum = mb->summed ? crc32c(0, mb->bitmap, bytes) : 0;
     for (size_t i = 0; i < BITS_TO_LONGS(nbits); i++) {
         mb->bitmap[i] = GUINT64_FROM_LE(mb->bitmap[i]);
     }
@@ -149,14 +217,29 @@ bool mapped_ram_read_bitmap(int fd, const char *idstr, MappedRamBlock *mb, Error
                    "%" PRIu64, idstr, mb->npages);
         return false;
     }
-    return true;
+    return !mb->summed || read_sums(fd, idstr, mb, sum, errp);
 }
 
 bool mapped_ram_read_pages(int fd, const char *idstr, const MappedRamBlock *mb,
                            uint64_t first, uint64_t n, uint8_t *buf, Error **errp)
 {
-    return pread_all(fd, buf, n * MAPPED_RAM_PAGE_SIZE,
-                     mb->pages_offset + first * MAPPED_RAM_PAGE_SIZE, idstr, "pages", errp);
+    if (!pread_all(fd, buf, n * MAPPED_RAM_PAGE_SIZE,
+                   mb->pages_offset + first * MAPPED_RAM_PAGE_SIZE, idstr, "pages", errp)) {
+        return false;
+    }
+    for (uint64_t i = 0; mb->sums && i < n; i++) {
+        uint32_t sum = crc32c(0, buf + i * MAPPED_RAM_PAGE_SIZE, MAPPED_RAM_PAGE_SIZE);
+
+        if (sum != mb->sums[first + i]) {
+            error_setg(errp, "block '%s': page %" PRIu64 " (file offset %" PRIu64 ") fails "
+                       "its checksum (stored 0x%08x, computed 0x%08x): the image is corrupt",
+                       idstr, first + i,
+                       mb->pages_offset + (first + i) * MAPPED_RAM_PAGE_SIZE,
+                       mb->sums[first + i], sum);
+            return false;
+        }
+    }
+    return true;
 }
 
 /* ---- eager load ------------------------------------------------------------------------ */

@@ -24,6 +24,7 @@
 
 #include "migration/mapped-ram.h"
 #include "util/bitmap.h"
+#include "util/crc32c.h"
 #include "util/cutils.h"
 
 /* Pages per write at most: 1 MiB. */
@@ -63,11 +64,6 @@ struct MappedRamWriter {
     GThread *threads[MAPPED_RAM_MAX_THREADS];
 };
 
-static uint64_t align_up(uint64_t v, uint64_t a)
-{
-    return (v + a - 1) / a * a;
-}
-
 static bool pwrite_all(int fd, const uint8_t *p, uint64_t len, uint64_t off, Error **errp)
 {
     if (!pwrite_full(fd, p, len, off)) {
@@ -90,6 +86,20 @@ static void set_error(MappedRamWriter *w, Error *err)
     }
 }
 
+/*
+ * x-checksum: each page's CRC, taken by the thread that writes it from the
+ * bytes it writes (threads fill distinct entries of the table).
+ */
+static void sum_run(MappedRamWriter *w, const Run *r)
+{
+    uint32_t *sums = w->blocks[r->b].sums;
+    const uint8_t *p = r->buf ? r->buf : r->src;
+
+    for (uint64_t i = 0; sums && i < r->n; i++) {
+        sums[r->first + i] = crc32c(0, p + i * MAPPED_RAM_PAGE_SIZE, MAPPED_RAM_PAGE_SIZE);
+    }
+}
+
 static gpointer writer_thread(gpointer opaque)
 {
     MappedRamWriter *w = opaque;
@@ -109,6 +119,7 @@ static gpointer writer_thread(gpointer opaque)
         r = g_queue_pop_head(&w->queue);
         pthread_mutex_unlock(&w->lock);
 
+        sum_run(w, r);
         ok = pwrite_all(w->data_fd, r->buf ? r->buf : r->src, r->n * MAPPED_RAM_PAGE_SIZE,
                         w->blocks[r->b].pages_offset + r->first * MAPPED_RAM_PAGE_SIZE,
                         &err);
@@ -189,7 +200,7 @@ void mapped_ram_writer_free(MappedRamWriter *w)
     }
     g_slist_free_full(w->free_bufs, free);
     for (int i = 0; i < AMBER_MAX_RAM_BLOCKS; i++) {
-        bitmap_free(w->blocks[i].bitmap);
+        mapped_ram_block_clear(&w->blocks[i]);
     }
     if (w->data_fd != w->fd) {
         close(w->data_fd);
@@ -209,12 +220,15 @@ bool mapped_ram_writer_put_header(MappedRamWriter *w, QEMUFile *f, int b, Error 
     if (at < 0) {
         return false;
     }
+    mapped_ram_block_clear(mb);
     mb->npages = rb->used_length / MAPPED_RAM_PAGE_SIZE;
+    mb->summed = qemu_file_crc_on(f);
     mb->bitmap_offset = at + MAPPED_RAM_HEADER_SIZE;
-    mb->pages_offset = align_up(mb->bitmap_offset + mapped_ram_bitmap_bytes(mb->npages),
-                               MAPPED_RAM_ALIGN);
-    bitmap_free(mb->bitmap);
+    mb->pages_offset = mapped_ram_pages_offset(at, mb->npages, mb->summed);
     mb->bitmap = bitmap_new(mb->npages);
+    if (mb->summed) {
+        mb->sums = g_new0(uint32_t, mb->npages);
+    }
     qemu_put_be32(f, MAPPED_RAM_VERSION);
     qemu_put_be64(f, MAPPED_RAM_PAGE_SIZE);
     qemu_put_be64(f, mb->bitmap_offset);
@@ -269,6 +283,9 @@ void mapped_ram_writer_put(MappedRamWriter *w, int b, uint64_t page, const uint8
     if (!data) {
         /* A hole in the file: its bit is all a zero page needs. */
         clear_bit(page, w->blocks[b].bitmap);
+        if (w->blocks[b].sums) {
+            w->blocks[b].sums[page] = 0;
+        }
         return;
     }
     set_bit(page, w->blocks[b].bitmap);
@@ -319,16 +336,28 @@ bool mapped_ram_writer_finish(MappedRamWriter *w, Error **errp)
     for (int b = 0; b < w->ram->nblocks; b++) {
         const MappedRamBlock *mb = &w->blocks[b];
         uint64_t bytes = mapped_ram_bitmap_bytes(mb->npages);
-        g_autofree unsigned long *le = NULL;
+        uint64_t total = bytes + (mb->summed ? mapped_ram_sums_bytes(mb->npages) : 0);
+        g_autofree uint8_t *out = NULL;
+        unsigned long *le;
 
         if (!mb->bitmap) {
             continue;
         }
-        le = g_memdup2(mb->bitmap, bytes);
+        /* The bitmap and, with x-checksum, its table: one write. */
+        out = g_malloc(total);
+        le = (unsigned long *)out;
         for (size_t i = 0; i < bytes / sizeof(*le); i++) {
-            le[i] = GUINT64_TO_LE(le[i]);
+            le[i] = GUINT64_TO_LE(mb->bitmap[i]);
         }
-        if (!pwrite_all(w->fd, (const uint8_t *)le, bytes, mb->bitmap_offset, errp)) {
+        if (mb->summed) {
+            uint32_t *t = (uint32_t *)(out + bytes);
+
+            t[0] = GUINT32_TO_LE(crc32c(0, out, bytes));
+            for (uint64_t i = 0; i < mb->npages; i++) {
+                t[1 + i] = GUINT32_TO_LE(mb->sums[i]);
+            }
+        }
+        if (!pwrite_all(w->fd, out, total, mb->bitmap_offset, errp)) {
             error_prepend(errp, "block '%s' page bitmap: ", w->ram->blocks[b]->idstr);
             return false;
         }

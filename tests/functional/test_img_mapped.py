@@ -45,11 +45,12 @@ def run(prog, *args, check=True):
     return p
 
 
-def mkimage(d, mapped, threads=1, rom=ROM):
+def mkimage(d, mapped, threads=1, rom=ROM, extra=()):
     """An image in d and the dumps of its blocks; returns (image, {name: bytes})."""
     img = os.path.join(d, "vm.img")
     dumps = os.path.join(d, "dumps")
     args = (["--mapped"] if mapped else []) + ["--threads", threads, "--rom-size", rom]
+    args += list(extra)
     run(MKIMAGE, *args, img, dumps)
     blocks = {}
     for name in ("pc.ram", "pc.rom"):

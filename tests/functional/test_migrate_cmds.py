@@ -78,7 +78,8 @@ BGS_CAP = [{"capability": "background-snapshot", "state": False},
            {"capability": "postcopy-blocktime", "state": False},
            {"capability": "postcopy-preempt", "state": False},
            {"capability": "mapped-ram", "state": False},
-           {"capability": "x-zero-copy-restore", "state": False}]
+           {"capability": "x-zero-copy-restore", "state": False},
+           {"capability": "x-checksum", "state": False}]
 BGS_PARAMS = {"x-background-snapshot-pool-size": 0,
               "x-background-snapshot-chunk-size": 2 << 20, "direct-io": False,
               "max-postcopy-bandwidth": 0, "multifd-channels": 2}
@@ -91,7 +92,7 @@ def test_capabilities_round_trip(vmq):
     assert hmp(c, "info migrate_capabilities") == (
         "events: on\r\nbackground-snapshot: off\r\npostcopy-ram: off\r\n"
         "postcopy-blocktime: off\r\npostcopy-preempt: off\r\nmapped-ram: off\r\n"
-        "x-zero-copy-restore: off\r\n")
+        "x-zero-copy-restore: off\r\nx-checksum: off\r\n")
     assert hmp(c, "migrate_set_capability events off") == ""
     assert c.ok("query-migrate-capabilities") == [{"capability": "events", "state": False}] + BGS_CAP
 

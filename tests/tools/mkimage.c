@@ -2,14 +2,15 @@
  * mkimage: a saved-VM image made without a guest, for the tests of
  * amber-img on hosts with no /dev/kvm.
  *
- *   mkimage [--mapped] [--threads N] [--rom-size BYTES] OUT.img DUMPDIR
+ *   mkimage [--mapped] [--checksum] [--threads N] [--rom-size BYTES] OUT.img DUMPDIR
  *
  * Two RAM blocks, "pc.ram" (8 MiB) and "pc.rom" (1 MiB unless --rom-size
  * says otherwise, any whole number of pages), of anonymous memory as a
  * machine gets it, are filled with a fixed pattern and saved as a stopped
  * VM is, by the same saver and page source: a plain stream, or with
  * --mapped a mapped-ram one whose pages are written by N threads (the
- * multifd-channels setting; a plain stream has one writer).  The stream
+ * multifd-channels setting; a plain stream has one writer); --checksum
+ * adds x-checksum's checksums to either.  The stream
  * has no device sections.  Each block's bytes go to DUMPDIR/<idstr>.raw,
  * the reference what is read back from the image must equal.
  *
@@ -43,6 +44,7 @@
 
 typedef struct Options {
     bool mapped;
+    bool checksum;
     int threads;
     uint64_t rom_size;
     const char *out;
@@ -84,7 +86,8 @@ static RAMBlock *block_new(const char *idstr, uint64_t size, unsigned salt, Erro
 /* A stopped save of ram into fd, as the migration thread writes one. */
 static bool save(RamBlockList *ram, int fd, const Options *o, Error **errp)
 {
-    static const char *const caps[] = { MAPPED_RAM_CAPABILITY, NULL };
+    const char *caps[3] = { NULL };
+    int ncaps = 0;
     SaveStateRegistry *r = savevm_registry_new();
     RamSaver *rs = ram_saver_new(ram);
     RamStopped *st = ram_stopped_new();
@@ -94,6 +97,12 @@ static bool save(RamBlockList *ram, int fd, const Options *o, Error **errp)
     bool ok = false;
     int ret;
 
+    if (o->mapped) {
+        caps[ncaps++] = MAPPED_RAM_CAPABILITY;
+    }
+    if (o->checksum) {
+        caps[ncaps++] = CHECKSUM_CAPABILITY;
+    }
     if (o->mapped) {
         w = mapped_ram_writer_new(fd, ram, o->threads, false, errp);
         if (!w) {
@@ -106,7 +115,7 @@ static bool save(RamBlockList *ram, int fd, const Options *o, Error **errp)
     }
     f = migration_io_output(&io, o->out);
     if (!ram_stopped_register(st, rs, r, errp) ||
-        !savevm_save_head(r, f, o->mapped ? caps : NULL, errp)) {
+        !savevm_save_head(r, f, ncaps ? caps : NULL, errp)) {
         goto close;
     }
     while ((ret = savevm_save_iterate(r, f, errp)) == 0) {
@@ -173,8 +182,8 @@ out:
 
 static int usage(void)
 {
-    fprintf(stderr, "usage: mkimage [--mapped] [--threads N] [--rom-size BYTES] OUT.img "
-            "DUMPDIR\n");
+    fprintf(stderr, "usage: mkimage [--mapped] [--checksum] [--threads N] [--rom-size BYTES] "
+            "OUT.img DUMPDIR\n");
     return 2;
 }
 
@@ -189,6 +198,8 @@ int main(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--mapped")) {
             o.mapped = true;
+        } else if (!strcmp(argv[i], "--checksum")) {
+            o.checksum = true;
         } else if (!strcmp(argv[i], "--threads") && i + 1 < argc) {
             long n = strtol(argv[++i], &end, 10);
 

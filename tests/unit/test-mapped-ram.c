@@ -572,7 +572,17 @@ static void test_lazy(gconstpointer data)
         t[i] = (Toucher){ .src = src.rb[0], .dst = dst.rb[0], .seed = i + 1 };
         pthread_create(&th[i], NULL, toucher, &t[i]);
     }
-    g_usleep(20000);
+    /*
+     * Until the fault thread has served one: on a loaded host (sanitizers,
+     * parallel builds) 20 ms could pass before any toucher ran.
+     */
+    for (int waited = 0; waited < 30000; waited++) {
+        lazy_restore_stats(lr, &st);
+        if (st.faults) {
+            break;
+        }
+        g_usleep(1000);
+    }
     lazy_restore_start(lr);
     g_assert_true(lazy_restore_wait(lr, &err));
     for (int i = 0; i < 4; i++) {
