@@ -234,7 +234,7 @@ bool mapped_ram_read_pages(int fd, const char *idstr, const MappedRamBlock *mb,
             error_setg(errp, "block '%s': page %" PRIu64 " (file offset %" PRIu64 ") fails "
                        "its checksum (stored 0x%08x, computed 0x%08x): the image is corrupt",
                        idstr, first + i,
-                       mb->pages_offset + (first + i) * MAPPED_RAM_PAGE_SIZE,
+                       (uint64_t)(mb->pages_offset + (first + i) * MAPPED_RAM_PAGE_SIZE),
                        mb->sums[first + i], sum);
             return false;
         }
