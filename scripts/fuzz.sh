@@ -16,7 +16,8 @@ for src in "$root"/tests/fuzz/fuzz-*.c; do
     mkdir -p "$work" "$crashes"
     cp -n "$root/tests/fuzz/corpus/$t"/* "$work"/ 2>/dev/null || true
     log="$build/fuzz-$t.log"
-    "$build/tests/fuzz/$t" -max_total_time="$seconds" -print_final_stats=1 \
+    # The targets' own output (amber-img's, say) is closed; libFuzzer's reports are not.
+    "$build/tests/fuzz/$t" -max_total_time="$seconds" -print_final_stats=1 -close_fd_mask=3 \
         -artifact_prefix="$crashes/" "$work" > "$log" 2>&1
     rc=$?
     runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
