@@ -5,6 +5,7 @@
  * leaves.  A client connects once and stays disconnected after EOF.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
@@ -71,7 +72,8 @@ static bool wait_for_client(Chardev *chr)
 {
     struct pollfd pfd = { .fd = chr->listen_fd, .events = POLLIN };
 
-    fprintf(stderr, "amber: waiting for a connection on %s\n", chr->cfg.path);
+    fprintf(stderr, "amber: waiting for a connection on %s\n",
+            chr->cfg.path ? chr->cfg.path : chr->spec);
     for (;;) {
         if (poll(&pfd, 1, -1) < 0 && errno != EINTR) {
             return false;
@@ -138,8 +140,53 @@ static bool open_client(Chardev *chr, Error **errp)
     return true;
 }
 
+bool chardev_check_listening_fd(int fd, Error **errp)
+{
+    int listening = 0;
+    socklen_t len = sizeof(listening);
+    struct stat st;
+
+    if (fstat(fd, &st) < 0 || !S_ISSOCK(st.st_mode)) {
+        error_setg(errp, "descriptor %d is not an open socket", fd);
+        return false;
+    }
+    if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) < 0 || !listening) {
+        error_setg(errp, "socket %d is not listening (server=on needs a listening socket)",
+                   fd);
+        return false;
+    }
+    return true;
+}
+
+/* fd:N: adopt a socket that is already listening; amber closes it at the end. */
+static bool open_passed(Chardev *chr, Error **errp)
+{
+    int fd = chr->cfg.fd;
+
+    if (!chardev_check_listening_fd(fd, errp)) {
+        error_prepend(errp, "fd:%d: ", fd);
+        return false;
+    }
+    if (!g_unix_set_fd_nonblocking(fd, TRUE, NULL) || fcntl(fd, F_SETFD, FD_CLOEXEC) < 0) {
+        error_setg_errno(errp, errno, "fd:%d: cannot set up the socket", fd);
+        return false;
+    }
+    chr->listen_fd = fd;
+    if (chr->cfg.wait && !wait_for_client(chr)) {
+        error_setg_errno(errp, errno, "waiting for a client on fd %d failed", fd);
+        return false;
+    }
+    if (chr->in_fd < 0) {
+        chardev_unix_peer_gone(chr);
+    }
+    return true;
+}
+
 bool chardev_unix_open(Chardev *chr, Error **errp)
 {
+    if (chr->cfg.fd >= 0) {
+        return open_passed(chr, errp);
+    }
     return chr->cfg.server ? open_server(chr, errp) : open_client(chr, errp);
 }
 

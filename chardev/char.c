@@ -88,6 +88,35 @@ static bool parse_unix(ChardevConfig *cfg, const char *rest, Error **errp)
     return true;
 }
 
+/*
+ * fd:N[,server=on][,wait=off]: a unix socket the parent (libvirt) created,
+ * bound and listened on, then passed as descriptor N.  Its checks (that N
+ * is a listening socket) happen when it is opened.
+ */
+static bool parse_fd(ChardevConfig *cfg, const char *rest, Error **errp)
+{
+    g_auto(GStrv) parts = g_strsplit(rest, ",", -1);
+    bool wait_set = false;
+    guint64 fd;
+
+    if (!parts[0] || !g_ascii_string_to_unsigned(parts[0], 10, 0, G_MAXINT, &fd, NULL)) {
+        error_setg(errp, "fd: needs a descriptor number (fd:N,server=on,wait=off)");
+        return false;
+    }
+    cfg->fd = (int)fd;
+    cfg->wait = true;
+    for (int i = 1; parts[i]; i++) {
+        if (!parse_unix_option(cfg, parts[i], &wait_set, errp)) {
+            return false;
+        }
+    }
+    if (!cfg->server) {
+        error_setg(errp, "fd:%d: only a listening socket can be passed (server=on)", cfg->fd);
+        return false;
+    }
+    return true;
+}
+
 static bool no_argument(const char *backend, const char *colon, Error **errp)
 {
     if (colon) {
@@ -100,6 +129,7 @@ static bool no_argument(const char *backend, const char *colon, Error **errp)
 bool chardev_parse_config(const char *spec, ChardevConfig *cfg, Error **errp)
 {
     memset(cfg, 0, sizeof(*cfg));
+    cfg->fd = -1;
     if (!spec || !*spec) {
         error_setg(errp, "empty chardev spec (use stdio, null, file:PATH or unix:PATH)");
         return false;
@@ -131,6 +161,10 @@ bool chardev_parse_config(const char *spec, ChardevConfig *cfg, Error **errp)
             return false;
         }
         return true;
+    }
+    if (!strcmp(backend, "fd")) {
+        cfg->kind = CHARDEV_UNIX;
+        return parse_fd(cfg, colon ? colon + 1 : "", errp);
     }
     error_setg(errp, "unknown chardev backend '%s' (use stdio, null, file:PATH or "
                "unix:PATH[,server=on,wait=off])", backend);

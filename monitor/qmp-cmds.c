@@ -11,10 +11,14 @@
 #include "monitor-int.h"
 #include "qapi-commands.h"
 #include "qapi-config.h"
+#include "qapi-events.h"
+#include "qapi-introspect.h"
 
 static Machine *need_machine(Amber *s, Error **errp)
 {
-    if (!s->machine) {
+    if (!s->machine && s->machine_none) {
+        error_setg(errp, "Machine 'none' runs no guest");
+    } else if (!s->machine) {
         error_setg(errp, "The machine is not created yet");
     }
     return s->machine;
@@ -25,11 +29,45 @@ VersionInfo *qmp_query_version(Amber *s, Error **errp)
     VersionInfo *info = g_new0(VersionInfo, 1);
 
     info->qemu = g_new0(VersionTriple, 1);
-    info->qemu->major = AMBER_VERSION_MAJOR;
-    info->qemu->minor = AMBER_VERSION_MINOR;
-    info->qemu->micro = AMBER_VERSION_MICRO;
+    info->qemu->major = QMP_QEMU_VERSION_MAJOR;
+    info->qemu->minor = QMP_QEMU_VERSION_MINOR;
+    info->qemu->micro = QMP_QEMU_VERSION_MICRO;
     info->package = g_strdup("amber-" AMBER_VERSION);
     return info;
+}
+
+EventInfoList *qmp_query_events(Amber *s, Error **errp)
+{
+    EventInfoList *head = NULL, **tail = &head;
+
+    for (const char *const *name = qapi_event_names; *name; name++) {
+        *tail = g_new0(EventInfoList, 1);
+        (*tail)->value = g_new0(EventInfo, 1);
+        (*tail)->value->name = g_strdup(*name);
+        tail = &(*tail)->next;
+    }
+    return head;
+}
+
+/* The schema text is generated at build time; parse it per request (rare). */
+anyList *qmp_query_qmp_schema(Amber *s, Error **errp)
+{
+    g_autoptr(JsonParser) parser = json_parser_new_immutable();
+    g_autoptr(GError) gerr = NULL;
+    anyList *head = NULL, **tail = &head;
+    JsonArray *a;
+
+    if (!json_parser_load_from_data(parser, qapi_introspect_json, -1, &gerr)) {
+        error_setg(errp, "the built-in schema does not parse: %s", gerr->message);
+        return NULL;
+    }
+    a = json_node_get_array(json_parser_get_root(parser));
+    for (guint i = 0; i < json_array_get_length(a); i++) {
+        *tail = g_new0(anyList, 1);
+        (*tail)->value = json_node_copy(json_array_get_element(a, i));
+        tail = &(*tail)->next;
+    }
+    return head;
 }
 
 CommandInfoList *qmp_query_commands(Amber *s, Error **errp)
@@ -59,9 +97,15 @@ void qmp_quit(Amber *s, Error **errp)
 
 StatusInfo *qmp_query_status(Amber *s, Error **errp)
 {
-    Machine *m = need_machine(s, errp);
+    Machine *m = s->machine_none ? NULL : need_machine(s, errp);
     StatusInfo *info;
 
+    if (!m && s->machine_none) {
+        /* QEMU's none machine never leaves prelaunch: it has nothing to run. */
+        info = g_new0(StatusInfo, 1);
+        info->status = RUN_STATE_PRELAUNCH;
+        return info;
+    }
     if (!m) {
         return NULL;
     }
@@ -122,7 +166,7 @@ void qmp_system_reset(Amber *s, Error **errp)
 NameInfo *qmp_query_name(Amber *s, Error **errp)
 {
     NameInfo *info = g_new0(NameInfo, 1);
-    const char *name = s->machine ? machine_options(s->machine)->name : NULL;
+    const char *name = s->machine ? machine_options(s->machine)->name : s->name;
 
     if (name) {
         info->has_name = true;

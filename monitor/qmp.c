@@ -219,10 +219,10 @@ static void greet(Monitor *mon)
         return;
     }
     mon->greeted = true;
-    /* amber's own version, under QEMU's member names (see qapi/control.json). */
-    json_object_set_int_member(triple, "micro", AMBER_VERSION_MICRO);
-    json_object_set_int_member(triple, "minor", AMBER_VERSION_MINOR);
-    json_object_set_int_member(triple, "major", AMBER_VERSION_MAJOR);
+    /* The QMP level amber speaks as a QEMU version; amber's own in package. */
+    json_object_set_int_member(triple, "micro", QMP_QEMU_VERSION_MICRO);
+    json_object_set_int_member(triple, "minor", QMP_QEMU_VERSION_MINOR);
+    json_object_set_int_member(triple, "major", QMP_QEMU_VERSION_MAJOR);
     json_object_set_object_member(ver, "qemu", triple);
     json_object_set_string_member(ver, "package", "amber-" AMBER_VERSION);
     json_object_set_object_member(qmp, "version", ver);

@@ -11,6 +11,9 @@ need=(
     # The reference VMM: the "same image under QEMU" tests and the side-by-side
     # benchmarks (tests skip with the reason when it is absent).
     qemu-system-x86
+    # libvirt's QEMU driver and virsh: tests/functional/test_libvirt.py probes
+    # amber as an emulator through the embedded driver (no daemon needed).
+    libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients
 )
 
 # `make fuzz` (scripts/install-deps.sh --fuzz): clang and its libFuzzer runtime.
@@ -29,10 +32,13 @@ if [ "$(id -u)" -ne 0 ]; then
     exit 1
 fi
 export DEBIAN_FRONTEND=noninteractive
+# Another apt or dpkg (unattended upgrades, a parallel make) may hold the lock:
+# wait for it rather than fail at once.
+lock_wait=(-o DPkg::Lock::Timeout=600)
 # Refresh the package lists once per boot at most: a fresh machine has none.
 stamp=/var/lib/apt/periodic/amber-update-stamp
 if [ ! -e "$stamp" ] || [ "$(stat -c %Y "$stamp")" -lt "$(date -d "$(uptime -s)" +%s)" ]; then
-    apt-get update -q
+    apt-get "${lock_wait[@]}" update -q
     mkdir -p "$(dirname "$stamp")" && touch "$stamp"
 fi
-apt-get install -y -q --no-install-recommends "${missing[@]}"
+apt-get "${lock_wait[@]}" install -y -q --no-install-recommends "${missing[@]}"

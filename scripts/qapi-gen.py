@@ -9,7 +9,9 @@ the output directory:
                       JSON input (with argument checking) and output
   qapi-commands.h/.c  handler prototypes qmp_<name>(Amber *s, <args>, errp),
                       the marshallers and the command table
-  qapi-events.h/.c    qapi_event_send_<name>(Amber *s, <data>)
+  qapi-events.h/.c    qapi_event_send_<name>(Amber *s, <data>) and the event names
+  qapi-introspect.h/.c  the reply of query-qmp-schema: the schema as QEMU's
+                      SchemaInfo list (qapi/introspect.json), names unmasked
   qmp-reference.md    the user reference
 
 Handlers are plain C functions defined wherever their area lives; this
@@ -18,6 +20,7 @@ script only declares them.  Standard library only.
 Usage: qapi-gen.py -o OUTDIR [--doc PATH] SCHEMA.json [MORE.json...]
 """
 import argparse
+import json
 import os
 import re
 import sys
@@ -222,8 +225,17 @@ BUILTIN_LIST_NAMES = {"str": "strList", "int": "intList", "int64": "int64List",
                       "uint16": "uint16List", "uint32": "uint32List"}
 
 
+C_KEYWORDS = {"auto", "break", "case", "char", "const", "continue", "default", "do",
+              "double", "else", "enum", "extern", "float", "for", "goto", "if", "inline",
+              "int", "long", "register", "restrict", "return", "short", "signed", "sizeof",
+              "static", "struct", "switch", "typedef", "union", "unsigned", "void",
+              "volatile", "while", "bool", "true", "false"}
+
+
 def c_name(name):
-    return re.sub(r"[^A-Za-z0-9_]", "_", name)
+    """A C identifier for name; C's keywords get QEMU's "q_" prefix ("q_static")."""
+    name = re.sub(r"[^A-Za-z0-9_]", "_", name)
+    return "q_" + name if name in C_KEYWORDS else name
 
 
 def camel_to_upper(name):
@@ -300,6 +312,7 @@ class Schema:
         elif kind == "command":
             defn["returns"] = expr.get("returns")
             data = expr.get("data", {})
+            defn["arg_struct"] = data if isinstance(data, str) else None
             if isinstance(data, str):
                 defn["members"] = "struct:" + data
             else:
@@ -759,6 +772,8 @@ class CGen:
                "#include \"system/amber.h\"\n#include \"qapi-types.h\"\n\n"]
         for e in self.s.events:
             out.append(self.event_proto(e) + ";\n")
+        out.append("\n/* Every event of the schema, terminated by NULL (query-events). */\n")
+        out.append("extern const char *const qapi_event_names[];\n")
         out.append("\n#endif\n")
         return "".join(out)
 
@@ -786,7 +801,104 @@ class CGen:
             else:
                 out.append('    amber_emit_event(s, "%s", NULL);\n' % e["name"])
             out.append("}\n\n")
+        out.append("const char *const qapi_event_names[] = {\n")
+        for e in self.s.events:
+            out.append('    "%s",\n' % e["name"])
+        out.append("    NULL,\n};\n")
         return "".join(out)
+
+    # -- introspection --
+    def introspect_h(self):
+        return (HEADER + "#ifndef AMBER_QAPI_INTROSPECT_H\n#define AMBER_QAPI_INTROSPECT_H\n\n"
+                "/* query-qmp-schema's reply: a JSON array of SchemaInfo objects. */\n"
+                "extern const char qapi_introspect_json[];\n\n#endif\n")
+
+    def introspect_c(self):
+        text = json.dumps(introspect(self.s), separators=(",", ":"))
+        out = [HEADER, "#include \"qapi-introspect.h\"\n\n",
+               "const char qapi_introspect_json[] =\n"]
+        for i in range(0, len(text), 96):
+            out.append('    "%s"\n' % c_string(text[i:i + 96]))
+        out.append(";\n")
+        return "".join(out)
+
+
+# ---- introspection -----------------------------------------------------------------
+
+JSON_TYPES = {"string": "string", "integer": "int", "boolean": "boolean",
+              "number": "number", "value": "value"}
+
+
+def c_string(text):
+    return text.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def introspect(schema):
+    """The schema as QEMU's query-qmp-schema reports it (SchemaInfo objects).
+
+    As in QEMU: every integer type is "int", a command or event without
+    data (or a command without a return) uses the empty object "q_empty",
+    inline data is an implicit object "q_obj_NAME-arg", an array is named
+    "[ELEMENT]", optional members carry "default": null, and only types
+    that a command or event reaches are listed.  Names are not masked.
+    """
+    out, seen = [], set()
+
+    def emit(entry):
+        seen.add(entry["name"])
+        out.append(entry)
+        return entry["name"]
+
+    def members(ms):
+        res = []
+        for m in ms:
+            d = {"name": m.name, "type": use(m.typ)}
+            if m.optional:
+                d["default"] = None
+            res.append(d)
+        return res
+
+    def obj(name, ms):
+        if not ms:
+            name = "q_empty"
+        if name in seen:
+            return name
+        entry = {"name": name, "meta-type": "object", "members": []}
+        emit(entry)             # first: a type that reaches itself stops here
+        entry["members"] = members(ms)
+        return name
+
+    def use(typ):
+        if isinstance(typ, list):
+            name = "[%s]" % use(typ[0])
+            if name not in seen:
+                emit({"name": name, "meta-type": "array", "element-type": use(typ[0])})
+            return name
+        if typ in BUILTINS:
+            kind = BUILTINS[typ][1]
+            name = "int" if kind == "integer" else typ
+            if name not in seen:
+                emit({"name": name, "meta-type": "builtin", "json-type": JSON_TYPES[kind]})
+            return name
+        if typ in seen:
+            return typ
+        if typ in schema.enums:
+            values = schema.enums[typ]["values"]
+            return emit({"name": typ, "meta-type": "enum",
+                         "members": [{"name": v} for v in values], "values": values})
+        return obj(typ, schema.structs[typ]["members"])
+
+    for c in schema.commands:
+        if c["arg_struct"]:
+            arg = use(c["arg_struct"])
+        else:
+            arg = obj("q_obj_%s-arg" % c["name"], c["members"])
+        ret = use(c["returns"]) if c["returns"] is not None else obj("q_empty", [])
+        emit({"name": c["name"], "meta-type": "command", "arg-type": arg, "ret-type": ret})
+    for e in schema.events:
+        arg = obj("q_obj_%s-arg" % e["name"], e["members"])
+        emit({"name": e["name"], "meta-type": "event", "arg-type": arg})
+    return out
 
 
 # ---- markdown reference ------------------------------------------------------------
@@ -886,7 +998,9 @@ def main(argv):
         for name, text in (("qapi-types.h", g.types_h()), ("qapi-types.c", g.types_c()),
                            ("qapi-commands.h", g.commands_h()),
                            ("qapi-commands.c", g.commands_c()),
-                           ("qapi-events.h", g.events_h()), ("qapi-events.c", g.events_c())):
+                           ("qapi-events.h", g.events_h()), ("qapi-events.c", g.events_c()),
+                           ("qapi-introspect.h", g.introspect_h()),
+                           ("qapi-introspect.c", g.introspect_c())):
             write_if_changed(os.path.join(args.output_dir, name), text)
     if args.doc:
         write_if_changed(args.doc, md_doc(schema))

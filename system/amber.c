@@ -62,6 +62,7 @@ void amber_free(Amber *s)
     pthread_mutex_destroy(&s->event_lock);
     g_ptr_array_unref(s->event_sinks);
     g_main_loop_unref(s->loop);
+    g_free(s->name);
     g_free(s);
 }
 
@@ -227,10 +228,27 @@ void amber_request_quit(Amber *s, ShutdownCause cause, int exit_code)
     g_main_loop_quit(s->loop);
 }
 
+void amber_guest_shutdown_stop(Amber *s, ShutdownCause cause)
+{
+    Error *err = NULL;
+
+    amber_emit_event(s, "SHUTDOWN",
+                     cause_data(cause_is_guest(cause), shutdown_cause_name(cause)));
+    if (!amber_vm_stop(s, RUN_STATE_SHUTDOWN, &err)) {
+        error_prepend(&err, "cannot stop the VM after the guest's poweroff: ");
+        error_report_err(err);
+        amber_request_quit(s, SHUTDOWN_CAUSE_GUEST_PANIC, 1);
+    }
+}
+
 static bool system_reset(Amber *s, bool guest, const char *reason, Error **errp)
 {
     if (!machine_reset(s->machine, errp)) {
         return false;
+    }
+    /* As QEMU: a reset after a guest poweroff (-no-shutdown) makes it startable. */
+    if (machine_runstate(s->machine) == RUN_STATE_SHUTDOWN) {
+        machine_set_runstate(s->machine, RUN_STATE_PAUSED);
     }
     amber_emit_event(s, "RESET", cause_data(guest, reason));
     return true;

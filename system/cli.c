@@ -5,26 +5,15 @@
  * line (stdio used twice, -m against the memory backend) run at the end.
  */
 #include <inttypes.h>
+#include <stddef.h>
 #include <string.h>
 
 #include "chardev/char.h"
-#include "system/cli.h"
+#include "cli-int.h"
 
 #ifndef AMBER_VERSION
 #define AMBER_VERSION "0.1.0"
 #endif
-
-typedef struct CliParse {
-    CliOptions *cli;
-    bool ram_size_set;
-} CliParse;
-
-typedef struct CliOption {
-    const char *name;
-    const char *arg;            /* NULL: the option takes no argument */
-    const char *help;
-    bool (*handle)(CliParse *p, const char *arg, Error **errp);
-} CliOption;
 
 const char *cli_version(void)
 {
@@ -33,7 +22,7 @@ const char *cli_version(void)
 
 /* ---- small parsers ----------------------------------------------------------- */
 
-static bool parse_bool(const char *key, const char *val, bool *out, Error **errp)
+bool cli_parse_bool(const char *key, const char *val, bool *out, Error **errp)
 {
     if (!strcmp(val, "on") || !strcmp(val, "yes") || !strcmp(val, "true")) {
         *out = true;
@@ -46,7 +35,7 @@ static bool parse_bool(const char *key, const char *val, bool *out, Error **errp
     return true;
 }
 
-static bool parse_count(const char *s, int *out)
+bool cli_parse_count(const char *s, int *out)
 {
     guint64 v;
 
@@ -57,8 +46,7 @@ static bool parse_count(const char *s, int *out)
     return true;
 }
 
-/* Split "key=value" (value NULL when there is no '='). */
-static char *split_key(const char *item, const char **value)
+char *cli_split_key(const char *item, const char **value)
 {
     const char *eq = strchr(item, '=');
 
@@ -66,7 +54,7 @@ static char *split_key(const char *item, const char **value)
     return eq ? g_strndup(item, eq - item) : g_strdup(item);
 }
 
-static void replace_str(char **dst, const char *src)
+void cli_replace_str(char **dst, const char *src)
 {
     g_free(*dst);
     *dst = g_strdup(src);
@@ -91,46 +79,253 @@ static bool opt_m(CliParse *p, const char *arg, Error **errp)
     return true;
 }
 
-static bool opt_smp(CliParse *p, const char *arg, Error **errp)
+/*
+ * -smp [cpus=]N[,sockets=S][,dies=D][,clusters=L][,cores=C][,threads=T][,maxcpus=M]
+ * Missing values are filled as QEMU 7.2 fills them (sockets first), the
+ * product must equal maxcpus.  amber's vCPUs are one socket each (CPUID and
+ * query-cpus-fast say so) and cannot be hot-plugged: any other layout would
+ * change what the guest sees, so it is refused.
+ */
+typedef struct SmpConfig {
+    int cpus, sockets, dies, clusters, cores, threads, maxcpus;     /* 0: not given */
+} SmpConfig;
+
+static int *smp_field(SmpConfig *c, const char *key)
+{
+    static const struct { const char *name; size_t off; } fields[] = {
+        { "cpus", offsetof(SmpConfig, cpus) },
+        { "sockets", offsetof(SmpConfig, sockets) },
+        { "dies", offsetof(SmpConfig, dies) },
+        { "clusters", offsetof(SmpConfig, clusters) },
+        { "cores", offsetof(SmpConfig, cores) },
+        { "threads", offsetof(SmpConfig, threads) },
+        { "maxcpus", offsetof(SmpConfig, maxcpus) },
+    };
+    for (size_t i = 0; i < G_N_ELEMENTS(fields); i++) {
+        if (!strcmp(fields[i].name, key)) {
+            return (int *)((char *)c + fields[i].off);
+        }
+    }
+    return NULL;
+}
+
+static bool smp_read(SmpConfig *c, const char *arg, Error **errp)
 {
     g_auto(GStrv) items = g_strsplit(arg, ",", -1);
-    int cpus = -1;
 
     for (int i = 0; items[i]; i++) {
         const char *val;
-        g_autofree char *key = split_key(items[i], &val);
+        g_autofree char *key = cli_split_key(items[i], &val);
+        int *field = smp_field(c, key);
+
         if (i == 0 && !val) {
             val = key;          /* "-smp 4" */
-        } else if (strcmp(key, "cpus") != 0) {
-            error_setg(errp, "unsupported property '%s' (use -smp N or -smp cpus=N)", key);
+            field = &c->cpus;
+        } else if (!field) {
+            error_setg(errp, "unsupported property '%s' (cpus, sockets, dies, clusters, "
+                       "cores, threads, maxcpus)", key);
             return false;
         }
-        if (!val || !parse_count(val, &cpus)) {
+        if (!val || !cli_parse_count(val, field)) {
             error_setg(errp, "'%s' is not a number of vCPUs", val ? val : items[i]);
             return false;
         }
+        if (*field == 0 && field == &c->cpus) {
+            error_setg(errp, "the number of vCPUs must be between 1 and %d", AMBER_MAX_CPUS);
+            return false;
+        }
+        if (*field == 0) {
+            error_setg(errp, "%s=0: must be at least 1", key);
+            return false;
+        }
     }
-    if (cpus < 1 || cpus > AMBER_MAX_CPUS) {
+    return true;
+}
+
+/* The product of the hierarchy, saturated so that no input overflows it. */
+static int smp_total(const SmpConfig *c)
+{
+    int64_t t = (int64_t)c->sockets * c->dies * c->clusters * c->cores * c->threads;
+
+    return (int)MIN(t, (int64_t)G_MAXINT);
+}
+
+static void smp_fill(SmpConfig *c)
+{
+    c->dies = c->dies ? c->dies : 1;
+    c->clusters = c->clusters ? c->clusters : 1;
+    if (!c->cpus && !c->maxcpus) {
+        c->sockets = c->sockets ? c->sockets : 1;
+    } else {
+        int max = c->maxcpus = c->maxcpus ? c->maxcpus : c->cpus;
+        c->cores = c->cores ? c->cores : (c->sockets ? 0 : 1);
+        c->threads = c->threads ? c->threads : 1;
+        if (!c->sockets) {
+            c->sockets = MAX(max / (c->dies * c->clusters * c->cores * c->threads), 1);
+        } else if (!c->cores) {
+            c->cores = MAX(max / (c->sockets * c->dies * c->clusters * c->threads), 1);
+        }
+    }
+    c->cores = c->cores ? c->cores : 1;
+    c->threads = c->threads ? c->threads : 1;
+    c->maxcpus = c->maxcpus ? c->maxcpus : smp_total(c);
+    c->cpus = c->cpus ? c->cpus : c->maxcpus;
+}
+
+static bool smp_check(const SmpConfig *c, Error **errp)
+{
+    if (smp_total(c) != c->maxcpus) {
+        error_setg(errp, "sockets (%d) * dies (%d) * clusters (%d) * cores (%d) * threads "
+                   "(%d) != maxcpus (%d)", c->sockets, c->dies, c->clusters, c->cores,
+                   c->threads, c->maxcpus);
+        return false;
+    }
+    if (c->cpus < 1 || c->cpus > AMBER_MAX_CPUS) {
         error_setg(errp, "the number of vCPUs must be between 1 and %d", AMBER_MAX_CPUS);
         return false;
     }
-    p->cli->machine->smp = cpus;
+    if (c->maxcpus != c->cpus) {
+        error_setg(errp, "maxcpus=%d: amber cannot hot-plug vCPUs; maxcpus must equal the "
+                   "number of vCPUs (%d)", c->maxcpus, c->cpus);
+        return false;
+    }
+    if (c->cores != 1 || c->threads != 1 || c->dies != 1 || c->clusters != 1) {
+        error_setg(errp, "amber gives every vCPU a socket of its own: use "
+                   "sockets=%d,cores=1,threads=1", c->cpus);
+        return false;
+    }
+    return true;
+}
+
+static bool opt_smp(CliParse *p, const char *arg, Error **errp)
+{
+    SmpConfig c = { 0 };
+
+    if (!smp_read(&c, arg, errp)) {
+        return false;
+    }
+    smp_fill(&c);
+    if (!smp_check(&c, errp)) {
+        return false;
+    }
+    p->cli->machine->smp = c.cpus;
+    return true;
+}
+
+/*
+ * Accelerators: amber runs guests on kvm only.  A list may name tcg too
+ * (libvirt's "kvm:tcg"); one that names only tcg is accepted for
+ * -machine none, which runs no guest, and refused otherwise at the end.
+ */
+bool cli_accel_list(CliParse *p, const char *list, const char *opt, Error **errp)
+{
+    g_auto(GStrv) names = g_strsplit(list, ":", -1);
+    bool kvm = false;
+
+    for (int i = 0; names[i]; i++) {
+        if (!strcmp(names[i], "kvm")) {
+            kvm = true;
+        } else if (strcmp(names[i], "tcg") != 0) {
+            error_setg(errp, "unknown accelerator '%s' (amber runs guests on kvm)",
+                       names[i]);
+            return false;
+        }
+    }
+    if (!names[0]) {
+        error_setg(errp, "accelerator name expected (kvm)");
+        return false;
+    }
+    p->accel_kvm |= kvm;
+    if (!kvm && !p->accel_no_kvm) {
+        p->accel_no_kvm = g_strdup(opt);
+    }
     return true;
 }
 
 static bool opt_accel(CliParse *p, const char *arg, Error **errp)
 {
-    if (strcmp(arg, "kvm") != 0) {
-        error_setg(errp, "only kvm is supported");
+    const char *name = g_str_has_prefix(arg, "accel=") ? arg + 6 : arg;
+    g_autofree char *opt = g_strdup_printf("-accel %s", arg);
+
+    if (strchr(name, ',') || strchr(name, ':')) {
+        error_setg(errp, "amber takes one accelerator name and no properties (-accel kvm)");
         return false;
     }
-    replace_str(&p->cli->machine->accel, "kvm");
-    return true;
+    return cli_accel_list(p, name, opt, errp);
 }
 
 static bool opt_enable_kvm(CliParse *p, const char *arg, Error **errp)
 {
     return opt_accel(p, "kvm", errp);
+}
+
+/* The names of amber's one machine (query-machines lists them) and none. */
+static bool machine_type(CliParse *p, const char *type, Error **errp)
+{
+    if (!strcmp(type, "none")) {
+        p->cli->machine_none = true;
+        return true;
+    }
+    if (!strcmp(type, AMBER_MACHINE_NAME) || !strcmp(type, AMBER_MACHINE_ALIAS)) {
+        p->cli->machine_none = false;
+        return true;
+    }
+    error_setg(errp, "unsupported machine type '%s' (amber's machine is %s, also "
+               "called %s; none runs no guest)", type, AMBER_MACHINE_ALIAS,
+               AMBER_MACHINE_NAME);
+    return false;
+}
+
+/* A -machine property whose only value amber honours is `want`. */
+static bool machine_fixed(const char *key, const char *val, const char *want,
+                          const char *why, Error **errp)
+{
+    bool on, want_on = !strcmp(want, "on");
+
+    if (!cli_parse_bool(key, val, &on, errp)) {
+        return false;
+    }
+    if (on != want_on) {
+        error_setg(errp, "%s=%s: %s", key, val, why);
+        return false;
+    }
+    return true;
+}
+
+static bool machine_property(CliParse *p, const char *key, const char *val, Error **errp)
+{
+    g_autofree char *opt = g_strdup_printf("-machine accel=%s", val ? val : "");
+
+    if (!val || !*val) {
+        error_setg(errp, "machine property '%s' needs a value (%s=...)", key, key);
+        return false;
+    }
+    if (!strcmp(key, "type")) {
+        return machine_type(p, val, errp);
+    }
+    if (!strcmp(key, "memory-backend")) {
+        cli_replace_str(&p->cli->machine->memory_backend, val);
+        return true;
+    }
+    if (!strcmp(key, "accel")) {
+        return cli_accel_list(p, val, opt, errp);
+    }
+    if (!strcmp(key, "usb")) {
+        return machine_fixed(key, val, "off", "amber's machine has no USB controller", errp);
+    }
+    if (!strcmp(key, "acpi")) {
+        return machine_fixed(key, val, "off", "amber's machine has no ACPI", errp);
+    }
+    if (!strcmp(key, "vmport")) {
+        return machine_fixed(key, val, "off", "amber's machine has no VMware port", errp);
+    }
+    if (!strcmp(key, "dump-guest-core")) {
+        bool on;        /* host core dumps only: the guest sees no difference */
+        return cli_parse_bool(key, val, &on, errp);
+    }
+    error_setg(errp, "unsupported machine property '%s' (-machine accepts type, "
+               "memory-backend, accel, usb=off, acpi=off, vmport=off, dump-guest-core)", key);
+    return false;
 }
 
 static bool opt_machine(CliParse *p, const char *arg, Error **errp)
@@ -139,21 +334,14 @@ static bool opt_machine(CliParse *p, const char *arg, Error **errp)
 
     for (int i = 0; items[i]; i++) {
         const char *val;
-        g_autofree char *key = split_key(items[i], &val);
-        if (!strcmp(key, "memory-backend") && val && *val) {
-            replace_str(&p->cli->machine->memory_backend, val);
-            continue;
+        g_autofree char *key = cli_split_key(items[i], &val);
+        if (i == 0 && !val) {
+            if (!machine_type(p, key, errp)) {
+                return false;
+            }
+        } else if (!machine_property(p, key, val, errp)) {
+            return false;
         }
-        if (!strcmp(key, "memory-backend")) {
-            error_setg(errp, "memory-backend needs an id (memory-backend=ID)");
-        } else if (!val) {
-            error_setg(errp, "unsupported machine type '%s' (amber has one machine type; "
-                       "-machine accepts only memory-backend=ID)", key);
-        } else {
-            error_setg(errp, "unsupported machine property '%s' (-machine accepts only "
-                       "memory-backend=ID)", key);
-        }
-        return false;
     }
     return true;
 }
@@ -170,7 +358,7 @@ static bool backend_kind(const char *type, RamBackendKind *kind, Error **errp)
         *kind = RAM_BACKEND_FILE;
     } else {
         error_setg(errp, "unknown object type '%s' (amber knows memory-backend-ram, "
-                   "memory-backend-memfd and memory-backend-file)", type);
+                   "memory-backend-memfd, memory-backend-file and secret)", type);
         return false;
     }
     return true;
@@ -184,24 +372,24 @@ static bool backend_property(RamBackendOptions *b, const char *type, const char 
         return false;
     }
     if (!strcmp(key, "id")) {
-        replace_str(&b->id, val);
+        cli_replace_str(&b->id, val);
         return true;
     }
     if (!strcmp(key, "size")) {
         return parse_size_bytes(val, &b->size, errp);
     }
     if (!strcmp(key, "share")) {
-        return parse_bool(key, val, &b->share, errp);
+        return cli_parse_bool(key, val, &b->share, errp);
     }
     if (!strcmp(key, "prealloc")) {
-        return parse_bool(key, val, &b->prealloc, errp);
+        return cli_parse_bool(key, val, &b->prealloc, errp);
     }
     if (!strcmp(key, "mem-path") && b->kind == RAM_BACKEND_FILE) {
-        replace_str(&b->mem_path, val);
+        cli_replace_str(&b->mem_path, val);
         return true;
     }
     if (!strcmp(key, "hugetlb") && b->kind == RAM_BACKEND_MEMFD) {
-        return parse_bool(key, val, &b->hugetlb, errp);
+        return cli_parse_bool(key, val, &b->hugetlb, errp);
     }
     error_setg(errp, "%s has no property '%s'", type, key);
     return false;
@@ -235,10 +423,16 @@ static bool backend_check(CliParse *p, const RamBackendOptions *b, const char *t
             return false;
         }
     }
+    for (guint i = 0; i < p->cli->secrets->len; i++) {
+        if (!strcmp(((CliSecret *)p->cli->secrets->pdata[i])->id, b->id)) {
+            error_setg(errp, "duplicate object id '%s'", b->id);
+            return false;
+        }
+    }
     return true;
 }
 
-static bool opt_object(CliParse *p, const char *arg, Error **errp)
+bool cli_object_list(CliParse *p, const char *arg, Error **errp)
 {
     g_auto(GStrv) items = g_strsplit(arg, ",", -1);
     RamBackendOptions *b = g_new0(RamBackendOptions, 1);
@@ -250,7 +444,7 @@ static bool opt_object(CliParse *p, const char *arg, Error **errp)
     b->share = b->kind == RAM_BACKEND_MEMFD;    /* QEMU's defaults */
     for (int i = 1; items[i]; i++) {
         const char *val;
-        g_autofree char *key = split_key(items[i], &val);
+        g_autofree char *key = cli_split_key(items[i], &val);
         if (!backend_property(b, items[0], key, val, errp)) {
             goto fail;
         }
@@ -265,6 +459,17 @@ static bool opt_object(CliParse *p, const char *arg, Error **errp)
 fail:
     ram_backend_options_free(b);
     return false;
+}
+
+/* A secret (cli-qemu.c), a JSON object (handed back in key=value form), or RAM. */
+static bool opt_object(CliParse *p, const char *arg, Error **errp)
+{
+    bool handled;
+
+    if (!cli_object_secret(p, arg, &handled, errp)) {
+        return false;
+    }
+    return handled || cli_object_list(p, arg, errp);
 }
 
 /* ---- chardevs, monitors and the rest ------------------------------------------------- */
@@ -304,16 +509,45 @@ static bool opt_monitor(CliParse *p, const char *arg, Error **errp)
 #define STRING_OPTION(fn, field)                                      \
     static bool fn(CliParse *p, const char *arg, Error **errp)        \
     {                                                                 \
-        replace_str(&p->cli->field, arg);                             \
+        cli_replace_str(&p->cli->field, arg);                         \
         return true;                                                  \
     }
 STRING_OPTION(opt_kernel, machine->kernel)
 STRING_OPTION(opt_append, machine->append)
 STRING_OPTION(opt_initrd, machine->initrd)
-STRING_OPTION(opt_name, machine->name)
 STRING_OPTION(opt_pidfile, pidfile)
 STRING_OPTION(opt_logfile, logfile)
 STRING_OPTION(opt_incoming, incoming)
+
+/* -name NAME or -name guest=NAME[,debug-threads=on|off][,process=P] (libvirt's form). */
+static bool opt_name(CliParse *p, const char *arg, Error **errp)
+{
+    g_auto(GStrv) items = g_strsplit(arg, ",", -1);
+
+    for (int i = 0; items[i]; i++) {
+        const char *val;
+        g_autofree char *key = cli_split_key(items[i], &val);
+        bool on;
+
+        if (i == 0 && !val) {
+            cli_replace_str(&p->cli->machine->name, key);
+        } else if (!strcmp(key, "guest") && val) {
+            cli_replace_str(&p->cli->machine->name, val);
+        } else if (!strcmp(key, "debug-threads") && val) {
+            /* Thread names are the host's business; amber names its threads anyway. */
+            if (!cli_parse_bool(key, val, &on, errp)) {
+                return false;
+            }
+        } else if (!strcmp(key, "process") && val) {
+            continue;   /* a process title the host shows; the guest never sees it */
+        } else {
+            error_setg(errp, "unsupported -name property '%s' (guest=, debug-threads=, "
+                       "process=)", key);
+            return false;
+        }
+    }
+    return true;
+}
 
 static bool opt_trace(CliParse *p, const char *arg, Error **errp)
 {
@@ -347,14 +581,18 @@ static bool opt_version(CliParse *p, const char *arg, Error **errp)
 
 static const CliOption options[] = {
     { "m", "SIZE", "guest RAM (MiB without a suffix; K, M, G, T); default 128M", opt_m },
-    { "smp", "N", "number of vCPUs, 1 to 8 (also cpus=N)", opt_smp },
-    { "accel", "kvm", "accelerator (only kvm)", opt_accel },
+    { "smp", "[cpus=]N[,sockets=N,cores=1,threads=1,maxcpus=N]",
+      "number of vCPUs, 1 to 8, one socket each", opt_smp },
+    { "accel", "kvm", "accelerator (kvm; tcg only with -machine none)", opt_accel },
     { "enable-kvm", NULL, "same as -accel kvm", opt_enable_kvm },
-    { "machine", "memory-backend=ID", "back guest RAM with the -object named ID",
+    { "machine", "[pc|pc-i440fx-7.2|none][,memory-backend=ID][,accel=kvm[:tcg]][,usb=off]"
+      "[,acpi=off][,vmport=off][,dump-guest-core=on|off]",
+      "machine type (none: no guest, QMP only); back guest RAM with the -object ID",
       opt_machine },
     { "object", "memory-backend-ram|memfd|file,id=ID,size=SIZE[,share=on|off]"
-      "[,prealloc=on|off][,mem-path=PATH][,hugetlb=on|off]",
-      "define a RAM backend (mem-path for file, hugetlb for memfd)", opt_object },
+      "[,prealloc=on|off][,mem-path=PATH][,hugetlb=on|off] | secret,id=ID,"
+      "format=raw|base64,data=D|file=F[,keyid=ID,iv=IV]",
+      "define a RAM backend (mem-path for file, hugetlb for memfd) or a secret", opt_object },
     { "kernel", "FILE", "multiboot guest image (default: the built-in guest)", opt_kernel },
     { "append", "CMDLINE", "guest command line (built-in guest: workload=, report=, ...)",
       opt_append },
@@ -364,7 +602,7 @@ static const CliOption options[] = {
     { "qmp", "SPEC", "QMP monitor on a chardev (repeatable)", opt_qmp },
     { "monitor", "SPEC", "human monitor on a chardev (repeatable)", opt_monitor },
     { "S", NULL, "do not start the vCPUs until 'cont'", opt_S },
-    { "name", "NAME", "name of the guest", opt_name },
+    { "name", "NAME|guest=NAME[,debug-threads=on|off]", "name of the guest", opt_name },
     { "incoming", "URI|defer", "wait for an incoming migration stream", opt_incoming },
     { "pidfile", "FILE", "write the process id to FILE", opt_pidfile },
     { "daemonize", NULL, "detach once the VM is set up", opt_daemonize },
@@ -376,15 +614,24 @@ static const CliOption options[] = {
     { "h", NULL, "same as -help", opt_help },
 };
 
+static void print_option(FILE *f, const CliOption *o)
+{
+    fprintf(f, "  -%s%s%s\n        %s\n", o->name, o->arg ? " " : "", o->arg ? o->arg : "",
+            o->help);
+}
+
 void cli_print_usage(FILE *f)
 {
     fprintf(f, "usage: amber [options]\n\n"
             "A small KVM virtual machine monitor.  With no -kernel the built-in guest "
             "runs.\n\nOptions (-opt and --opt are the same):\n");
     for (size_t i = 0; i < G_N_ELEMENTS(options); i++) {
-        const CliOption *o = &options[i];
-        fprintf(f, "  -%s%s%s\n        %s\n", o->name, o->arg ? " " : "",
-                o->arg ? o->arg : "", o->help);
+        print_option(f, &options[i]);
+    }
+    fprintf(f, "\nQEMU's words that libvirt uses (values amber cannot honour are "
+            "refused):\n");
+    for (size_t i = 0; i < cli_qemu_options_count; i++) {
+        print_option(f, &cli_qemu_options[i]);
     }
 }
 
@@ -393,6 +640,11 @@ static const CliOption *find_option(const char *name)
     for (size_t i = 0; i < G_N_ELEMENTS(options); i++) {
         if (!strcmp(options[i].name, name)) {
             return &options[i];
+        }
+    }
+    for (size_t i = 0; i < cli_qemu_options_count; i++) {
+        if (!strcmp(cli_qemu_options[i].name, name)) {
+            return &cli_qemu_options[i];
         }
     }
     return NULL;
@@ -459,13 +711,36 @@ static bool check_memory(CliParse *p, Error **errp)
     return true;
 }
 
+/* kvm unless the command line asked for tcg alone, which only -machine none takes. */
+static bool check_accel(CliParse *p, Error **errp)
+{
+    CliOptions *cli = p->cli;
+
+    cli->kvm_allowed = p->accel_kvm || !p->accel_no_kvm;
+    if (!cli->kvm_allowed && !cli->machine_none) {
+        error_setg(errp, "%s: amber runs guests on kvm only (tcg is accepted with "
+                   "-machine none, which runs no guest)", p->accel_no_kvm);
+        return false;
+    }
+    return true;
+}
+
 static bool check_all(CliParse *p, Error **errp)
 {
     if (p->cli->machine->initrd && !p->cli->machine->kernel) {
         error_setg(errp, "-initrd is only allowed with -kernel");
         return false;
     }
-    return check_stdio(p->cli, errp) && check_memory(p, errp);
+    if (p->cli->machine_none && p->cli->incoming) {
+        error_setg(errp, "-incoming needs a guest: -machine none has none");
+        return false;
+    }
+    if (p->nographic && p->cli->daemonize && !strcmp(p->cli->machine->serial, "stdio")) {
+        error_setg(errp, "-nographic cannot be used with -daemonize (COM1 would be on "
+                   "stdio; add -nodefaults or -serial)");
+        return false;
+    }
+    return check_accel(p, errp) && check_stdio(p->cli, errp) && check_memory(p, errp);
 }
 
 /* ---- entry points --------------------------------------------------------------------- */
@@ -481,6 +756,9 @@ static void cli_init(CliOptions *cli)
     cli->qmp = g_ptr_array_new_with_free_func(g_free);
     cli->hmp = g_ptr_array_new_with_free_func(g_free);
     cli->trace = g_ptr_array_new_with_free_func(g_free);
+    cli->chardevs = g_ptr_array_new_with_free_func(cli_chardev_free);
+    cli->secrets = g_ptr_array_new_with_free_func(cli_secret_free);
+    cli->kvm_allowed = true;
 }
 
 static bool parse_one(CliParse *p, int argc, char **argv, int *i, Error **errp)
@@ -513,23 +791,40 @@ static bool parse_one(CliParse *p, int argc, char **argv, int *i, Error **errp)
     return true;
 }
 
-bool cli_parse(int argc, char **argv, CliOptions *cli, Error **errp)
+static bool parse_all(CliParse *p, int argc, char **argv, Error **errp)
 {
-    CliParse p = { .cli = cli };
+    CliOptions *cli = p->cli;
 
-    cli_init(cli);
     for (int i = 1; i < argc; i++) {
-        if (!parse_one(&p, argc, argv, &i, errp)) {
+        if (!parse_one(p, argc, argv, &i, errp)) {
             return false;
         }
         if (cli->show_help || cli->show_version) {
             return true;        /* as QEMU: print and exit, whatever follows */
         }
     }
-    if (!cli->machine->serial) {
-        cli->machine->serial = g_strdup("null");
+    if (!cli_resolve_chardevs(p, errp)) {
+        return false;
     }
-    return check_all(&p, errp);
+    if (!cli->machine->serial) {
+        /* QEMU's -nographic puts the default serial port on the terminal. */
+        bool tty = p->nographic && !p->nodefaults;
+        cli->machine->serial = g_strdup(tty ? "stdio" : "null");
+    }
+    return check_all(p, errp);
+}
+
+bool cli_parse(int argc, char **argv, CliOptions *cli, Error **errp)
+{
+    CliParse p = { .cli = cli };
+    bool ok;
+
+    cli_init(cli);
+    p.uses = g_ptr_array_new_with_free_func(cli_chardev_use_free);
+    ok = parse_all(&p, argc, argv, errp);
+    g_ptr_array_unref(p.uses);
+    g_free(p.accel_no_kvm);
+    return ok;
 }
 
 void cli_options_clear(CliOptions *cli)
@@ -544,6 +839,13 @@ void cli_options_clear(CliOptions *cli)
     if (cli->trace) {
         g_ptr_array_unref(cli->trace);
     }
+    if (cli->chardevs) {
+        g_ptr_array_unref(cli->chardevs);
+    }
+    if (cli->secrets) {
+        g_ptr_array_unref(cli->secrets);
+    }
+    g_free(cli->uuid);
     g_free(cli->logfile);
     g_free(cli->pidfile);
     g_free(cli->incoming);

@@ -197,6 +197,10 @@ static void on_machine_request(Machine *m, void *opaque)
     if (cause == SHUTDOWN_CAUSE_GUEST_PANIC && code == 0) {
         code = 1;               /* the machine printed what went wrong */
     }
+    if (cause == SHUTDOWN_CAUSE_GUEST_SHUTDOWN && vl->cli->no_shutdown) {
+        amber_guest_shutdown_stop(vl->s, cause);
+        return;
+    }
     if (cause != SHUTDOWN_CAUSE_NONE) {
         amber_request_quit(vl->s, cause, code);
         return;
@@ -225,6 +229,20 @@ static bool add_monitors(Vl *vl, Error **errp)
     return true;
 }
 
+/*
+ * -machine none, as QEMU's none machine: monitors and nothing else, so no
+ * KVM either (libvirt probes an emulator this way, on hosts without KVM too).
+ */
+static bool setup_no_guest(Vl *vl, Error **errp)
+{
+    vl->s->name = g_strdup(vl->cli->machine->name);
+    if (!add_monitors(vl, errp)) {
+        return false;
+    }
+    daemonize_finish(vl);
+    return true;
+}
+
 static bool setup(Vl *vl, Error **errp)
 {
     CliOptions *cli = vl->cli;
@@ -240,7 +258,12 @@ static bool setup(Vl *vl, Error **errp)
         return false;
     }
     vl->s = amber_new();
+    vl->s->machine_none = cli->machine_none;
+    vl->s->kvm_allowed = cli->kvm_allowed;
     install_signals(vl);
+    if (cli->machine_none) {
+        return setup_no_guest(vl, errp);
+    }
     /* machine_create() owns the options from here, whatever it returns. */
     vl->s->machine = machine_create(cli->machine, errp);
     cli->machine = NULL;

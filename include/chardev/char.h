@@ -48,6 +48,11 @@ const char *chardev_spec(Chardev *chr);
  * names stdio, which only one user may have.
  */
 bool chardev_check_spec(const char *spec, bool *is_stdio, Error **errp);
+/*
+ * Whether fd is a socket that listens (fd:N hands one over): checked when
+ * the command line is read, so a wrong descriptor fails before anything starts.
+ */
+bool chardev_check_listening_fd(int fd, Error **errp);
 /* Output bytes dropped so far because the peer was too slow. */
 uint64_t chardev_dropped_bytes(Chardev *chr);
 

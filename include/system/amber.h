@@ -22,7 +22,10 @@ typedef void (*AmberEventSink)(void *opaque, const char *event, JsonObject *data
                                gint64 timestamp_us);
 
 struct Amber {
-    Machine *machine;
+    Machine *machine;               /* NULL before creation and for -machine none */
+    bool machine_none;              /* -machine none: no guest, QMP only */
+    bool kvm_allowed;               /* the accelerator list names kvm (query-kvm) */
+    char *name;                     /* -name for -machine none (a machine keeps its own) */
     GMainLoop *loop;
     GPtrArray *event_sinks;         /* of AmberEventSinkEntry, see amber.c */
     pthread_mutex_t event_lock;
@@ -56,6 +59,11 @@ bool amber_has_event_sink(Amber *s, AmberEventSink fn, void *opaque);
  */
 bool amber_vm_stop(Amber *s, RunState new_state, Error **errp);
 bool amber_vm_start(Amber *s, Error **errp);
+/*
+ * -no-shutdown: a guest poweroff stops the VM in state "shutdown" with its
+ * SHUTDOWN event, and amber stays for the monitor (quit, system_reset).
+ */
+void amber_guest_shutdown_stop(Amber *s, ShutdownCause cause);
 /* SHUTDOWN event {guest, reason}; the main loop ends with exit_code. */
 void amber_request_quit(Amber *s, ShutdownCause cause, int exit_code);
 /* RESET event; devices and vCPUs back to power-on. */

@@ -15,8 +15,31 @@
 
 #define CLI_DEFAULT_RAM_SIZE (128ULL << 20)     /* QEMU's default -m */
 
+/* -chardev ID: the chardev spec amber's chardev layer takes for it. */
+typedef struct CliChardev {
+    char *id;
+    char *spec;                 /* "unix:PATH,server=on,wait=off", "fd:N,...", ... */
+    bool used;                  /* named by a -mon or -device already */
+} CliChardev;
+
+/* -object secret: kept for the commands that name it (libvirt's master key). */
+typedef struct CliSecret {
+    char *id;
+    char *format;               /* "raw" or "base64" */
+    char *data;                 /* data= or file=, exactly one of them */
+    char *file;
+    char *keyid;                /* the secret that decrypts this one, with iv= */
+    char *iv;
+} CliSecret;
+
 typedef struct CliOptions {
     MachineOptions *machine;    /* handed to machine_create(), which owns it then */
+    bool machine_none;          /* -machine none: no guest and no KVM, QMP only */
+    bool kvm_allowed;           /* the accelerator list names kvm (the default) */
+    bool no_shutdown;           /* -no-shutdown: a guest poweroff stops the VM */
+    char *uuid;                 /* -uuid */
+    GPtrArray *chardevs;        /* -chardev (CliChardev *) */
+    GPtrArray *secrets;         /* -object secret (CliSecret *) */
     GPtrArray *qmp;             /* -qmp specs (char *) */
     GPtrArray *hmp;             /* -monitor specs (char *) */
     GPtrArray *trace;           /* -trace patterns (char *) */
@@ -35,6 +58,21 @@ void cli_options_clear(CliOptions *cli);
 
 void cli_print_usage(FILE *f);
 const char *cli_version(void);
+
+/*
+ * query-command-line-options' table (system/cli-query.c): an option's
+ * parameter list under QEMU's name for it, the parameters amber takes
+ * (type: a CommandLineParameterType value).
+ */
+typedef struct CliParamList {
+    const char *option;
+    struct {
+        const char *name;
+        int type;
+    } params[8];                /* up to the first NULL name */
+} CliParamList;
+/* The i-th list, or NULL past the last. */
+const CliParamList *cli_param_list_nth(size_t i);
 
 /* The process: parse, build the VM, run the main loop; returns the exit status. */
 int amber_main(int argc, char **argv);

@@ -24,6 +24,14 @@
 
 #define AMBER_MAX_CPUS 8
 
+/*
+ * amber's one machine type under the names QEMU's clients use for a PC
+ * (query-machines lists it; -machine takes either name).  It is not a full
+ * i440fx board: no PCI bus, no ACPI, no USB; devices amber lacks are refused.
+ */
+#define AMBER_MACHINE_NAME "pc-i440fx-7.2"
+#define AMBER_MACHINE_ALIAS "pc"
+
 typedef struct Machine Machine;
 typedef struct CPUState CPUState;
 typedef struct AccelOps AccelOps;

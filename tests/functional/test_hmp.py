@@ -32,7 +32,7 @@ def test_stdio_session(tmp_path, amber_bin, kvm):
     assert blocks[1] == "VM status: running\r\n"
     assert blocks[2] == ""
     assert blocks[3] == "VM status: paused\r\n"
-    assert blocks[4].startswith("0.1.0 (amber-0.1.0)")
+    assert blocks[4].startswith("7.2.0 (amber-0.1.0)")
     assert blocks[5].startswith("* CPU #0: thread_id=")
     assert blocks[6] == ""
     assert os.path.getsize(dump) == 4096

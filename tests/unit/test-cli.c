@@ -3,9 +3,13 @@
  * message each bad input produces (nothing is started by the parser).
  */
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
 #include <glib.h>
 
 #include "system/cli.h"
+#include "qapi-types.h"
 
 /* Parse a NULL-terminated list of words (argv[0] is added). */
 static bool parse(CliOptions *cli, Error **errp, const char *first, ...)
@@ -97,8 +101,38 @@ static void test_smp(void)
     PARSE_FAILS("-smp 0: the number of vCPUs must be between 1 and 8", "-smp", "0");
     PARSE_FAILS("-smp 9: the number of vCPUs must be between 1 and 8", "-smp", "9");
     PARSE_FAILS("-smp two: 'two' is not a number of vCPUs", "-smp", "two");
-    PARSE_FAILS("-smp 2,sockets=2: unsupported property 'sockets' (use -smp N or "
-                "-smp cpus=N)", "-smp", "2,sockets=2");
+}
+
+/* QEMU's topology words: filled as QEMU 7.2 fills them, one socket per vCPU only. */
+static void test_smp_topology(void)
+{
+    static const struct { const char *arg; int cpus; } ok[] = {
+        { "1,sockets=1,cores=1,threads=1", 1 },     /* libvirt's default */
+        { "2,sockets=2,cores=1,threads=1", 2 },
+        { "2,sockets=2", 2 }, { "sockets=3", 3 }, { "4,maxcpus=4", 4 },
+        { "sockets=2,cores=1,threads=1,maxcpus=2", 2 }, { "3,dies=1,clusters=1", 3 },
+    };
+    for (size_t i = 0; i < G_N_ELEMENTS(ok); i++) {
+        CliOptions cli;
+        PARSE_OK(&cli, "-smp", ok[i].arg);
+        g_assert_cmpint(cli.machine->smp, ==, ok[i].cpus);
+        cli_options_clear(&cli);
+    }
+    PARSE_FAILS("-smp 2,sockets=1,cores=2: amber gives every vCPU a socket of its own: use "
+                "sockets=2,cores=1,threads=1", "-smp", "2,sockets=1,cores=2");
+    PARSE_FAILS("-smp 4,sockets=2,threads=2: amber gives every vCPU a socket of its own: use "
+                "sockets=4,cores=1,threads=1", "-smp", "4,sockets=2,threads=2");
+    PARSE_FAILS("-smp 3,sockets=2: sockets (2) * dies (1) * clusters (1) * cores (1) * "
+                "threads (1) != maxcpus (3)", "-smp", "3,sockets=2");
+    PARSE_FAILS("-smp 2,maxcpus=4: maxcpus=4: amber cannot hot-plug vCPUs; maxcpus must "
+                "equal the number of vCPUs (2)", "-smp", "2,maxcpus=4");
+    PARSE_FAILS("-smp 2,books=1: unsupported property 'books' (cpus, sockets, dies, clusters, "
+                "cores, threads, maxcpus)", "-smp", "2,books=1");
+    PARSE_FAILS("-smp 2,cores=0: cores=0: must be at least 1", "-smp", "2,cores=0");
+    /* A product past any integer saturates instead of wrapping around. */
+    PARSE_FAILS("-smp sockets=1000,cores=1000,threads=1000,dies=1000,clusters=1000: the "
+                "number of vCPUs must be between 1 and 8", "-smp",
+                "sockets=1000,cores=1000,threads=1000,dies=1000,clusters=1000");
 }
 
 static void test_accel(void)
@@ -107,8 +141,29 @@ static void test_accel(void)
 
     PARSE_OK(&cli, "-accel", "kvm");
     g_assert_cmpstr(cli.machine->accel, ==, "kvm");
+    g_assert_true(cli.kvm_allowed);
     cli_options_clear(&cli);
-    PARSE_FAILS("-accel tcg: only kvm is supported", "-accel", "tcg");
+    PARSE_OK(&cli, "-machine", "pc,accel=kvm:tcg");
+    g_assert_true(cli.kvm_allowed);
+    cli_options_clear(&cli);
+    /* No guest, so no accelerator needed: libvirt's TCG probe. */
+    PARSE_OK(&cli, "-machine", "none,accel=tcg");
+    g_assert_true(cli.machine_none);
+    g_assert_false(cli.kvm_allowed);
+    cli_options_clear(&cli);
+    PARSE_OK(&cli, "-accel", "tcg", "-machine", "none");
+    g_assert_false(cli.kvm_allowed);
+    cli_options_clear(&cli);
+    PARSE_FAILS("-accel tcg: amber runs guests on kvm only (tcg is accepted with -machine "
+                "none, which runs no guest)", "-accel", "tcg");
+    PARSE_FAILS("-machine accel=tcg: amber runs guests on kvm only (tcg is accepted with "
+                "-machine none, which runs no guest)", "-machine", "pc,accel=tcg");
+    PARSE_FAILS("-accel hvf: unknown accelerator 'hvf' (amber runs guests on kvm)",
+                "-accel", "hvf");
+    PARSE_FAILS("-machine accel=kvm:xen: unknown accelerator 'xen' (amber runs guests on kvm)",
+                "-machine", "accel=kvm:xen");
+    PARSE_FAILS("-accel kvm,kernel-irqchip=split: amber takes one accelerator name and no "
+                "properties (-accel kvm)", "-accel", "kvm,kernel-irqchip=split");
 }
 
 static void test_backends(void)
@@ -162,7 +217,7 @@ static void test_backends(void)
                 "-object", "memory-backend-ram,id=a,size=1G",
                 "-object", "memory-backend-ram,id=a,size=1G");
     PARSE_FAILS("-object rng-random,id=r: unknown object type 'rng-random' (amber knows "
-                "memory-backend-ram, memory-backend-memfd and memory-backend-file)",
+                "memory-backend-ram, memory-backend-memfd, memory-backend-file and secret)",
                 "-object", "rng-random,id=r");
     PARSE_FAILS("-object memory-backend-ram,id=a,size=0: size must be greater than zero",
                 "-object", "memory-backend-ram,id=a,size=0");
@@ -176,10 +231,52 @@ static void test_machine(void)
                 "(1073741824 bytes): they must be equal",
                 "-m", "512", "-object", "memory-backend-ram,id=a,size=1G",
                 "-machine", "memory-backend=a");
-    PARSE_FAILS("-machine type=q35: unsupported machine property 'type' (-machine accepts "
-                "only memory-backend=ID)", "-machine", "type=q35");
-    PARSE_FAILS("-machine pc: unsupported machine type 'pc' (amber has one machine type; "
-                "-machine accepts only memory-backend=ID)", "-machine", "pc");
+    PARSE_FAILS("-machine type=q35: unsupported machine type 'q35' (amber's machine is pc, "
+                "also called pc-i440fx-7.2; none runs no guest)", "-machine", "type=q35");
+    PARSE_FAILS("-machine pc-q35-7.2: unsupported machine type 'pc-q35-7.2' (amber's machine "
+                "is pc, also called pc-i440fx-7.2; none runs no guest)",
+                "-machine", "pc-q35-7.2");
+    PARSE_FAILS("-machine pc,usb=on: usb=on: amber's machine has no USB controller",
+                "-machine", "pc,usb=on");
+    PARSE_FAILS("-machine pc,acpi=on: acpi=on: amber's machine has no ACPI",
+                "-machine", "pc,acpi=on");
+    PARSE_FAILS("-machine pc,dump-guest-core=maybe: dump-guest-core=maybe: expected on or off",
+                "-machine", "pc,dump-guest-core=maybe");
+    PARSE_FAILS("-machine pc,smm=off: unsupported machine property 'smm' (-machine accepts "
+                "type, memory-backend, accel, usb=off, acpi=off, vmport=off, dump-guest-core)",
+                "-machine", "pc,smm=off");
+    PARSE_FAILS("-machine pc,usb: machine property 'usb' needs a value (usb=...)",
+                "-machine", "pc,usb");
+    PARSE_FAILS("-incoming needs a guest: -machine none has none",
+                "-machine", "none", "-incoming", "defer");
+}
+
+/* The names of amber's machine, and libvirt's -machine line for a domain. */
+static void test_machine_types(void)
+{
+    static const char *const names[] = { "pc", "pc-i440fx-7.2", "type=pc" };
+    CliOptions cli;
+
+    for (size_t i = 0; i < G_N_ELEMENTS(names); i++) {
+        PARSE_OK(&cli, "-machine", names[i]);
+        g_assert_false(cli.machine_none);
+        cli_options_clear(&cli);
+    }
+    PARSE_OK(&cli, "-m", "512", "-object", "memory-backend-ram,id=pc.ram,size=536870912",
+             "-machine", "pc-i440fx-7.2,usb=off,dump-guest-core=off,memory-backend=pc.ram,"
+             "accel=kvm,acpi=off,vmport=off");
+    g_assert_false(cli.machine_none);
+    g_assert_cmpstr(cli.machine->memory_backend, ==, "pc.ram");
+    g_assert_cmpuint(cli.machine->ram_size, ==, 512ULL << 20);
+    cli_options_clear(&cli);
+    /* libvirt's probe line. */
+    PARSE_OK(&cli, "-S", "-no-user-config", "-nodefaults", "-nographic",
+             "-machine", "none,accel=kvm:tcg", "-qmp", "unix:/tmp/q.sock,server=on,wait=off",
+             "-pidfile", "/tmp/q.pid", "-daemonize");
+    g_assert_true(cli.machine_none);
+    g_assert_true(cli.kvm_allowed);
+    g_assert_cmpstr(cli.machine->serial, ==, "null");
+    cli_options_clear(&cli);
 }
 
 static void test_chardevs(void)
@@ -240,15 +337,295 @@ static void test_misc(void)
     PARSE_FAILS("-initrd is only allowed with -kernel", "-initrd", "/i");
 }
 
+/* The words libvirt puts on every command line, with the values amber honours. */
+/* A listening unix socket in a fresh directory, as libvirt passes one for -mon. */
+static int listening_socket(char **dir)
+{
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+    *dir = g_dir_make_tmp("amber-cli-XXXXXX", NULL);
+    g_assert_nonnull(*dir);
+    g_snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/mon.sock", *dir);
+    g_assert_cmpint(fd, >=, 0);
+    g_assert_cmpint(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), ==, 0);
+    g_assert_cmpint(listen(fd, 1), ==, 0);
+    return fd;
+}
+
+static void test_qemu_words(void)
+{
+    CliOptions cli;
+    g_autofree char *dir = NULL;
+    int fd = listening_socket(&dir);
+    g_autofree char *chardev = g_strdup_printf("socket,id=charmonitor,fd=%d,server=on,"
+                                               "wait=off", fd);
+    g_autofree char *spec = g_strdup_printf("fd:%d,server=on,wait=off", fd);
+
+    PARSE_OK(&cli, "-name", "guest=demo,debug-threads=on", "-S",
+             "-object", "secret,id=masterKey0,format=raw,file=/var/lib/x/master-key.aes",
+             "-machine", "pc-i440fx-7.2,usb=off,dump-guest-core=off", "-accel", "kvm",
+             "-cpu", "host,migratable=on", "-m", "512", "-overcommit", "mem-lock=off",
+             "-smp", "1,sockets=1,cores=1,threads=1",
+             "-uuid", "c7a5fdbd-edaf-9455-926a-d65c16db1809", "-no-user-config",
+             "-nodefaults", "-chardev", chardev,
+             "-mon", "chardev=charmonitor,id=monitor,mode=control", "-rtc", "base=utc",
+             "-no-shutdown", "-no-acpi", "-no-hpet", "-boot", "strict=on",
+             "-global", "kvm-pit.lost_tick_policy=delay",
+             "-audiodev", "{\"id\":\"audio1\",\"driver\":\"none\"}",
+             "-msg", "timestamp=on", "-display", "none");
+    g_assert_cmpstr(cli.machine->name, ==, "demo");
+    g_assert_cmpstr(cli.uuid, ==, "c7a5fdbd-edaf-9455-926a-d65c16db1809");
+    g_assert_true(cli.no_shutdown);
+    g_assert_cmpuint(cli.qmp->len, ==, 1);
+    g_assert_cmpstr(cli.qmp->pdata[0], ==, spec);
+    g_assert_cmpuint(cli.secrets->len, ==, 1);
+    g_assert_cmpstr(cli.machine->serial, ==, "null");
+    cli_options_clear(&cli);
+
+    /* -nographic without -nodefaults: COM1 on the terminal, as QEMU. */
+    PARSE_OK(&cli, "-nographic");
+    g_assert_cmpstr(cli.machine->serial, ==, "stdio");
+    cli_options_clear(&cli);
+    PARSE_OK(&cli, "-nographic", "-nodefaults");
+    g_assert_cmpstr(cli.machine->serial, ==, "null");
+    cli_options_clear(&cli);
+    PARSE_OK(&cli, "-name", "plain", "-audiodev", "none,id=a", "-audiodev", "driver=none,id=b",
+             "-boot", "strict=off,menu=off", "-rtc", "base=utc,clock=host,driftfix=none",
+             "-overcommit", "mem-lock=off,cpu-pm=off", "-cpu", "host", "-msg", "timestamp");
+    g_assert_cmpstr(cli.machine->name, ==, "plain");
+    cli_options_clear(&cli);
+    close(fd);
+    g_autofree char *path = g_build_filename(dir, "mon.sock", NULL);
+    unlink(path);
+    rmdir(dir);
+}
+
+/* Values amber cannot honour: refused, naming the option and the value. */
+static void test_qemu_refused(void)
+{
+    PARSE_FAILS("-usb: amber's machine has no USB controller", "-usb");
+    PARSE_FAILS("-display gtk: amber has no display (only -display none)", "-display", "gtk");
+    PARSE_FAILS("-cpu qemu64: amber's vCPUs are the host's CPU as KVM reports it: only "
+                "-cpu host", "-cpu", "qemu64");
+    PARSE_FAILS("-cpu host,+vmx: -cpu host has no property '+vmx' that amber supports",
+                "-cpu", "host,+vmx");
+    PARSE_FAILS("-cpu host,migratable=off: migratable=off: amber hides the host features "
+                "that cannot migrate (migratable=on only)", "-cpu", "host,migratable=off");
+    PARSE_FAILS("-overcommit mem-lock=on: mem-lock=on: amber does not lock guest memory",
+                "-overcommit", "mem-lock=on");
+    PARSE_FAILS("-overcommit cpu-pm=on: cpu-pm=on: amber keeps the host's CPU power "
+                "management from the guest", "-overcommit", "cpu-pm=on");
+    PARSE_FAILS("-uuid nope: not a UUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)",
+                "-uuid", "nope");
+    PARSE_FAILS("-rtc base=localtime: base=localtime: amber's machine has no RTC, so only "
+                "the default holds", "-rtc", "base=localtime");
+    PARSE_FAILS("-rtc base=utc,driftfix=slew: driftfix=slew: amber's machine has no RTC, so "
+                "only the default holds", "-rtc", "base=utc,driftfix=slew");
+    PARSE_FAILS("-boot order=c: amber loads its guest directly: there is no boot order",
+                "-boot", "order=c");
+    PARSE_FAILS("-boot menu=on: menu=on: amber has no boot menu", "-boot", "menu=on");
+    PARSE_FAILS("-audiodev pa,id=a: amber's machine has no sound device: only the none "
+                "driver", "-audiodev", "pa,id=a");
+    PARSE_FAILS("-audiodev none: -audiodev needs id=ID", "-audiodev", "none");
+    PARSE_FAILS("-global kvm-pit.lost_tick_policy=discard: amber takes only "
+                "kvm-pit.lost_tick_policy=delay, which its in-kernel PIT does",
+                "-global", "kvm-pit.lost_tick_policy=discard");
+    PARSE_FAILS("-device piix3-usb-uhci,id=usb: amber's machine has no device "
+                "'piix3-usb-uhci' to add (it takes only isa-serial, as COM1)",
+                "-device", "piix3-usb-uhci,id=usb");
+    PARSE_FAILS("-device {\"driver\":\"virtio-balloon-pci\",\"id\":\"balloon0\"}: amber's "
+                "machine has no device 'virtio-balloon-pci' to add (it takes only isa-serial, "
+                "as COM1)", "-device", "{\"driver\":\"virtio-balloon-pci\",\"id\":\"balloon0\"}");
+    PARSE_FAILS("-device {\"driver\": [1]}: property 'driver' must be a string, an integer "
+                "or a boolean", "-device", "{\"driver\": [1]}");
+    {
+        /* The rest of the message is JSON-GLib's and varies between its versions. */
+        CliOptions cli;
+        Error *err = NULL;
+        g_assert_false(parse(&cli, &err, "-device", "{nope", NULL));
+        g_assert_true(g_str_has_prefix(error_get_pretty(err), "-device {nope: invalid JSON: "));
+        error_free(err);
+        cli_options_clear(&cli);
+    }
+    PARSE_FAILS("-name guest=a,foo=b: unsupported -name property 'foo' (guest=, "
+                "debug-threads=, process=)", "-name", "guest=a,foo=b");
+    PARSE_FAILS("-msg color=on: -msg has no property 'color' that amber supports",
+                "-msg", "color=on");
+    PARSE_FAILS("-nographic cannot be used with -daemonize (COM1 would be on stdio; add "
+                "-nodefaults or -serial)", "-nographic", "-daemonize");
+}
+
+static void test_chardev_mon(void)
+{
+    CliOptions cli;
+
+    PARSE_OK(&cli, "-chardev", "socket,id=m,path=/tmp/m.sock,server=on,wait=off",
+             "-mon", "chardev=m,mode=control",
+             "-chardev", "socket,id=h,path=/tmp/h.sock,server=on,wait=off",
+             "-mon", "chardev=h,mode=readline",
+             "-chardev", "{\"backend\":\"file\",\"id\":\"s\",\"path\":\"/tmp/s.log\"}",
+             "-device", "{\"driver\":\"isa-serial\",\"chardev\":\"s\",\"id\":\"serial0\","
+             "\"index\":0}");
+    g_assert_cmpstr(cli.qmp->pdata[0], ==, "unix:/tmp/m.sock,server=on,wait=off");
+    g_assert_cmpstr(cli.hmp->pdata[0], ==, "unix:/tmp/h.sock,server=on,wait=off");
+    g_assert_cmpstr(cli.machine->serial, ==, "file:/tmp/s.log");
+    cli_options_clear(&cli);
+    PARSE_OK(&cli, "-chardev", "null,id=n", "-device", "isa-serial,chardev=n");
+    g_assert_cmpstr(cli.machine->serial, ==, "null");
+    cli_options_clear(&cli);
+
+    PARSE_FAILS("-chardev pty,id=c: amber has no 'pty' chardev backend (socket, file, null, "
+                "stdio)", "-chardev", "pty,id=c");
+    PARSE_FAILS("-chardev socket,path=/x: -chardev needs a backend and an id "
+                "(socket,id=ID,...)", "-chardev", "socket,path=/x");
+    PARSE_FAILS("-chardev socket,id=c: a socket chardev needs path= or fd= (one of them)",
+                "-chardev", "socket,id=c");
+    PARSE_FAILS("-chardev socket,id=c,fd=3: fd=3: amber takes a passed socket only as a "
+                "listening one (server=on)", "-chardev", "socket,id=c,fd=3");
+    PARSE_FAILS("-chardev socket,id=c,fd=x,server=on: fd: needs a descriptor number "
+                "(fd:N,server=on,wait=off)", "-chardev", "socket,id=c,fd=x,server=on");
+    PARSE_FAILS("-chardev socket,id=c,fd=999,server=on: fd=999: descriptor 999 is not an open "
+                "socket", "-chardev", "socket,id=c,fd=999,server=on");
+    PARSE_FAILS("-chardev socket,id=c,path=/x,server=on,logfile=/l: -chardev socket has no "
+                "property 'logfile' that amber supports",
+                "-chardev", "socket,id=c,path=/x,server=on,logfile=/l");
+    PARSE_FAILS("-chardev null,id=c: duplicate chardev id 'c'",
+                "-chardev", "null,id=c", "-chardev", "null,id=c");
+    PARSE_FAILS("-mon chardev=nope,mode=control: no -chardev with id 'nope'",
+                "-mon", "chardev=nope,mode=control");
+    PARSE_FAILS("-mon chardev=c,mode=control: chardev 'c' is already in use",
+                "-chardev", "null,id=c", "-mon", "chardev=c", "-mon", "chardev=c,mode=control");
+    PARSE_FAILS("-mon chardev=c,mode=fancy: mode=fancy: expected control or readline",
+                "-mon", "chardev=c,mode=fancy");
+    PARSE_FAILS("-mon chardev=c,pretty=on: pretty=on: amber's QMP replies are never "
+                "pretty-printed", "-mon", "chardev=c,pretty=on");
+    PARSE_FAILS("-device isa-serial,chardev=c: amber has one serial port (COM1) and -serial "
+                "gave it already", "-serial", "null", "-chardev", "null,id=c",
+                "-device", "isa-serial,chardev=c");
+    PARSE_FAILS("-device isa-serial,chardev=c,index=1: index=1: amber has one serial port, "
+                "COM1 (index=0)", "-device", "isa-serial,chardev=c,index=1");
+    PARSE_FAILS("-device isa-serial: isa-serial needs chardev=ID", "-device", "isa-serial");
+}
+
+static void test_objects(void)
+{
+    CliOptions cli;
+    CliSecret *sec;
+
+    PARSE_OK(&cli, "-object", "secret,id=k0,data=c2VjcmV0,format=base64",
+             "-object", "{\"qom-type\":\"secret\",\"id\":\"k1\",\"data\":\"x\","
+             "\"keyid\":\"k0\",\"iv\":\"aXY=\"}",
+             "-object", "{\"qom-type\":\"memory-backend-ram\",\"id\":\"pc.ram\","
+             "\"size\":268435456}", "-machine", "memory-backend=pc.ram");
+    g_assert_cmpuint(cli.secrets->len, ==, 2);
+    sec = cli.secrets->pdata[1];
+    g_assert_cmpstr(sec->id, ==, "k1");
+    g_assert_cmpstr(sec->format, ==, "raw");
+    g_assert_cmpstr(sec->keyid, ==, "k0");
+    g_assert_cmpuint(cli.machine->ram_size, ==, 256ULL << 20);
+    cli_options_clear(&cli);
+
+    PARSE_FAILS("-object secret,id=k,format=hex,data=x: format=hex: expected raw or base64",
+                "-object", "secret,id=k,format=hex,data=x");
+    PARSE_FAILS("-object secret,id=k: a secret needs data= or file= (one of them)",
+                "-object", "secret,id=k");
+    PARSE_FAILS("-object secret,data=x: id= is required", "-object", "secret,data=x");
+    PARSE_FAILS("-object secret,id=k,data=x,keyid=k0: keyid= and iv= go together",
+                "-object", "secret,id=k,data=x,keyid=k0");
+    PARSE_FAILS("-object secret,id=k,data=x,loaded=on: secret has no property 'loaded' that "
+                "amber supports", "-object", "secret,id=k,data=x,loaded=on");
+    PARSE_FAILS("-object secret,id=k,data=y: duplicate object id 'k'",
+                "-object", "secret,id=k,data=x", "-object", "secret,id=k,data=y");
+    PARSE_FAILS("-object memory-backend-ram,id=k,size=1M: duplicate object id 'k'",
+                "-object", "secret,id=k,data=x", "-object", "memory-backend-ram,id=k,size=1M");
+}
+
+/* Every parameter query-command-line-options reports is one the parser takes. */
+static void test_query_options(void)
+{
+    static const struct { const char *option, *word, *fmt; } opts[] = {
+        { "machine", "-machine", "pc,%s=%s" }, { "smp-opts", "-smp", "1,%s=%s" },
+        { "memory", "-m", "%s=%s" }, { "accel", "-accel", "%s=%s" },
+        { "name", "-name", "%s=%s" }, { "boot-opts", "-boot", "%s=%s" },
+        { "rtc", "-rtc", "%s=%s" }, { "overcommit", "-overcommit", "%s=%s" },
+        { "msg", "-msg", "%s=%s" }, { "chardev", "-chardev", "socket,id=c,path=/p,%s=%s" },
+        { "mon", "-mon", "chardev=c,%s=%s" },
+        { "device", "-device", "isa-serial,chardev=c,%s=%s" },
+        { "audiodev", "-audiodev", "none,id=a,%s=%s" },
+    };
+    /* A value each parameter takes (the first parameter of a list keys it). */
+    static const struct { const char *name, *val; } vals[] = {
+        { "type", "pc" }, { "memory-backend", "m" }, { "accel", "kvm" }, { "usb", "off" },
+        { "acpi", "off" }, { "vmport", "off" }, { "dump-guest-core", "on" },
+        { "size", "64M" }, { "guest", "g" }, { "debug-threads", "on" }, { "process", "p" },
+        { "strict", "on" }, { "menu", "off" }, { "base", "utc" }, { "clock", "host" },
+        { "driftfix", "none" }, { "mem-lock", "off" }, { "cpu-pm", "off" },
+        { "timestamp", "on" }, { "guest-name", "off" }, { "backend", "socket" },
+        { "id", "x" }, { "path", "/p" }, { "server", "on" }, { "wait", "off" },
+        { "chardev", "c" }, { "mode", "control" }, { "pretty", "off" },
+        { "driver", "none" }, { "index", "0" }, { "cpus", "1" }, { "sockets", "1" },
+        { "dies", "1" }, { "clusters", "1" }, { "cores", "1" }, { "threads", "1" },
+        { "maxcpus", "1" }, { "fd", NULL },
+    };
+    size_t n = 0;
+
+    for (const CliParamList *l; (l = cli_param_list_nth(n)); n++) {
+        const char *word = NULL, *fmt = NULL;
+        for (size_t i = 0; i < G_N_ELEMENTS(opts); i++) {
+            if (!strcmp(opts[i].option, l->option)) {
+                word = opts[i].word;
+                fmt = opts[i].fmt;
+            }
+        }
+        g_assert_nonnull(word);
+        for (size_t j = 0; j < G_N_ELEMENTS(l->params) && l->params[j].name; j++) {
+            const char *name = l->params[j].name, *val = NULL;
+            bool found = false;
+            for (size_t k = 0; k < G_N_ELEMENTS(vals); k++) {
+                if (!strcmp(vals[k].name, name)) {
+                    val = vals[k].val;
+                    found = true;
+                }
+            }
+            g_assert_true(found);
+            if (!val || (!strcmp(name, "driver") && !strcmp(word, "-device")) ||
+                (!strcmp(name, "backend") || !strcmp(name, "id"))) {
+                continue;       /* fd needs a real socket; the list's key is in fmt */
+            }
+            g_autofree char *arg = g_strdup_printf(fmt, name, val);
+            CliOptions cli;
+            const char *extra = !strcmp(word, "-mon") || !strcmp(word, "-device")
+                                ? "-chardev" : NULL;
+            if (!strcmp(name, "memory-backend")) {
+                PARSE_OK(&cli, "-object", "memory-backend-ram,id=m,size=64M", word, arg);
+            } else if (extra) {
+                PARSE_OK(&cli, "-chardev", "null,id=c", word, arg);
+            } else {
+                PARSE_OK(&cli, word, arg);
+            }
+            cli_options_clear(&cli);
+        }
+    }
+    g_assert_cmpuint(n, ==, G_N_ELEMENTS(opts));
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
     g_test_add_func("/cli/defaults", test_defaults);
     g_test_add_func("/cli/memory-size", test_memory_size);
     g_test_add_func("/cli/smp", test_smp);
+    g_test_add_func("/cli/smp-topology", test_smp_topology);
     g_test_add_func("/cli/accel", test_accel);
     g_test_add_func("/cli/backends", test_backends);
     g_test_add_func("/cli/machine", test_machine);
+    g_test_add_func("/cli/machine-types", test_machine_types);
+    g_test_add_func("/cli/qemu-words", test_qemu_words);
+    g_test_add_func("/cli/qemu-refused", test_qemu_refused);
+    g_test_add_func("/cli/chardev-mon", test_chardev_mon);
+    g_test_add_func("/cli/objects", test_objects);
+    g_test_add_func("/cli/query-options", test_query_options);
     g_test_add_func("/cli/chardevs", test_chardevs);
     g_test_add_func("/cli/misc", test_misc);
     return g_test_run();

@@ -3,6 +3,7 @@
  * negotiation, argument checking with QEMU's messages, reply shapes.
  */
 #include <string.h>
+#include <unistd.h>
 #include <glib.h>
 
 #include "../../monitor/monitor-int.h"
@@ -169,7 +170,7 @@ static const Case after_negotiation[] = {
     { "{\"execute\": \"human-monitor-command\", \"arguments\": {\"command-line\": \"frobnicate\"}}",
       "{\"return\": \"unknown command: 'frobnicate'\\r\\n\"}" },
     { "{\"execute\": \"query-version\", \"id\": {\"a\": [\"b\"]}}",
-      "{\"return\": {\"qemu\": {\"major\": 0, \"minor\": 1, \"micro\": 0}, "
+      "{\"return\": {\"qemu\": {\"major\": 7, \"minor\": 2, \"micro\": 0}, "
       "\"package\": \"amber-0.1.0\"}, \"id\": {\"a\": [\"b\"]}}" },
 };
 
@@ -222,6 +223,196 @@ static void test_query_commands(void)
     }
 }
 
+/*
+ * What libvirt's capability probe asks, under -machine none (no guest, no
+ * KVM needed): exact replies where they do not depend on the host.
+ */
+static const struct {
+    const char *request, *reply;
+} probe[] = {
+    { "{\"execute\": \"query-target\"}", "{\"return\": {\"arch\": \"x86_64\"}}" },
+    { "{\"execute\": \"query-status\"}",
+      "{\"return\": {\"running\": false, \"singlestep\": false, \"status\": \"prelaunch\"}}" },
+    { "{\"execute\": \"query-machines\"}",
+      "{\"return\": [{\"name\": \"pc-i440fx-7.2\", \"alias\": \"pc\", \"is-default\": true, "
+      "\"cpu-max\": 8, \"hotpluggable-cpus\": false, \"numa-mem-supported\": false, "
+      "\"deprecated\": false, \"default-cpu-type\": \"host-x86_64-cpu\", "
+      "\"default-ram-id\": \"pc.ram\"}, {\"name\": \"none\", \"cpu-max\": 1, "
+      "\"hotpluggable-cpus\": false, \"numa-mem-supported\": false, \"deprecated\": false}]}" },
+    { "{\"execute\": \"query-tpm-models\"}", "{\"return\": []}" },
+    { "{\"execute\": \"query-tpm-types\"}", "{\"return\": []}" },
+    { "{\"execute\": \"qom-list-types\", \"arguments\": {\"implements\": \"device\"}}",
+      "{\"return\": [{\"name\": \"host-x86_64-cpu\", \"parent\": \"x86_64-cpu\"}, "
+      "{\"name\": \"isa-serial\", \"parent\": \"device\"}, {\"name\": \"i8042\", "
+      "\"parent\": \"device\"}, {\"name\": \"isa-debug-exit\", \"parent\": \"device\"}]}" },
+    { "{\"execute\": \"qom-list-types\", \"arguments\": {\"implements\": \"memory-backend\", "
+      "\"abstract\": true}}",
+      "{\"return\": [{\"name\": \"memory-backend\", \"abstract\": true, \"parent\": "
+      "\"object\"}, {\"name\": \"memory-backend-ram\", \"parent\": \"memory-backend\"}, "
+      "{\"name\": \"memory-backend-memfd\", \"parent\": \"memory-backend\"}, "
+      "{\"name\": \"memory-backend-file\", \"parent\": \"memory-backend\"}]}" },
+    { "{\"execute\": \"qom-list-types\", \"arguments\": {\"implements\": \"nothing\"}}",
+      "{\"return\": []}" },
+    { "{\"execute\": \"device-list-properties\", \"arguments\": {\"typename\": \"isa-serial\"}}",
+      "{\"return\": [{\"name\": \"chardev\", \"type\": \"str\", \"description\": \"the chardev "
+      "COM1 is connected to\"}, {\"name\": \"index\", \"type\": \"uint32\", \"description\": "
+      "\"the port: 0 (COM1) is the only one\"}]}" },
+    { "{\"execute\": \"device-list-properties\", \"arguments\": {\"typename\": \"i8042\"}}",
+      "{\"return\": []}" },
+    /* DeviceNotFound, as QEMU: libvirt reads it as "this emulator has no such device". */
+    { "{\"execute\": \"device-list-properties\", \"arguments\": {\"typename\": "
+      "\"virtio-blk-pci\"}}",
+      "{\"error\": {\"class\": \"DeviceNotFound\", \"desc\": \"Device 'virtio-blk-pci' not "
+      "found\"}}" },
+    { "{\"execute\": \"device-list-properties\", \"arguments\": {\"typename\": "
+      "\"memory-backend-ram\"}}", GENERIC("Parameter 'typename' expects device") },
+    { "{\"execute\": \"device-list-properties\", \"arguments\": {\"typename\": \"x86_64-cpu\"}}",
+      GENERIC("Parameter 'typename' expects a non-abstract device type") },
+    { "{\"execute\": \"qom-list-properties\", \"arguments\": {\"typename\": "
+      "\"memory-backend-memfd\"}}",
+      "{\"return\": [{\"name\": \"size\", \"type\": \"int\", \"description\": \"size of the "
+      "memory region in bytes\"}, {\"name\": \"share\", \"type\": \"bool\", \"description\": "
+      "\"mark the memory as private to QEMU or shared\"}, {\"name\": \"prealloc\", \"type\": "
+      "\"bool\", \"description\": \"preallocate memory\"}, {\"name\": \"hugetlb\", \"type\": "
+      "\"bool\", \"description\": \"use huge pages\"}]}" },
+    { "{\"execute\": \"qom-list-properties\", \"arguments\": {\"typename\": \"pc-q35-7.2-machine\"}}",
+      "{\"error\": {\"class\": \"DeviceNotFound\", \"desc\": \"Class 'pc-q35-7.2-machine' not "
+      "found\"}}" },
+    { "{\"execute\": \"query-command-line-options\", \"arguments\": {\"option\": \"overcommit\"}}",
+      "{\"return\": [{\"option\": \"overcommit\", \"parameters\": [{\"name\": \"mem-lock\", "
+      "\"type\": \"boolean\"}, {\"name\": \"cpu-pm\", \"type\": \"boolean\"}]}]}" },
+    { "{\"execute\": \"query-command-line-options\", \"arguments\": {\"option\": \"sandbox\"}}",
+      GENERIC("invalid option name: sandbox") },
+    { "{\"execute\": \"pmemsave\", \"arguments\": {\"val\": 0, \"size\": 1, \"filename\": \"f\"}}",
+      GENERIC("Machine 'none' runs no guest") },
+};
+
+static void test_probe_replies(void)
+{
+    Amber s = { .machine_none = true, .kvm_allowed = true };
+    bool negotiated = true;
+    bool kvm = access("/dev/kvm", R_OK | W_OK) == 0;
+    char *r;
+
+    for (gsize i = 0; i < G_N_ELEMENTS(probe); i++) {
+        r = run(&s, &negotiated, probe[i].request);
+        g_assert_cmpstr(r, ==, probe[i].reply);
+        g_free(r);
+    }
+    /* As the host really is; with tcg only, -machine none leaves KVM alone. */
+    r = run(&s, &negotiated, "{\"execute\": \"query-kvm\"}");
+    g_assert_cmpstr(r, ==, kvm ? "{\"return\": {\"enabled\": true, \"present\": true}}"
+                               : "{\"return\": {\"enabled\": false, \"present\": false}}");
+    g_free(r);
+    s.kvm_allowed = false;
+    r = run(&s, &negotiated, "{\"execute\": \"query-kvm\"}");
+    g_assert_cmpstr(r, ==, kvm ? "{\"return\": {\"enabled\": false, \"present\": true}}"
+                               : "{\"return\": {\"enabled\": false, \"present\": false}}");
+    g_free(r);
+    r = run(&s, &negotiated, "{\"execute\": \"query-cpu-definitions\"}");
+    g_assert_cmpstr(r, ==, kvm
+        ? "{\"return\": [{\"name\": \"host\", \"migration-safe\": false, \"static\": false, "
+          "\"unavailable-features\": [], \"typename\": \"host-x86_64-cpu\", \"deprecated\": "
+          "false}]}"
+        : "{\"return\": [{\"name\": \"host\", \"migration-safe\": false, \"static\": false, "
+          "\"typename\": \"host-x86_64-cpu\", \"deprecated\": false}]}");
+    g_free(r);
+    r = run(&s, &negotiated, "{\"execute\": \"query-events\"}");
+    for (const char *const *e = (const char *const[]){ "STOP", "RESUME", "SHUTDOWN", "RESET",
+                                                       NULL }; *e; e++) {
+        g_autofree char *item = g_strdup_printf("{\"name\": \"%s\"}", *e);
+        g_assert_nonnull(strstr(r, item));
+    }
+    g_free(r);
+}
+
+/* Look a SchemaInfo up by name in query-qmp-schema's reply. */
+static JsonObject *schema_entry(JsonArray *a, const char *name)
+{
+    for (guint i = 0; i < json_array_get_length(a); i++) {
+        JsonObject *o = json_array_get_object_element(a, i);
+        if (!strcmp(json_object_get_string_member(o, "name"), name)) {
+            return o;
+        }
+    }
+    return NULL;
+}
+
+/* Every name a SchemaInfo refers to must be in the schema too. */
+static void check_refs(JsonArray *a, JsonObject *o)
+{
+    static const char *const refs[] = { "arg-type", "ret-type", "element-type", NULL };
+    const char *meta = json_object_get_string_member(o, "meta-type");
+
+    for (const char *const *k = refs; *k; k++) {
+        if (json_object_has_member(o, *k)) {
+            g_assert_nonnull(schema_entry(a, json_object_get_string_member(o, *k)));
+        }
+    }
+    if (!strcmp(meta, "object")) {
+        JsonArray *m = json_object_get_array_member(o, "members");
+        for (guint j = 0; j < json_array_get_length(m); j++) {
+            JsonObject *mem = json_array_get_object_element(m, j);
+            g_assert_nonnull(schema_entry(a, json_object_get_string_member(mem, "type")));
+        }
+    }
+    if (!strcmp(meta, "command")) {
+        g_assert_true(json_object_has_member(o, "arg-type"));
+        g_assert_true(json_object_has_member(o, "ret-type"));
+    }
+}
+
+static void test_qmp_schema(void)
+{
+    Amber s = { .machine_none = true };
+    bool negotiated = true;
+    g_autofree char *r = run(&s, &negotiated, "{\"execute\": \"query-qmp-schema\"}");
+    g_autoptr(JsonParser) parser = json_parser_new();
+    g_autoptr(GHashTable) names = g_hash_table_new(g_str_hash, g_str_equal);
+    JsonArray *a;
+    JsonObject *o;
+
+    g_assert_true(json_parser_load_from_data(parser, r, -1, NULL));
+    a = json_object_get_array_member(json_node_get_object(json_parser_get_root(parser)),
+                                     "return");
+    for (guint i = 0; i < json_array_get_length(a); i++) {
+        o = json_array_get_object_element(a, i);
+        const char *name = json_object_get_string_member(o, "name");
+        g_assert_true(json_object_has_member(o, "meta-type"));
+        g_assert_false(g_hash_table_contains(names, name));     /* each name once */
+        g_hash_table_add(names, (gpointer)name);
+        check_refs(a, o);
+    }
+    for (const QmpCommand *c = qmp_command_table; c->name; c++) {
+        o = schema_entry(a, c->name);
+        g_assert_nonnull(o);
+        g_assert_cmpstr(json_object_get_string_member(o, "meta-type"), ==, "command");
+    }
+    /* QEMU's shapes, which clients query by path (libvirt: "query-kvm/ret-type/present"). */
+    o = schema_entry(a, "query-kvm");
+    g_assert_cmpstr(json_object_get_string_member(o, "arg-type"), ==, "q_empty");
+    o = schema_entry(a, json_object_get_string_member(o, "ret-type"));
+    g_assert_cmpstr(json_object_get_string_member(o, "meta-type"), ==, "object");
+    o = schema_entry(a, "q_obj_qom-list-types-arg");
+    g_assert_cmpstr(json_object_get_string_member(
+        json_array_get_object_element(json_object_get_array_member(o, "members"), 1),
+        "type"), ==, "bool");
+    g_assert_true(json_object_has_member(
+        json_array_get_object_element(json_object_get_array_member(o, "members"), 1),
+        "default"));
+    o = schema_entry(a, "SysEmuTarget");
+    g_assert_cmpstr(json_object_get_string_member(o, "meta-type"), ==, "enum");
+    g_assert_cmpstr(json_array_get_string_element(json_object_get_array_member(o, "values"),
+                                                  0), ==, "x86_64");
+    o = schema_entry(a, "[MachineInfo]");
+    g_assert_cmpstr(json_object_get_string_member(o, "element-type"), ==, "MachineInfo");
+    o = schema_entry(a, "int");
+    g_assert_cmpstr(json_object_get_string_member(o, "json-type"), ==, "int");
+    g_assert_null(schema_entry(a, "uint64"));   /* every integer type is "int" */
+    o = schema_entry(a, "SHUTDOWN");
+    g_assert_cmpstr(json_object_get_string_member(o, "meta-type"), ==, "event");
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -231,5 +422,7 @@ int main(int argc, char **argv)
     g_test_add_func("/qmp/json-output", test_json_output);
     g_test_add_func("/qmp/dispatch", test_dispatch);
     g_test_add_func("/qmp/query-commands", test_query_commands);
+    g_test_add_func("/qmp/probe-replies", test_probe_replies);
+    g_test_add_func("/qmp/qmp-schema", test_qmp_schema);
     return g_test_run();
 }

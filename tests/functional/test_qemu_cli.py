@@ -1,0 +1,215 @@
+"""QEMU's words as libvirt writes them, and the probe's QMP replies, run for real.
+
+Everything here uses -machine none (no guest, no KVM), so it runs on any
+host: libvirt's probe command line, QMP and HMP on -chardev/-mon (a path, or
+a listening socket passed as a descriptor the way libvirt passes it), and
+refusals of what amber cannot honour.
+"""
+import json
+import os
+import socket
+import subprocess
+import time
+
+import pytest
+
+import vm as vmmod
+from qmp import Qmp
+
+
+def wait_gone(pid, timeout=10):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+    raise AssertionError("amber (pid %d) did not exit" % pid)
+
+
+def test_libvirt_probe_command_line(amber_bin, tmp_path):
+    """libvirt's exact probe line: daemonizes, writes the pid file, serves QMP."""
+    sock, pidfile = str(tmp_path / "qmp.monitor"), str(tmp_path / "qmp.pid")
+    r = vmmod.run(["-S", "-no-user-config", "-nodefaults", "-nographic",
+                   "-machine", "none,accel=kvm:tcg",
+                   "-qmp", "unix:%s,server=on,wait=off" % sock,
+                   "-pidfile", pidfile, "-daemonize"], timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "" and r.stderr == ""
+    pid = int(open(pidfile).read())
+    with Qmp.connect(sock) as c:
+        assert c.greeting["QMP"]["version"]["qemu"] == {"major": 7, "minor": 2, "micro": 0}
+        assert c.greeting["QMP"]["version"]["package"].startswith("amber-")
+        c.negotiate()
+        assert c.ok("query-version") == c.greeting["QMP"]["version"]
+        assert c.ok("query-target") == {"arch": "x86_64"}
+        assert c.ok("query-status")["status"] == "prelaunch"
+        kvm = os.access("/dev/kvm", os.R_OK | os.W_OK)
+        assert c.ok("query-kvm") == {"enabled": kvm, "present": kvm}
+        c.ok("quit")
+    wait_gone(pid)
+    assert not os.path.exists(pidfile)
+
+
+@pytest.fixture
+def none_vm(tmp_path, amber_bin):
+    """Factory: an amber -machine none with extra args; quit and checked at teardown."""
+    vms = []
+
+    def make(args, pass_fds=()):
+        out = open(str(tmp_path / ("out%d.log" % len(vms))), "w+")
+        p = subprocess.Popen([amber_bin, "-machine", "none"] + list(args),
+                             stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                             pass_fds=pass_fds)
+        vms.append((p, out))
+        return p
+
+    yield make
+    for p, out in vms:
+        if p.poll() is None:
+            p.kill()
+        p.wait(timeout=10)
+        out.seek(0)
+        vmmod.no_sanitizer_report(out.read())
+        out.close()
+
+
+def listening_socket(path):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.bind(path)
+    s.listen(1)
+    return s
+
+
+def test_qmp_on_passed_listening_fd(none_vm, tmp_path):
+    """libvirt's monitor: it binds and listens, amber gets the descriptor."""
+    path = str(tmp_path / "monitor.sock")
+    ls = listening_socket(path)
+    fd = ls.fileno()
+    p = none_vm(["-S", "-no-user-config", "-nodefaults", "-nographic",
+                 "-name", "guest=demo,debug-threads=on",
+                 "-object", "secret,id=masterKey0,format=raw,file=%s" % (tmp_path / "key"),
+                 "-uuid", "c7a5fdbd-edaf-9455-926a-d65c16db1809",
+                 "-chardev", "socket,id=charmonitor,fd=%d,server=on,wait=off" % fd,
+                 "-mon", "chardev=charmonitor,id=monitor,mode=control",
+                 "-rtc", "base=utc", "-no-shutdown", "-boot", "strict=on",
+                 "-msg", "timestamp=on", "-overcommit", "mem-lock=off",
+                 "-audiodev", '{"id":"audio1","driver":"none"}', "-display", "none"],
+                pass_fds=(fd,))
+    ls.close()              # amber holds its own copy now
+    with Qmp.connect(path) as c:
+        c.negotiate()
+        assert c.ok("query-name") == {"name": "demo"}
+        assert c.ok("query-target") == {"arch": "x86_64"}
+        e = c.error("pmemsave", {"val": 0, "size": 1, "filename": str(tmp_path / "x")})
+        assert e == {"class": "GenericError", "desc": "Machine 'none' runs no guest"}
+        c.ok("quit")
+    assert p.wait(timeout=10) == 0
+
+
+def test_hmp_on_chardev_path(none_vm, tmp_path):
+    path = str(tmp_path / "hmp.sock")
+    p = none_vm(["-chardev", "socket,id=h,path=%s,server=on,wait=off" % path,
+                 "-mon", "chardev=h,mode=readline"])
+    deadline = time.monotonic() + 10
+    while not os.path.exists(path) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(path)
+    s.settimeout(10)
+    s.sendall(b"info status\ninfo version\nq\n")
+    got = b""
+    while True:
+        chunk = s.recv(4096)
+        if not chunk:
+            break
+        got += chunk
+    text = got.decode()
+    assert "VM status: paused (prelaunch)" in text
+    assert "7.2.0 (amber-" in text
+    assert p.wait(timeout=10) == 0
+
+
+def test_probe_replies_over_the_wire(none_vm, tmp_path):
+    path = str(tmp_path / "qmp.sock")
+    none_vm(["-qmp", "unix:%s,server=on,wait=off" % path])
+    with Qmp.connect(path) as c:
+        c.negotiate()
+        machines = {m["name"]: m for m in c.ok("query-machines")}
+        assert set(machines) == {"pc-i440fx-7.2", "none"}
+        assert machines["pc-i440fx-7.2"]["alias"] == "pc"
+        assert machines["pc-i440fx-7.2"]["is-default"] is True
+        assert machines["pc-i440fx-7.2"]["cpu-max"] == 8
+        assert [d["name"] for d in c.ok("query-cpu-definitions")] == ["host"]
+        assert c.ok("query-tpm-models") == [] and c.ok("query-tpm-types") == []
+        types = {t["name"] for t in c.ok("qom-list-types")}
+        assert {"isa-serial", "kvm-accel", "memory-backend-memfd", "secret",
+                "none-machine", "pc-i440fx-7.2-machine"} <= types
+        assert "tcg-accel" not in types         # amber cannot run a guest without KVM
+        e = c.error("device-list-properties", {"typename": "virtio-net-pci"})
+        assert e["class"] == "DeviceNotFound"
+        opts = {o["option"]: {p["name"] for p in o["parameters"]}
+                for o in c.ok("query-command-line-options")}
+        assert opts["overcommit"] == {"mem-lock", "cpu-pm"}
+        assert "sandbox" not in opts
+        schema = c.ok("query-qmp-schema")
+        names = {e["name"] for e in schema}
+        assert {c_["name"] for c_ in c.ok("query-commands")} <= names
+        assert {e_["name"] for e_ in c.ok("query-events")} <= names
+        c.ok("quit")
+
+
+REFUSED = [
+    (["-usb"], "amber: -usb: amber's machine has no USB controller"),
+    (["-machine", "pc,usb=on"], "amber: -machine pc,usb=on: usb=on: amber's machine has no "
+     "USB controller"),
+    (["-machine", "q35"], "amber: -machine q35: unsupported machine type 'q35'"),
+    (["-machine", "pc,accel=tcg"], "amber: -machine accel=tcg: amber runs guests on kvm only"),
+    (["-cpu", "Skylake-Client"], "amber: -cpu Skylake-Client: amber's vCPUs are the host's CPU"),
+    (["-smp", "4,sockets=1,cores=4,threads=1"],
+     "amber: -smp 4,sockets=1,cores=4,threads=1: amber gives every vCPU a socket of its own"),
+    (["-smp", "2,maxcpus=8"], "amber: -smp 2,maxcpus=8: maxcpus=8: amber cannot hot-plug"),
+    (["-overcommit", "mem-lock=on"], "amber: -overcommit mem-lock=on: mem-lock=on: amber does "
+     "not lock guest memory"),
+    (["-rtc", "base=localtime"], "amber: -rtc base=localtime: base=localtime: amber's machine "
+     "has no RTC"),
+    (["-device", '{"driver":"piix3-usb-uhci","id":"usb","bus":"pci.0","addr":"0x1.0x2"}'],
+     "amber: -device {\"driver\":\"piix3-usb-uhci\",\"id\":\"usb\",\"bus\":\"pci.0\","
+     "\"addr\":\"0x1.0x2\"}: amber's machine has no device 'piix3-usb-uhci'"),
+    (["-chardev", "pty,id=charserial0"], "amber: -chardev pty,id=charserial0: amber has no "
+     "'pty' chardev backend"),
+    (["-audiodev", "pa,id=audio1"], "amber: -audiodev pa,id=audio1: amber's machine has no "
+     "sound device"),
+    (["-display", "vnc=:0"], "amber: -display vnc=:0: amber has no display"),
+    (["-mon", "chardev=nope,mode=control"], "amber: -mon chardev=nope,mode=control: no "
+     "-chardev with id 'nope'"),
+    (["-uuid", "12345"], "amber: -uuid 12345: not a UUID"),
+    (["-machine", "none", "-incoming", "defer"], "amber: -incoming needs a guest: -machine "
+     "none has none"),
+]
+
+
+@pytest.mark.parametrize("args,message", REFUSED, ids=[" ".join(a) for a, _ in REFUSED])
+def test_refused(amber_bin, tmp_path, args, message):
+    r = vmmod.run(args, timeout=10, cwd=str(tmp_path))
+    assert r.returncode == 1, r.stderr
+    assert len(r.stderr.splitlines()) == 1, r.stderr
+    assert r.stderr.startswith(message), r.stderr
+    vmmod.no_sanitizer_report(r.stderr)
+
+
+def test_passed_fd_must_be_listening(amber_bin, tmp_path):
+    """A descriptor that is not a listening socket is refused before anything runs."""
+    a, b = socket.socketpair()
+    fd = a.fileno()
+    r = subprocess.run([amber_bin, "-machine", "none", "-chardev",
+                        "socket,id=m,fd=%d,server=on,wait=off" % fd,
+                        "-mon", "chardev=m,mode=control"],
+                       capture_output=True, text=True, timeout=10, pass_fds=(fd,))
+    a.close()
+    b.close()
+    assert r.returncode == 1
+    assert r.stderr.splitlines() == [
+        "amber: -chardev socket,id=m,fd=%d,server=on,wait=off: fd=%d: socket %d is not "
+        "listening (server=on needs a listening socket)" % (fd, fd, fd)], r.stderr
