@@ -67,7 +67,7 @@ static void hmp_migrate(Hmp *h, int argc, char **argv)
         hmp_printf(h, "Usage: migrate [-d] [-r] URI\n");
         return;
     }
-    qmp_migrate(s, uri, true, detach, true, resume, &err);
+    qmp_migrate(s, uri, false, false, false, false, true, detach, true, resume, &err);
     /* A resume goes on in the background, as the migration it resumes. */
     if (hmp_handle_error(h, err) || detach || resume) {
         return;
@@ -151,6 +151,8 @@ typedef enum HmpParamKind {
     HMP_PARAM_SIZE,         /* bytes, with a suffix (K, M, G...) as QEMU takes */
     HMP_PARAM_NUMBER,       /* a plain number */
     HMP_PARAM_BOOL,
+    HMP_PARAM_STR,
+    HMP_PARAM_COMPRESSION,  /* a MultiFDCompression */
 } HmpParamKind;
 
 typedef struct HmpParam {
@@ -181,6 +183,32 @@ static const HmpParam hmp_params[] = {
     HMP_PARAM("max-postcopy-bandwidth", max_postcopy_bandwidth, HMP_PARAM_SIZE,
               "bytes/second", "(no limit)"),
     HMP_PARAM("multifd-channels", multifd_channels, HMP_PARAM_NUMBER, NULL, NULL),
+    /* QEMU's, which amber keeps (announce-*, block-incremental) or only lists. */
+    HMP_PARAM("announce-initial", announce_initial, HMP_PARAM_NUMBER, "ms", NULL),
+    HMP_PARAM("announce-max", announce_max, HMP_PARAM_NUMBER, "ms", NULL),
+    HMP_PARAM("announce-rounds", announce_rounds, HMP_PARAM_NUMBER, NULL, NULL),
+    HMP_PARAM("announce-step", announce_step, HMP_PARAM_NUMBER, "ms", NULL),
+    HMP_PARAM("block-incremental", block_incremental, HMP_PARAM_BOOL, NULL, NULL),
+    HMP_PARAM("compress-level", compress_level, HMP_PARAM_NUMBER, NULL, NULL),
+    HMP_PARAM("compress-threads", compress_threads, HMP_PARAM_NUMBER, NULL, NULL),
+    HMP_PARAM("compress-wait-thread", compress_wait_thread, HMP_PARAM_BOOL, NULL, NULL),
+    HMP_PARAM("decompress-threads", decompress_threads, HMP_PARAM_NUMBER, NULL, NULL),
+    HMP_PARAM("throttle-trigger-threshold", throttle_trigger_threshold, HMP_PARAM_NUMBER,
+              NULL, NULL),
+    HMP_PARAM("cpu-throttle-initial", cpu_throttle_initial, HMP_PARAM_NUMBER, NULL, NULL),
+    HMP_PARAM("cpu-throttle-increment", cpu_throttle_increment, HMP_PARAM_NUMBER, NULL,
+              NULL),
+    HMP_PARAM("cpu-throttle-tailslow", cpu_throttle_tailslow, HMP_PARAM_BOOL, NULL, NULL),
+    HMP_PARAM("max-cpu-throttle", max_cpu_throttle, HMP_PARAM_NUMBER, NULL, NULL),
+    HMP_PARAM("tls-creds", tls_creds, HMP_PARAM_STR, NULL, NULL),
+    HMP_PARAM("tls-hostname", tls_hostname, HMP_PARAM_STR, NULL, NULL),
+    HMP_PARAM("tls-authz", tls_authz, HMP_PARAM_STR, NULL, NULL),
+    HMP_PARAM("x-checkpoint-delay", x_checkpoint_delay, HMP_PARAM_NUMBER, "ms", NULL),
+    HMP_PARAM("xbzrle-cache-size", xbzrle_cache_size, HMP_PARAM_SIZE, "bytes", NULL),
+    HMP_PARAM("multifd-compression", multifd_compression, HMP_PARAM_COMPRESSION, NULL,
+              NULL),
+    HMP_PARAM("multifd-zlib-level", multifd_zlib_level, HMP_PARAM_NUMBER, NULL, NULL),
+    HMP_PARAM("multifd-zstd-level", multifd_zstd_level, HMP_PARAM_NUMBER, NULL, NULL),
 };
 
 static const HmpParam *find_param(const char *name)
@@ -231,6 +259,23 @@ static bool parse_param(Hmp *h, const HmpParam *hp, const char *word,
         }
         *(uint64_t *)(base + hp->set_off) = v;
         break;
+    case HMP_PARAM_STR:
+        /* The caller's word outlives the call that reads it. */
+        *(const char **)(base + hp->set_off) = word;
+        break;
+    case HMP_PARAM_COMPRESSION:
+        for (v = 0; v < MULTI_FD_COMPRESSION__MAX; v++) {
+            if (!strcmp(word, MultiFDCompression_str(v))) {
+                break;
+            }
+        }
+        if (v == MULTI_FD_COMPRESSION__MAX) {
+            hmp_printf(h, "Error: '%s' is not a multifd compression (none, zlib, zstd)\n",
+                       word);
+            return false;
+        }
+        *(MultiFDCompression *)(base + hp->set_off) = v;
+        break;
     }
     *(bool *)(base + hp->has_off) = true;
     return true;
@@ -251,15 +296,7 @@ static void hmp_migrate_set_parameter(Hmp *h, int argc, char **argv)
     if (!parse_param(h, hp, argv[2], &p)) {
         return;
     }
-    qmp_migrate_set_parameters(hmp_amber(h), p.has_max_bandwidth, p.max_bandwidth,
-                               p.has_downtime_limit, p.downtime_limit,
-                               p.has_x_background_snapshot_pool_size,
-                               p.x_background_snapshot_pool_size,
-                               p.has_x_background_snapshot_chunk_size,
-                               p.x_background_snapshot_chunk_size,
-                               p.has_direct_io, p.direct_io,
-                               p.has_max_postcopy_bandwidth, p.max_postcopy_bandwidth,
-                               p.has_multifd_channels, p.multifd_channels, &err);
+    qmp_migrate_set_parameters(hmp_amber(h), &p, &err);
     hmp_handle_error(h, err);
 }
 
@@ -289,6 +326,16 @@ static void hmp_info_migrate_parameters(Hmp *h, int argc, char **argv)
                        *(const bool *)(base + hp->get_off) ? "on" : "off");
             continue;
         }
+        if (hp->kind == HMP_PARAM_STR) {
+            hmp_printf(h, "%s: '%s'\n", hp->name, *(char *const *)(base + hp->get_off));
+            continue;
+        }
+        if (hp->kind == HMP_PARAM_COMPRESSION) {
+            hmp_printf(h, "%s: %s\n", hp->name,
+                       MultiFDCompression_str(*(const MultiFDCompression *)(base +
+                                                                             hp->get_off)));
+            continue;
+        }
         v = *(const uint64_t *)(base + hp->get_off);
         hmp_printf(h, "%s: %" PRIu64 "%s%s%s%s\n", hp->name, v, hp->unit ? " " : "",
                    hp->unit ? hp->unit : "",
@@ -309,7 +356,7 @@ static void print_ram(Hmp *h, const MigrationStats *r)
     hmp_printf(h, "normal: %" PRId64 " pages\n", r->normal);
     hmp_printf(h, "normal bytes: %" PRId64 " kbytes\n", r->normal_bytes >> 10);
     hmp_printf(h, "dirty sync count: %" PRId64 "\n", r->dirty_sync_count);
-    if (r->has_dirty_pages_rate) {
+    if (r->dirty_pages_rate) {
         hmp_printf(h, "dirty pages rate: %" PRId64 " pages\n", r->dirty_pages_rate);
     }
     hmp_printf(h, "page size: %" PRId64 " kbytes\n", r->page_size >> 10);

@@ -47,6 +47,7 @@ struct MigrationState {
     struct Precopy *precopy;    /* live migration (savers/precopy.c), or NULL */
     struct PostcopySource *postcopy; /* with postcopy-ram (postcopy/source.c), or NULL */
     struct MappedRamWriter *mapped; /* mapped-ram: where the pages go, or NULL */
+    bool mapped_save;           /* this migration was started with mapped-ram */
 
     MigrationIncoming *incoming;
 };

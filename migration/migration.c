@@ -620,8 +620,8 @@ static bool open_early(MigrationState *ms, const char *uri, Channel **ch, Error 
     return true;
 }
 
-void qmp_migrate(Amber *s, const char *uri, bool has_detach, bool detach,
-                 bool has_resume, bool resume, Error **errp)
+void qmp_migrate(Amber *s, const char *uri, bool has_blk, bool blk, bool has_inc, bool inc,
+                 bool has_detach, bool detach, bool has_resume, bool resume, Error **errp)
 {
     MigrationState *ms = migration_state(s);
     Channel *ch = NULL;
@@ -662,6 +662,8 @@ void qmp_migrate(Amber *s, const char *uri, bool has_detach, bool detach,
     ms->ch = ch;
     ms->uri = g_strdup(uri);
     ms->ram = ram_saver_new(machine_ram(s->machine));
+    /* Set here, before the thread: query-migrate reads it after the writer is gone. */
+    ms->mapped_save = migrate_mapped_ram(&ms->opts);
     bg_migration_prepare(ms);
     precopy_prepare(ms);
     postcopy_source_prepare(ms);
@@ -745,6 +747,8 @@ static MigrationStats *ram_stats(MigrationState *ms, int64_t now)
     }
     st->precopy_bytes = at_stop ? at_stop : bytes;
     st->downtime_bytes = at_stop ? bytes - at_stop : 0;
+    /* mapped-ram: every data page goes through the writing threads. */
+    st->multifd_bytes = ms->mapped_save ? st->normal_bytes : 0;
     return st;
 }
 

@@ -77,11 +77,15 @@ void migrate_options_init(MigrationOptions *o)
         .multifd_channels = MAPPED_RAM_DEFAULT_THREADS,
         .bg_chunk_size = MIGRATE_DEFAULT_BG_CHUNK_SIZE,
     };
+    migrate_compat_params_init(o);
 }
 
 bool migrate_caps_check(const bool caps[MIGRATION_CAPABILITY__MAX], Machine *m,
                         Error **errp)
 {
+    if (!migrate_compat_caps_check(caps, errp)) {
+        return false;
+    }
     for (size_t i = 0; i < G_N_ELEMENTS(cap_rules); i++) {
         const CapRule *r = &cap_rules[i];
 
@@ -159,71 +163,65 @@ MigrationCapabilityStatusList *qmp_query_migrate_capabilities(Amber *s, Error **
 
 /* ---- parameters -------------------------------------------------------------- */
 
-void qmp_migrate_set_parameters(Amber *s, bool has_max_bandwidth, uint64_t max_bandwidth,
-                                bool has_downtime_limit, uint64_t downtime_limit,
-                                bool has_x_background_snapshot_pool_size,
-                                uint64_t x_background_snapshot_pool_size,
-                                bool has_x_background_snapshot_chunk_size,
-                                uint64_t x_background_snapshot_chunk_size,
-                                bool has_direct_io, bool direct_io,
-                                bool has_max_postcopy_bandwidth,
-                                uint64_t max_postcopy_bandwidth,
-                                bool has_multifd_channels, uint64_t multifd_channels,
-                                Error **errp)
+void qmp_migrate_set_parameters(Amber *s, const MigrateSetParameters *p, Error **errp)
 {
     MigrationState *ms = migration_state(s);
 
     /* Check everything before changing anything. */
-    if (has_downtime_limit && downtime_limit > MIGRATE_MAX_DOWNTIME_LIMIT) {
+    if (p->has_downtime_limit && p->downtime_limit > MIGRATE_MAX_DOWNTIME_LIMIT) {
         error_setg(errp, "Parameter 'downtime-limit' expects an integer in the range of "
                    "0 to %d milliseconds", MIGRATE_MAX_DOWNTIME_LIMIT);
         return;
     }
-    if (has_max_bandwidth && max_bandwidth > INT64_MAX) {
+    if (p->has_max_bandwidth && p->max_bandwidth > INT64_MAX) {
         error_setg(errp, "Parameter 'max-bandwidth' expects an integer in the range of "
                    "0 to %" PRId64 " bytes/second", INT64_MAX);
         return;
     }
-    if (has_max_postcopy_bandwidth && max_postcopy_bandwidth > INT64_MAX) {
+    if (p->has_max_postcopy_bandwidth && p->max_postcopy_bandwidth > INT64_MAX) {
         error_setg(errp, "Parameter 'max-postcopy-bandwidth' expects an integer in the "
                    "range of 0 to %" PRId64 " bytes/second", INT64_MAX);
         return;
     }
-    if (has_multifd_channels &&
-        (multifd_channels < 1 || multifd_channels > MAPPED_RAM_MAX_THREADS)) {
+    if (p->has_multifd_channels &&
+        (p->multifd_channels < 1 || p->multifd_channels > MAPPED_RAM_MAX_THREADS)) {
         error_setg(errp, "Parameter 'multifd-channels' expects a value between 1 and %d",
                    MAPPED_RAM_MAX_THREADS);
         return;
     }
     if (!bg_migration_check_params(
-            has_x_background_snapshot_pool_size ? &x_background_snapshot_pool_size : NULL,
-            has_x_background_snapshot_chunk_size ? &x_background_snapshot_chunk_size : NULL,
-            errp)) {
+            p->has_x_background_snapshot_pool_size ? &p->x_background_snapshot_pool_size
+                                                   : NULL,
+            p->has_x_background_snapshot_chunk_size ? &p->x_background_snapshot_chunk_size
+                                                    : NULL,
+            errp) ||
+        !migrate_compat_params_check(p, errp)) {
         return;
     }
-    if (has_x_background_snapshot_pool_size) {
-        ms->opts.bg_pool_size = x_background_snapshot_pool_size;
+    migrate_compat_params_apply(&ms->opts, p);
+    if (p->has_x_background_snapshot_pool_size) {
+        ms->opts.bg_pool_size = p->x_background_snapshot_pool_size;
     }
-    if (has_x_background_snapshot_chunk_size) {
-        ms->opts.bg_chunk_size = x_background_snapshot_chunk_size;
+    if (p->has_x_background_snapshot_chunk_size) {
+        ms->opts.bg_chunk_size = p->x_background_snapshot_chunk_size;
     }
-    if (has_downtime_limit) {
-        ms->opts.downtime_limit = downtime_limit;
+    if (p->has_downtime_limit) {
+        ms->opts.downtime_limit = p->downtime_limit;
     }
-    if (has_direct_io) {
-        ms->opts.direct_io = direct_io;
+    if (p->has_direct_io) {
+        ms->opts.direct_io = p->direct_io;
     }
-    if (has_multifd_channels) {
-        ms->opts.multifd_channels = multifd_channels;
+    if (p->has_multifd_channels) {
+        ms->opts.multifd_channels = p->multifd_channels;
     }
-    if (has_max_postcopy_bandwidth) {
+    if (p->has_max_postcopy_bandwidth) {
         /* Read by the postcopy phase as it starts and before each wait. */
-        __atomic_store_n(&ms->opts.max_postcopy_bandwidth, max_postcopy_bandwidth,
+        __atomic_store_n(&ms->opts.max_postcopy_bandwidth, p->max_postcopy_bandwidth,
                          __ATOMIC_RELAXED);
     }
-    if (has_max_bandwidth) {
+    if (p->has_max_bandwidth) {
         /* A running migration reads it before each wait (migration_apply_rate_limit). */
-        __atomic_store_n(&ms->opts.max_bandwidth, max_bandwidth, __ATOMIC_RELAXED);
+        __atomic_store_n(&ms->opts.max_bandwidth, p->max_bandwidth, __ATOMIC_RELAXED);
     }
 }
 
@@ -239,5 +237,6 @@ MigrationParameters *qmp_query_migrate_parameters(Amber *s, Error **errp)
     p->direct_io = ms->opts.direct_io;
     p->max_postcopy_bandwidth = ms->opts.max_postcopy_bandwidth;
     p->multifd_channels = ms->opts.multifd_channels;
+    migrate_compat_params_fill(&ms->opts, p);
     return p;
 }

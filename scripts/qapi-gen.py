@@ -313,6 +313,11 @@ class Schema:
             defn["returns"] = expr.get("returns")
             data = expr.get("data", {})
             defn["arg_struct"] = data if isinstance(data, str) else None
+            # 'boxed': the handler takes the argument struct whole (many members).
+            defn["boxed"] = expr.get("boxed", False)
+            if defn["boxed"] and not isinstance(data, str):
+                raise SchemaError("%s: command '%s' is boxed: its data must name a struct"
+                                  % (info, name))
             if isinstance(data, str):
                 defn["members"] = "struct:" + data
             else:
@@ -496,12 +501,13 @@ class CGen:
         """Named structs plus the implicit argument structs of commands and events."""
         out = list(self.s.structs.values())
         for c in self.s.commands + self.s.events:
-            if c["members"]:
+            if c["members"] and not c.get("boxed"):
                 out.append({"name": self.arg_struct(c), "members": c["members"]})
         return out
 
     def arg_struct(self, d):
-        return "q_obj_%s_arg" % c_name(d["name"])
+        # A boxed command's arguments are its named struct itself.
+        return d["arg_struct"] if d.get("boxed") else "q_obj_%s_arg" % c_name(d["name"])
 
     def types_c(self):
         s = self.s
@@ -692,7 +698,9 @@ class CGen:
         if not ret.endswith("*") and not ret.endswith(" "):
             ret += " "
         params = ["Amber *s"]
-        for m in c["members"]:
+        if c["boxed"]:
+            params.append("const %s *arg" % self.arg_struct(c))
+        for m in [] if c["boxed"] else c["members"]:
             if m.optional:
                 params.append("bool has_%s" % m.cname)
             t = s.ctype(m.typ, const=True)
@@ -728,8 +736,8 @@ class CGen:
                 out.append("    static const char *const known[] = { NULL };\n\n")
                 out.append("    if (!qapi_check_unexpected(args, NULL, known, &err)) {\n")
                 out.append("        goto out;\n    }\n")
-            argv = ["s"]
-            for m in c["members"]:
+            argv = ["s", "arg"] if c["boxed"] else ["s"]
+            for m in [] if c["boxed"] else c["members"]:
                 if m.optional:
                     argv.append("arg->has_%s" % m.cname)
                 argv.append("arg->" + m.cname)

@@ -40,9 +40,24 @@ typedef struct MigrationOptions {
     bool direct_io;                 /* direct-io: file: with O_DIRECT */
     uint64_t max_postcopy_bandwidth; /* bytes/s of the postcopy push, 0 = unlimited */
     int multifd_channels;           /* mapped-ram's writing and reading threads */
+    /* QEMU's, kept and reported (options-compat.c): of hardware amber has not */
+    uint64_t announce_initial, announce_max, announce_rounds, announce_step;
+    bool block_incremental;
 } MigrationOptions;
 
 void migrate_options_init(MigrationOptions *o);
+
+/*
+ * QEMU 7.2's parameters and capabilities amber lists without implementing
+ * them (migration/options-compat.c): the check refuses a value other than
+ * the one that changes nothing, naming it; apply and fill keep and report
+ * the rest.
+ */
+bool migrate_compat_params_check(const MigrateSetParameters *p, Error **errp);
+void migrate_compat_params_apply(MigrationOptions *o, const MigrateSetParameters *p);
+void migrate_compat_params_init(MigrationOptions *o);
+void migrate_compat_params_fill(const MigrationOptions *o, MigrationParameters *out);
+bool migrate_compat_caps_check(const bool caps[MIGRATION_CAPABILITY__MAX], Error **errp);
 
 /*
  * Whether the capability set `caps` can be used on machine m (may be

@@ -404,7 +404,6 @@ void precopy_info(MigrationState *ms, MigrationInfo *info)
     /* Pages go out more than once: what is left is what the log has marked. */
     d = __atomic_load_n(&pc->dirty, __ATOMIC_ACQUIRE);
     st->remaining = d ? ram_dirty_pending(d) * RAM_PAGE_SIZE : st->total;
-    st->has_dirty_pages_rate = true;
     st->dirty_pages_rate = stat_get(&pc->dirty_rate);
     if (info->has_expected_downtime) {
         info->expected_downtime = stat_get(&pc->expected_downtime);

@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from migrate_compat import COMPAT_HMP, COMPAT_HMP_NAMES, DEFAULT_PARAMS, caps, caps_hmp
 from qmp import Qmp
 
 MEM = "64"
@@ -71,30 +72,16 @@ def assert_running_again(vm, c):
 
 # ---- capabilities and parameters ------------------------------------------------
 
-# The background snapshot's and postcopy's capabilities and parameters, at
-# their defaults.
-BGS_CAP = [{"capability": "background-snapshot", "state": False},
-           {"capability": "postcopy-ram", "state": False},
-           {"capability": "postcopy-blocktime", "state": False},
-           {"capability": "postcopy-preempt", "state": False},
-           {"capability": "mapped-ram", "state": False},
-           {"capability": "x-zero-copy-restore", "state": False},
-           {"capability": "x-checksum", "state": False}]
-BGS_PARAMS = {"x-background-snapshot-pool-size": 0,
-              "x-background-snapshot-chunk-size": 2 << 20, "direct-io": False,
-              "max-postcopy-bandwidth": 0, "multifd-channels": 2}
+# Every capability and parameter, at their defaults: migrate_compat.py.
 
 def test_capabilities_round_trip(vmq):
     vm, c = vmq
-    assert c.ok("query-migrate-capabilities") == [{"capability": "events", "state": False}] + BGS_CAP
+    assert c.ok("query-migrate-capabilities") == caps()
     events_on(c)
-    assert c.ok("query-migrate-capabilities") == [{"capability": "events", "state": True}] + BGS_CAP
-    assert hmp(c, "info migrate_capabilities") == (
-        "events: on\r\nbackground-snapshot: off\r\npostcopy-ram: off\r\n"
-        "postcopy-blocktime: off\r\npostcopy-preempt: off\r\nmapped-ram: off\r\n"
-        "x-zero-copy-restore: off\r\nx-checksum: off\r\n")
+    assert c.ok("query-migrate-capabilities") == caps(["events"])
+    assert hmp(c, "info migrate_capabilities") == caps_hmp(["events"])
     assert hmp(c, "migrate_set_capability events off") == ""
-    assert c.ok("query-migrate-capabilities") == [{"capability": "events", "state": False}] + BGS_CAP
+    assert c.ok("query-migrate-capabilities") == caps()
 
 
 @pytest.mark.parametrize("caps,desc", [
@@ -110,7 +97,7 @@ def test_capabilities_bad(vmq, caps, desc):
     e = c.error("migrate-set-capabilities", {"capabilities": caps})
     assert e["class"] == "GenericError"
     assert e["desc"] == desc
-    assert c.ok("query-migrate-capabilities") == [{"capability": "events", "state": False}] + BGS_CAP
+    assert c.ok("query-migrate-capabilities") == caps()
 
 
 def test_capabilities_hmp_bad(vmq):
@@ -122,25 +109,25 @@ def test_capabilities_hmp_bad(vmq):
 
 def test_parameters_round_trip(vmq):
     vm, c = vmq
-    assert c.ok("query-migrate-parameters") == dict({"max-bandwidth": 0, "downtime-limit": 300}, **BGS_PARAMS)
+    assert c.ok("query-migrate-parameters") == DEFAULT_PARAMS
     c.ok("migrate-set-parameters", {"max-bandwidth": 1 << 20, "downtime-limit": 50})
-    assert c.ok("query-migrate-parameters") == dict({"max-bandwidth": 1 << 20,
-                                                "downtime-limit": 50}, **BGS_PARAMS)
+    assert c.ok("query-migrate-parameters") == dict(DEFAULT_PARAMS, **{"max-bandwidth": 1 << 20,
+                                                          "downtime-limit": 50})
     # Only what is given changes.
     c.ok("migrate-set-parameters", {"downtime-limit": 2000000})
-    assert c.ok("query-migrate-parameters") == dict({"max-bandwidth": 1 << 20,
-                                                "downtime-limit": 2000000}, **BGS_PARAMS)
+    assert c.ok("query-migrate-parameters") == dict(DEFAULT_PARAMS, **{"max-bandwidth": 1 << 20,
+                                                          "downtime-limit": 2000000})
     assert hmp(c, "migrate_set_parameter max-bandwidth 64M") == ""
     assert hmp(c, "migrate_set_parameter downtime-limit 120") == ""
-    assert c.ok("query-migrate-parameters") == dict({"max-bandwidth": 64 << 20,
-                                                "downtime-limit": 120}, **BGS_PARAMS)
+    assert c.ok("query-migrate-parameters") == dict(DEFAULT_PARAMS, **{"max-bandwidth": 64 << 20,
+                                                          "downtime-limit": 120})
     assert hmp(c, "info migrate_parameters") == (
         "max-bandwidth: 67108864 bytes/second\r\ndowntime-limit: 120 ms\r\n"
         "x-background-snapshot-pool-size: 0 bytes (automatic)\r\n"
         "x-background-snapshot-chunk-size: 2097152 bytes\r\n"
         "direct-io: off\r\n"
         "max-postcopy-bandwidth: 0 bytes/second (no limit)\r\n"
-        "multifd-channels: 2\r\n")
+        "multifd-channels: 2\r\n" + COMPAT_HMP)
 
 
 def test_hmp_parameter_words(vmq):
@@ -151,7 +138,7 @@ def test_hmp_parameter_words(vmq):
              hmp(c, "info migrate_parameters").splitlines()]
     assert shown == ["max-bandwidth", "downtime-limit", "x-background-snapshot-pool-size",
                      "x-background-snapshot-chunk-size", "direct-io",
-                     "max-postcopy-bandwidth", "multifd-channels"]
+                     "max-postcopy-bandwidth", "multifd-channels"] + COMPAT_HMP_NAMES
     out = hmp(c, "migrate_set_parameter no-such-thing 1")
     assert out == "Error: Invalid parameter 'no-such-thing' (known: %s)\r\n" % ", ".join(shown)
     assert hmp(c, "migrate_set_parameter x-background-snapshot-chunk-size 64K") == ""
@@ -189,7 +176,7 @@ def test_parameters_bad(vmq, args, desc):
     e = c.error("migrate-set-parameters", args)
     assert e["desc"].startswith(desc), e
     # All or nothing: the valid max-bandwidth next to a bad value is not applied.
-    assert c.ok("query-migrate-parameters") == dict({"max-bandwidth": 0, "downtime-limit": 300}, **BGS_PARAMS)
+    assert c.ok("query-migrate-parameters") == DEFAULT_PARAMS
 
 
 def test_parameters_hmp_bad(vmq):
@@ -197,7 +184,7 @@ def test_parameters_hmp_bad(vmq):
     assert "Invalid parameter 'speed'" in hmp(c, "migrate_set_parameter speed 1")
     assert hmp(c, "migrate_set_parameter max-bandwidth lots").startswith("Error: ")
     assert "must be a number" in hmp(c, "migrate_set_parameter downtime-limit x")
-    assert c.ok("query-migrate-parameters") == dict({"max-bandwidth": 0, "downtime-limit": 300}, **BGS_PARAMS)
+    assert c.ok("query-migrate-parameters") == DEFAULT_PARAMS
 
 
 # ---- migrate: errors that leave the VM alone ---------------------------------------
@@ -258,8 +245,11 @@ def test_migrate_file_completes(vmq, tmp_path):
     assert set(ram) == {"transferred", "remaining", "total", "duplicate", "normal",
                         "normal-bytes", "mbps", "dirty-sync-count", "page-size",
                         "pages-per-second", "precopy-bytes", "downtime-bytes",
-                        "postcopy-requests", "postcopy-bytes"}
+                        "postcopy-requests", "postcopy-bytes", "dirty-pages-rate",
+                        "skipped", "multifd-bytes", "dirty-sync-missed-zero-copy"}
     assert ram["postcopy-requests"] == 0 and ram["postcopy-bytes"] == 0
+    assert ram["dirty-pages-rate"] == ram["skipped"] == ram["multifd-bytes"] == 0
+    assert ram["dirty-sync-missed-zero-copy"] == 0
     assert ram["total"] == 64 << 20 and ram["remaining"] == 0
     assert ram["duplicate"] + ram["normal"] == (64 << 20) // 4096
     assert ram["normal"] > 0 and ram["normal-bytes"] == ram["normal"] * 4096
