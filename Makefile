@@ -63,7 +63,8 @@ TSAN_FUNCTIONAL := tests/functional/test_bgsnapshot.py tests/functional/test_str
                    $(MR)::test_lazy_restore_runs_at_once $(MR)::test_truncated_during_a_lazy_load
 ASAN_FUNCTIONAL := tests/functional/test_bgsnapshot.py tests/functional/test_stream_errors.py \
                    $(PC) $(PCR) tests/functional/test_direct_io.py \
-                   tests/functional/test_saverestore.py $(MR) tests/functional/test_qemu_cli.py
+                   tests/functional/test_saverestore.py $(MR) tests/functional/test_qemu_cli.py \
+                   tests/functional/test_migrate_compat.py tests/functional/test_img_checksum.py
 check-functional-asan: deps $(ASAN_BUILD)/build.ninja
 	ninja -C $(ASAN_BUILD)
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \

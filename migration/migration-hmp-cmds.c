@@ -130,8 +130,13 @@ static void hmp_migrate_set_capability(Hmp *h, int argc, char **argv)
         }
     }
     if (i == MIGRATION_CAPABILITY__MAX) {
-        hmp_printf(h, "Error: Parameter 'capability' does not accept value '%s'\n",
-                   argv[1]);
+        g_autoptr(GString) names = g_string_new(NULL);
+
+        for (i = 0; i < MIGRATION_CAPABILITY__MAX; i++) {
+            g_string_append_printf(names, "%s%s", i ? ", " : "", MigrationCapability_str(i));
+        }
+        hmp_printf(h, "Error: Parameter 'capability' does not accept value '%s' (the "
+                   "capabilities: %s)\n", argv[1], names->str);
         return;
     }
     if (!hmp_parse_bool(h, argv[2], "state", &cap.state)) {
@@ -472,7 +477,8 @@ static const HmpCommand migrate_set_capability_cmd = {
 };
 static const HmpCommand migrate_set_parameter_cmd = {
     .name = "migrate_set_parameter", .args = "NAME VALUE", .min_args = 2, .max_args = 2,
-    .help = "set a migration parameter (the names: info migrate_parameters)",
+    .help = "set a migration parameter (the names and values: info migrate_parameters; "
+            "a wrong name lists them)",
     .fn = hmp_migrate_set_parameter,
 };
 static const HmpCommand info_migrate_cmd = {

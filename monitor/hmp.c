@@ -123,6 +123,12 @@ static gint cmp_cmd(gconstpointer a, gconstpointer b)
     return strcmp(x->name, y->name);
 }
 
+/* `help` lists `info` itself among the commands, as QEMU's does. */
+static const HmpCommand info_row = {
+    .name = "info", .args = "[subcommand]",
+    .help = "show various information about the system state (help info: the subcommands)",
+};
+
 static void print_list(Hmp *h, bool info)
 {
     g_autoptr(GPtrArray) sorted = g_ptr_array_new();
@@ -133,6 +139,9 @@ static void print_list(Hmp *h, bool info)
         if (cmd->info == info) {
             g_ptr_array_add(sorted, (gpointer)cmd);
         }
+    }
+    if (!info) {
+        g_ptr_array_add(sorted, (gpointer)&info_row);
     }
     g_ptr_array_sort(sorted, cmp_cmd);
     for (guint i = 0; i < sorted->len; i++) {

@@ -191,3 +191,16 @@ def test_migrate_takes_qemus_arguments(amber_bin):
     r, = amber(amber_bin, ex("migrate", {"uri": "fd:migrate", "blk": False, "inc": False,
                                          "detach": True, "resume": False}))
     assert r["error"]["desc"] == "The machine is not created yet", r
+
+
+def test_hmp_help_and_names(amber_bin):
+    """help lists info; a wrong capability or parameter name lists the valid ones."""
+    r = amber(amber_bin, hmp("help"), hmp("migrate_set_capability nope on"),
+              hmp("migrate_set_parameter nope 1"))
+    rows = [line.split(" ")[0] for line in r[0]["return"].split("\r\n") if line]
+    assert "info" in rows and rows == sorted(rows)
+    assert "info [subcommand]" in r[0]["return"]
+    assert r[1]["return"] == ("Error: Parameter 'capability' does not accept value 'nope' "
+                              "(the capabilities: %s)\r\n" % ", ".join(ALL_CAPS))
+    assert r[2]["return"].startswith("Error: Invalid parameter 'nope' (known: max-bandwidth, ")
+    assert "direct-io, " in r[2]["return"] and "multifd-zstd-level)" in r[2]["return"]
