@@ -212,8 +212,9 @@ void qemu_put_buffer(QEMUFile *f, const void *buf, size_t len)
         n = MIN(len, IO_BUF_SIZE - f->buf_index);
         memcpy(f->buf + f->buf_index, p, n);
         add_iov(f, f->buf + f->buf_index, n);
+        /* Summed from the copy: a running guest may change p meanwhile. */
+        account(f, f->buf + f->buf_index, n);
         f->buf_index += n;
-        account(f, p, n);
         p += n;
         len -= n;
     }
