@@ -40,3 +40,25 @@ bool pwrite_full(int fd, const void *buf, size_t len, uint64_t off)
     }
     return true;
 }
+
+ssize_t pread_full(int fd, void *buf, size_t len, uint64_t off)
+{
+    uint8_t *p = buf;
+    size_t done = 0;
+
+    while (done < len) {
+        ssize_t n = pread(fd, p + done, len - done, off + done);
+
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n < 0) {
+            return -1;
+        }
+        if (n == 0) {
+            break;                      /* end of file */
+        }
+        done += n;
+    }
+    return done;
+}

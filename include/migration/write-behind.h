@@ -50,11 +50,16 @@ typedef struct WriteBehind {
     uint64_t kicked;        /* stream bytes whose writeback was started */
     uint64_t reserved;      /* stream bytes with blocks allocated ahead */
     bool no_prealloc;       /* the file system refused: stop asking */
+    int err;                /* errno of a writeback that failed, or 0 */
 } WriteBehind;
 
 /* Set up for fd at its current position; a no-op unless a regular file. */
 void write_behind_init(WriteBehind *wb, int fd);
-/* Account n more bytes written; may wait for the disk (that is the throttle). */
+/*
+ * Account n more bytes written; may wait for the disk (that is the
+ * throttle).  A writeback that failed meanwhile is left in wb->err: the
+ * stream must fail with it, since no later fsync will report it.
+ */
 void write_behind_wrote(WriteBehind *wb, size_t n);
 /*
  * The stream is over (on every path): release the blocks allocated past

@@ -5,6 +5,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 /*
  * True when all len bytes of buf are zero.  buf is 8-byte aligned and len a
@@ -17,6 +18,12 @@ bool buffer_is_zero(const void *buf, size_t len);
  * False with errno set (ENOSPC when the file takes no more bytes).
  */
 bool pwrite_full(int fd, const void *buf, size_t len, uint64_t off);
+
+/*
+ * pread() len bytes at off, again after EINTR and short reads: returns len,
+ * fewer where the file ends, or -1 with errno set.
+ */
+ssize_t pread_full(int fd, void *buf, size_t len, uint64_t off);
 
 /* Big-endian integers in memory (message payloads, mapped images), at any alignment. */
 static inline uint32_t be32_at(const uint8_t *p)

@@ -51,8 +51,14 @@ int mapped_ram_holes_are_zero(int fd, const MappedRamBlock *mb, uint64_t *bad, E
         if (test_bit(p, mb->bitmap)) {
             continue;
         }
-        if (pread(fd, buf, MAPPED_RAM_PAGE_SIZE, off) != MAPPED_RAM_PAGE_SIZE) {
-            error_setg_errno(errp, errno, "cannot read the image at offset %" PRIu64, off);
+        ssize_t n = pread_full(fd, buf, MAPPED_RAM_PAGE_SIZE, off);
+
+        if (n != MAPPED_RAM_PAGE_SIZE) {
+            if (n < 0) {
+                error_setg_errno(errp, errno, "cannot read the image at offset %" PRIu64, off);
+            } else {
+                error_setg(errp, "the image ends inside the page at offset %" PRIu64, off);
+            }
             return -1;
         }
         if (!buffer_is_zero(buf, MAPPED_RAM_PAGE_SIZE)) {

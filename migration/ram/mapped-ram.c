@@ -20,6 +20,7 @@
 #include "migration/mapped-ram.h"
 #include "util/bitmap.h"
 #include "util/crc32c.h"
+#include "util/cutils.h"
 
 /* The most bytes one read of an eager load asks for. */
 #define EAGER_READ_BYTES    (4ULL << 20)
@@ -132,27 +133,17 @@ bool mapped_ram_get_header(QEMUFile *f, const char *idstr, uint64_t used_length,
 static bool pread_all(int fd, void *buf, uint64_t len, uint64_t off, const char *idstr,
                       const char *what, Error **errp)
 {
-    uint8_t *p = buf;
+    ssize_t n = pread_full(fd, buf, len, off);
 
-    while (len) {
-        ssize_t n = pread(fd, p, MIN(len, (uint64_t)1 << 30), off);
-
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n <= 0) {
-            if (n < 0) {
-                error_setg_errno(errp, errno, "block '%s': cannot read its %s at offset %"
-                                 PRIu64, idstr, what, off);
-            } else {
-                error_setg(errp, "block '%s': the file ends at offset %" PRIu64 ", inside "
-                           "its %s", idstr, off, what);
-            }
-            return false;
-        }
-        p += n;
-        off += n;
-        len -= n;
+    if (n < 0) {
+        error_setg_errno(errp, errno, "block '%s': cannot read its %s at offset %" PRIu64,
+                         idstr, what, off);
+        return false;
+    }
+    if ((uint64_t)n < len) {
+        error_setg(errp, "block '%s': the file ends at offset %" PRIu64 ", inside its %s",
+                   idstr, off + n, what);
+        return false;
     }
     return true;
 }

@@ -114,6 +114,11 @@ static ssize_t io_writev(void *opaque, const struct iovec *iov, int iovcnt, Erro
 
         if (n >= 0) {
             write_behind_wrote(&io->wb, n);
+            if (io->wb.err) {
+                error_setg(errp, "writing back to the disk failed: %s",
+                           g_strerror(io->wb.err));
+                return -1;
+            }
             return n;
         }
         if (!io_retry(io, POLLOUT, errp)) {

@@ -1,4 +1,5 @@
 /* Write-behind for streams written to regular files: see the header. */
+#include <errno.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -61,8 +62,15 @@ void write_behind_wrote(WriteBehind *wb, size_t n)
         if (wb->kicked >= WB_START + WB_LAG) {
             off_t prev = win - WB_LAG;
 
-            sync_file_range(wb->fd, prev, WB_WINDOW, SYNC_FILE_RANGE_WAIT_BEFORE |
-                            SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER);
+            /*
+             * Waiting reports a failed writeback, and consumes it: the file's
+             * closing fsync would not see it again.  Keep it for the stream.
+             */
+            if (sync_file_range(wb->fd, prev, WB_WINDOW, SYNC_FILE_RANGE_WAIT_BEFORE |
+                                SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER) < 0 &&
+                errno != EINTR && !wb->err) {
+                wb->err = errno;
+            }
             posix_fadvise(wb->fd, prev, WB_WINDOW, POSIX_FADV_DONTNEED);
         }
         wb->kicked += WB_WINDOW;
