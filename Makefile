@@ -9,7 +9,7 @@ FUZZ_BUILD := build-fuzz
 SECONDS ?= 60
 
 .PHONY: all deps build check check-unit check-asan check-tsan check-functional \
-        check-functional-asan check-functional-tsan demo bench fuzz clean
+        check-functional-asan check-functional-tsan demo bench fuzz soak clean
 
 all: build
 
@@ -91,6 +91,15 @@ fuzz: $(FUZZ_BUILD)/build.ninja
 	@scripts/install-deps.sh --fuzz
 	ninja -C $(FUZZ_BUILD)
 	scripts/fuzz.sh $(FUZZ_BUILD) $(SECONDS)
+
+# make soak N=1000: N randomized snapshots of the engine (writer threads for
+# vCPUs, any host), then N randomized guest migrations (tests/functional/
+# test_soak.py: skipped, saying so, without /dev/kvm).  make check runs 20.
+N ?= 1000
+soak: build
+	$(BUILD)/tests/unit/test-bg-snapshot --soak $(N)
+	AMBER_BUILD=$(abspath $(BUILD)) AMBER_SOAK_CYCLES=$(N) $(PY) -m pytest -q -ra \
+	    tests/functional/test_soak.py
 
 demo: build
 	@scripts/demo.sh $(BUILD)

@@ -10,6 +10,13 @@
  * in-memory image and compares.  Tables over memory type x WP_UNPOPULATED
  * x engine knobs; a kernel or filesystem without a feature is a skip.
  *
+ * "test-bg-snapshot --soak N [--seed S]" runs N snapshots, each with a
+ * memory type, write-protect mode, pool, unit, batch, fault threads and
+ * stepping drawn at random (from S: a failure names it, to rerun): most
+ * run to the end and are checked as the equality tests check theirs, one
+ * in ten is cancelled and one in ten meets a sink error, checked as those
+ * tests check theirs.  It prints its counts (`make soak`).
+ *
  * "test-bg-snapshot --bench [--chunk=KiB] [--batch=KiB] [--pool=KiB]
  * [--threads=N] [--populate] [--thp] [--mib=N] [--mbps=N]" measures the writer
  * throughput kept during a snapshot of 256 MiB hammered by 2 threads.
@@ -1186,6 +1193,76 @@ static int bench(int argc, char **argv)
     return 0;
 }
 
+/* ------------------------------------------------------------- soak */
+
+static int soak(int argc, char **argv)
+{
+    static const MemType mems[] = { MEM_ANON, MEM_ANON_THP, MEM_MEMFD, MEM_SHM_FILE };
+    uint64_t done[G_N_ELEMENTS(mems)][2] = { { 0 } }, skipped = 0, cancelled = 0, failed = 0;
+    uint32_t seed = (uint32_t)g_get_real_time();
+    long cycles = 0;
+    char *end;
+
+    if (argc < 2 || (cycles = strtol(argv[1], &end, 10)) <= 0 || *end) {
+        fprintf(stderr, "usage: test-bg-snapshot --soak N [--seed S]\n");
+        return 2;
+    }
+    if (argc == 4 && !strcmp(argv[2], "--seed")) {
+        seed = strtoul(argv[3], NULL, 0);
+    }
+    printf("soak: %ld background snapshots of %d MiB under %d writers, seed %u\n", cycles,
+           REGION_MIB, NWRITERS, seed);
+    fflush(stdout);
+    g_random_set_seed(seed);
+    for (long i = 0; i < cycles; i++) {
+        EqCase c = {
+            .mem = mems[g_random_int_range(0, G_N_ELEMENTS(mems))],
+            .wp_unpopulated = g_random_boolean(),
+            .tiny_pool = g_random_int_range(0, 6) == 0,
+        };
+        uint64_t need = UFFD_FEATURE_PAGEFAULT_FLAG_WP |
+                        (c.wp_unpopulated ? UFFD_FEATURE_WP_UNPOPULATED : 0);
+        char *why = NULL;
+        TestMem m;
+
+        if (c.wp_unpopulated) {
+            g_unsetenv(BG_SNAPSHOT_FEATURES_MASK_ENV);
+        } else {
+            g_setenv(BG_SNAPSHOT_FEATURES_MASK_ENV, WP_UNPOPULATED_OFF_MASK, TRUE);
+        }
+        int kind = g_random_int_range(0, 10);
+
+        if (!kernel_can(need, c.mem, &why) || !mem_create(&m, c.mem, REGION_MIB << 20, &why)) {
+            g_free(why);
+            skipped++;
+            continue;
+        }
+        /* An assertion here aborts: the seed above says how to get back. */
+        if (kind >= 8) {
+            mem_destroy(&m);
+            interrupted_run(c.mem, kind == 8);
+            if (kind == 8) {
+                cancelled++;
+            } else {
+                failed++;
+            }
+            continue;
+        }
+        one_snapshot(&c, &m, g_random_int_range(0, 1 << 20));
+        mem_destroy(&m);
+        done[c.mem][c.wp_unpopulated]++;
+    }
+    for (size_t k = 0; k < G_N_ELEMENTS(mems); k++) {
+        printf("soak: %-9s wp-unpopulated %4" PRIu64 "  populate %4" PRIu64 "\n",
+               mem_name(mems[k]), done[k][1], done[k][0]);
+    }
+    printf("soak: cancelled %" PRIu64 ", sink errors %" PRIu64 " (every writer finished, "
+           "nothing left protected)\n", cancelled, failed);
+    printf("soak: %ld cycles, %" PRIu64 " skipped (kernel or memory), 0 violations\n",
+           cycles, skipped);
+    return 0;
+}
+
 /* ------------------------------------------------------------- main */
 
 int main(int argc, char **argv)
@@ -1196,6 +1273,9 @@ int main(int argc, char **argv)
 
     if (argc > 1 && !strcmp(argv[1], "--bench")) {
         return bench(argc - 1, argv + 1);
+    }
+    if (argc > 1 && !strcmp(argv[1], "--soak")) {
+        return soak(argc - 1, argv + 1);
     }
     g_test_init(&argc, &argv, NULL);
     for (size_t i = 0; i < G_N_ELEMENTS(mems); i++) {
