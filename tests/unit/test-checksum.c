@@ -114,23 +114,16 @@ static void test_qemu_file_crc(void)
 
 /* ---- a small VM: two blocks and every device type ------------------------------------ */
 
-typedef struct Vm {
-    RAMBlock *rb[2];
-    RamBlockList l;
-} Vm;
+typedef TestBlocks Vm;
 
 static void vm_new(Vm *v, RamBackendKind kind)
 {
-    v->rb[0] = test_ram_block(kind, MAIN_SIZE);
-    v->rb[1] = test_ram_block(kind, ROM_SIZE);
-    g_strlcpy(v->rb[1]->idstr, "pc.rom", sizeof(v->rb[1]->idstr));
-    v->l = (RamBlockList){ .blocks = { v->rb[0], v->rb[1] }, .nblocks = 2 };
+    test_blocks_new(v, kind, MAIN_SIZE, ROM_SIZE);
 }
 
 static void vm_free(Vm *v)
 {
-    ram_block_free(v->rb[0]);
-    ram_block_free(v->rb[1]);
+    test_blocks_free(v);
 }
 
 /* A few data pages, one written and zeroed again, the rest never touched. */

@@ -29,24 +29,16 @@
 #define ROM_SIZE    (1u << 20)
 #define PAGE        RAM_PAGE_SIZE
 
-typedef struct Blocks {
-    RAMBlock *rb[2];
-    RamBlockList l;
-} Blocks;
+typedef TestBlocks Blocks;
 
-/* "pc.ram" and a smaller "pc.rom", as two blocks of one VM. */
 static void blocks_new(Blocks *b, RamBackendKind kind)
 {
-    b->rb[0] = test_ram_block(kind, MAIN_SIZE);
-    b->rb[1] = test_ram_block(kind, ROM_SIZE);
-    g_strlcpy(b->rb[1]->idstr, "pc.rom", sizeof(b->rb[1]->idstr));
-    b->l = (RamBlockList){ .blocks = { b->rb[0], b->rb[1] }, .nblocks = 2 };
+    test_blocks_new(b, kind, MAIN_SIZE, ROM_SIZE);
 }
 
 static void blocks_free(Blocks *b)
 {
-    ram_block_free(b->rb[0]);
-    ram_block_free(b->rb[1]);
+    test_blocks_free(b);
 }
 
 /* Page p of a block holds its number; every third page is zero, some never touched. */

@@ -21,6 +21,27 @@ static inline RAMBlock *test_ram_block(RamBackendKind kind, uint64_t size)
     return rb;
 }
 
+/* Two blocks of one VM, "pc.ram" and a smaller "pc.rom", and their list. */
+typedef struct TestBlocks {
+    RAMBlock *rb[2];
+    RamBlockList l;
+} TestBlocks;
+
+static inline void test_blocks_new(TestBlocks *b, RamBackendKind kind, uint64_t main_size,
+                                   uint64_t rom_size)
+{
+    b->rb[0] = test_ram_block(kind, main_size);
+    b->rb[1] = test_ram_block(kind, rom_size);
+    g_strlcpy(b->rb[1]->idstr, "pc.rom", sizeof(b->rb[1]->idstr));
+    b->l = (RamBlockList){ .blocks = { b->rb[0], b->rb[1] }, .nblocks = 2 };
+}
+
+static inline void test_blocks_free(TestBlocks *b)
+{
+    ram_block_free(b->rb[0]);
+    ram_block_free(b->rb[1]);
+}
+
 /* The stream of a stopped save of the blocks of l; c (may be NULL) gets its counters. */
 static inline GBytes *test_ram_save(RamBlockList *l, RamCounters *c)
 {
