@@ -25,6 +25,7 @@ from qmp import Qmp  # noqa: E402
 import benchlib as bl  # noqa: E402
 import bglimit  # noqa: E402
 import bgsnap  # noqa: E402
+import host  # noqa: E402
 import postcopy  # noqa: E402
 import precopy  # noqa: E402
 import ramio  # noqa: E402
@@ -258,8 +259,8 @@ def main():
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
     ap.add_argument("--seconds", type=float, default=3.0)
     ap.add_argument("--only", action="append",
-                    help="scenario(s) to run: boot, saverestore, bgsnap, bglimit, wpfloor, "
-                         "precopy, postcopy, ramio")
+                    help="scenario(s) to run: host, boot, saverestore, bgsnap, bglimit, "
+                         "wpfloor, precopy, postcopy, ramio")
     ap.add_argument("--sr-mib", type=int, action="append",
                     help="saverestore guest sizes in MiB (default 1024 and 4096)")
     ap.add_argument("--doc", action="store_true", help="update docs/performance.md")
@@ -269,6 +270,7 @@ def main():
     wpfloor.add_args(ap)
     bglimit.add_args(ap)
     ramio.add_args(ap)
+    host.add_args(ap)
     args = ap.parse_args()
     bl.set_build(args.build)
     tmp = tempfile.mkdtemp(prefix="amber-bench-")
@@ -281,6 +283,9 @@ def main():
 
 def run_all(args, tmp):
     results = {}
+    # The host first: the state every later figure was taken in.
+    if not args.only or host.NAME in args.only:
+        results[host.NAME] = host.run(args, tmp, write_doc if args.doc else None)
     if not args.only or "boot" in args.only:
         rows = bench_boot(args, tmp)
         results["boot"] = rows
