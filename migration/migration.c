@@ -416,6 +416,7 @@ out:
         migration_io_restore(&io);
     }
     direct_writer_free(io.direct);
+    ram_saver_set_mapped(ms->ram, NULL);
     g_clear_pointer(&ms->mapped, mapped_ram_writer_free);
     /* Closing is part of success: fsync of a file, an exec child's exit status. */
     if (ok) {

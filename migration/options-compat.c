@@ -66,9 +66,13 @@ static char *value_text(const NeutralParam *np, const void *p, bool deflt)
 
     switch (np->kind) {
     case COMPAT_NUM:
-        return g_strdup_printf("%" PRIu64, deflt ? np->num : *(const uint64_t *)(base + np->set_off));
+        return g_strdup_printf("%" PRIu64,
+                               deflt ? np->num : *(const uint64_t *)(base + np->set_off));
     case COMPAT_BOOL:
-        return g_strdup((deflt ? np->num : *(const bool *)(base + np->set_off)) ? "true" : "false");
+        if (deflt) {
+            return g_strdup(np->num ? "true" : "false");
+        }
+        return g_strdup(*(const bool *)(base + np->set_off) ? "true" : "false");
     case COMPAT_STR:
         return g_strdup_printf("'%s'", deflt ? np->str : *(char *const *)(base + np->set_off));
     case COMPAT_ENUM:

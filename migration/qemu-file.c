@@ -578,7 +578,12 @@ bool qemu_get_crc(QEMUFile *f, const char *what, Error **errp)
     uint64_t at = f->pos;
     uint32_t got;
 
-    g_assert(f->crc_on);
+    if (!f->crc_on) {
+        /* A caller's slip, not the stream's: say so rather than abort. */
+        error_setg(errp, "no checksum is being kept on %s (expected one after %s)", f->name,
+                   what);
+        return false;
+    }
     got = qemu_get_be32(f, what);
     f->crc = 0;
     if (!qemu_file_check(f, errp)) {

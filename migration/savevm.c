@@ -821,6 +821,16 @@ static int load_command(SaveVMLoader *l, Error **errp)
         (l->checksum && !qemu_get_crc(l->f, "a command", errp))) {
         return -1;
     }
+    if (l->checksum && cmd != MIG_CMD_SWITCHOVER_START) {
+        /*
+         * postcopy's commands bring bytes the stream's checksums do not
+         * cover (a PACKAGED blob, pages over the return path's requests and a
+         * second channel); a source with x-checksum never sends them.
+         */
+        error_setg(errp, "command %s (%u) in a stream with checksums (x-checksum), which "
+                   "cannot switch to postcopy", mig_command_name(cmd), cmd);
+        return -1;
+    }
     if (l->opts.command) {
         int ret = l->opts.command(l->opts.command_opaque, l->f, cmd, data, len, errp);
 

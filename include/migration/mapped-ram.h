@@ -153,7 +153,10 @@ bool mapped_ram_writer_put_header(MappedRamWriter *w, QEMUFile *f, int b, Error 
 /*
  * Page `page` of block b: data NULL is a zero page (no write, its bit
  * cleared).  nocopy: data stays unchanged until mapped_ram_writer_flush();
- * otherwise it is copied before this returns.  From one thread only.
+ * otherwise it is copied before this returns.  From one thread only, and
+ * each page at most once per save (the stopped save and the background
+ * snapshot's engine give every page one owner): a page's data and its
+ * checksum are written by whichever thread takes its run.
  */
 void mapped_ram_writer_put(MappedRamWriter *w, int b, uint64_t page, const uint8_t *data,
                            bool nocopy);

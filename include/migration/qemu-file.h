@@ -172,6 +172,8 @@ void qemu_file_count_external(QEMUFile *f, uint64_t len);
  * run; qemu_get_crc() reads one and compares it with the bytes got since
  * the last, false with errp naming `what` and the offset on a mismatch.
  * Off (the default) they are never called and the stream is QEMU's.
+ * With checksums on, qemu_put_buffer_nocopy()'s bytes are summed when put:
+ * they must not change before the flush (as its contract says anyway).
  */
 void qemu_file_crc_start(QEMUFile *f);
 void qemu_file_crc_stop(QEMUFile *f);

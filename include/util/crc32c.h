@@ -1,6 +1,6 @@
 /*
- * CRC-32C (Castagnoli), the checksum of iSCSI, ext4 and Firecracker's
- * snapshots: x86-64 computes it in hardware (SSE4.2), several GB/s a core.
+ * CRC-32C (Castagnoli), the checksum of iSCSI, SCTP and ext4's metadata:
+ * x86-64 computes it in hardware (SSE4.2), several GB/s a core.
  */
 #ifndef AMBER_UTIL_CRC32C_H
 #define AMBER_UTIL_CRC32C_H

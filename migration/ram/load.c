@@ -341,7 +341,11 @@ static bool load_page(RamLoader *ls, QEMUFile *f, uint64_t addr, uint64_t flags,
                                 RAM_PAGE_SIZE, "ram page")) {
         return qemu_file_check(f, errp);
     }
-    /* x-checksum: nothing is placed that fails its record's checksum. */
+    /*
+     * x-checksum: a page that fails its record's checksum fails the load
+     * before it is placed (UFFDIO_COPY) or any vCPU runs (plain reads go
+     * straight into RAM no vCPU has run on, and the VM never starts).
+     */
     if (qemu_file_crc_on(f) && !qemu_get_crc(f, "a page record", errp)) {
         error_prepend(errp, "page at offset 0x%" PRIx64 " of '%s': ", addr, b->rb->idstr);
         return false;

@@ -47,11 +47,12 @@ int mapped_ram_holes_are_zero(int fd, const MappedRamBlock *mb, uint64_t *bad, E
     for (uint64_t p = find_next_bit(data, mb->npages, 0); p < mb->npages;
          p = find_next_bit(data, mb->npages, p + 1)) {
         uint64_t off = mb->pages_offset + p * MAPPED_RAM_PAGE_SIZE;
+        ssize_t n;
 
         if (test_bit(p, mb->bitmap)) {
             continue;
         }
-        ssize_t n = pread_full(fd, buf, MAPPED_RAM_PAGE_SIZE, off);
+        n = pread_full(fd, buf, MAPPED_RAM_PAGE_SIZE, off);
 
         if (n != MAPPED_RAM_PAGE_SIZE) {
             if (n < 0) {
@@ -74,6 +75,12 @@ int mapped_ram_map_block(RAMBlock *rb, int fd, const MappedRamBlock *mb, Error *
     uint64_t bad = 0;
     int dfd, r;
 
+    if (mb->sums) {
+        /* Pages mapped unread could not be checked before the guest sees them. */
+        warn_report("RAM block '%s': the image has checksums (x-checksum), which only a "
+                    "read can check: the block is read and checked, not mapped", rb->idstr);
+        return 0;
+    }
     if (rb->fd >= 0 || rb->shared || rb->hugetlbfs || rb->kind != RAM_BACKEND_RAM ||
         rb->page_size != MAPPED_RAM_PAGE_SIZE) {
         error_setg(errp, "x-zero-copy-restore maps the image as the guest's private memory, "
@@ -81,12 +88,6 @@ int mapped_ram_map_block(RAMBlock *rb, int fd, const MappedRamBlock *mb, Error *
                    rb->idstr, ram_backend_kind_name(rb->kind),
                    rb->shared ? ", share=on" : "");
         return -1;
-    }
-    if (mb->sums) {
-        /* Pages mapped unread could not be checked before the guest sees them. */
-        warn_report("RAM block '%s': the image has checksums (x-checksum), which only a "
-                    "read can check: the block is read and checked, not mapped", rb->idstr);
-        return 0;
     }
     r = mapped_ram_holes_are_zero(fd, mb, &bad, errp);
     if (r <= 0) {

@@ -384,6 +384,33 @@ static void test_stream_required(void)
     vm_free(&dst);
 }
 
+/* A postcopy command in a checksummed stream is refused: its bytes would go unchecked. */
+static void test_stream_no_postcopy(void)
+{
+    static const char *const caps[] = { CHECKSUM_CAPABILITY, NULL };
+    static const uint8_t advise[16] = { 0 };
+    SaveStateRegistry *r = savevm_registry_new();
+    QEMUFile *f = qemu_file_new_mem_output("mem");
+    const uint8_t *data;
+    Vm dst;
+    size_t len;
+    char *msg;
+
+    vm_new(&dst, RAM_BACKEND_RAM);
+    g_assert_true(savevm_save_head(r, f, caps, &error_abort));
+    savevm_put_command(f, MIG_CMD_POSTCOPY_ADVISE, sizeof(advise), advise);
+    savevm_put_eof(f);
+    data = qemu_file_mem_data(f, &len);
+    msg = load_mem(&dst, data, len, false);
+    g_assert_nonnull(msg);
+    g_assert_nonnull(strstr(msg, "command POSTCOPY_ADVISE (3) in a stream with checksums "
+                                 "(x-checksum), which cannot switch to postcopy"));
+    g_free(msg);
+    qemu_fclose(f);
+    savevm_registry_free(r);
+    vm_free(&dst);
+}
+
 /* ---- a guest that runs while its pages are copied ------------------------------------ */
 
 typedef struct Copier {
@@ -684,6 +711,7 @@ int main(int argc, char **argv)
     g_test_add_func("/checksum/stream/flips", test_stream_flips);
     g_test_add_func("/checksum/stream/required", test_stream_required);
     g_test_add_func("/checksum/stream/running-guest", test_running_guest);
+    g_test_add_func("/checksum/stream/no-postcopy", test_stream_no_postcopy);
     g_test_add_func("/checksum/mapped/flips", test_mapped_flips);
     g_test_add_func("/checksum/mapped/zero-copy", test_mapped_zero_copy);
     g_test_add_data_func("/checksum/mapped/lazy/anon", GINT_TO_POINTER(RAM_BACKEND_RAM),
