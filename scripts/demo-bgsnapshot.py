@@ -113,6 +113,25 @@ def snapshot(c, serial, img):
     return info, before, during, states
 
 
+LEGEND = """
+  What the figures are:
+  - pause: the one moment every vCPU stops (devices saved, RAM write-protected); the rest of
+    the snapshot runs while the guest does.  A QEMU 7.2 background snapshot of the same
+    guest takes several times as long on this kind of host (docs/performance.md has both
+    side by side).
+  - vCPU stalls (amber): from a vCPU's write fault on a protected page until the page is
+    copied and writable again.  p50/p99 are the upper bounds of power-of-two buckets
+    (4096 us means between 2048 and 4096); max is exact.
+  - guest-measured stalls: the guest's own clock between batches of writes, so they add the
+    host's scheduling and any other wait to amber's figure: larger, and what an application
+    in the guest would notice.
+  - throughput retained: writes/s while the snapshot ran against the rate the guest had
+    reached before it (its last ten reports a vCPU, after the warm-up of first touches).
+  - pass N pos I: a vCPU's place in its walk over its share of RAM (its N-th pass, page I);
+    the restored guest starts exactly where the pause caught it, while the source moved on.
+  - image: only populated pages are saved; never-populated ones restore as zero."""
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("build")
@@ -183,6 +202,7 @@ def main():
                      mean([r["writes"] for r in mine[1:]])))
         print("  restored status: %s" % dc.ok("query-status")["status"])
         dc.close()
+        print(LEGEND)
     finally:
         stop_all(procs, work)
 
