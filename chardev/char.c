@@ -191,6 +191,72 @@ bool chardev_check_spec(const char *spec, bool *is_stdio, Error **errp)
     return true;
 }
 
+ChardevLabel *chardev_label_new(const char *label, const char *spec, bool frontend_open)
+{
+    ChardevLabel *l = g_new0(ChardevLabel, 1);
+
+    l->label = g_strdup(label);
+    l->spec = g_strdup(spec);
+    l->frontend_open = frontend_open;
+    return l;
+}
+
+void chardev_label_free(void *label)
+{
+    ChardevLabel *l = label;
+
+    if (l) {
+        g_free(l->label);
+        g_free(l->spec);
+        g_free(l);
+    }
+}
+
+char *chardev_spec_filename(const char *spec)
+{
+    ChardevConfig cfg;
+    char *name;
+
+    if (!chardev_parse_config(spec, &cfg, NULL)) {
+        return g_strdup(spec ? spec : "");
+    }
+    switch (cfg.kind) {
+    case CHARDEV_NULL:
+        name = g_strdup("null");
+        break;
+    case CHARDEV_STDIO:
+        name = g_strdup("stdio");
+        break;
+    case CHARDEV_FILE:
+        name = g_strdup("file");        /* QEMU does not show the path */
+        break;
+    default:
+        if (cfg.fd >= 0) {
+            name = g_strdup_printf("fd:%d,server=on", cfg.fd);
+        } else {
+            name = g_strdup_printf("unix:%s%s", cfg.path, cfg.server ? ",server=on" : "");
+        }
+        break;
+    }
+    chardev_config_clear(&cfg);
+    return name;
+}
+
+const char *chardev_spec_type(const char *spec)
+{
+    ChardevConfig cfg;
+    const char *type;
+
+    if (!chardev_parse_config(spec, &cfg, NULL)) {
+        return "chardev";
+    }
+    type = cfg.kind == CHARDEV_NULL ? "chardev-null" :
+           cfg.kind == CHARDEV_STDIO ? "chardev-stdio" :
+           cfg.kind == CHARDEV_FILE ? "chardev-file" : "chardev-socket";
+    chardev_config_clear(&cfg);
+    return type;
+}
+
 /* ---- output ------------------------------------------------------------------ */
 
 /* Write what the fd takes without blocking; -1 (errno set) on a real error. */

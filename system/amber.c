@@ -63,6 +63,10 @@ void amber_free(Amber *s)
     g_ptr_array_unref(s->event_sinks);
     g_main_loop_unref(s->loop);
     g_free(s->name);
+    if (s->chardevs) {
+        g_ptr_array_unref(s->chardevs);
+    }
+    g_free(s->serial_id);
     g_free(s);
 }
 

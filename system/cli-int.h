@@ -23,6 +23,8 @@ typedef struct CliParse {
     bool accel_kvm;             /* kvm named by -accel, -enable-kvm or accel= */
     char *accel_no_kvm;         /* the option that asked only for tcg, or NULL */
     GPtrArray *uses;            /* CliChardevUse * */
+    guint bare_qmp, bare_hmp;   /* -qmp / -monitor given a spec, not a -chardev */
+    bool bare_serial;           /* -serial given a spec */
 } CliParse;
 
 typedef struct CliOption {
@@ -51,6 +53,8 @@ extern const size_t cli_qemu_options_count;
 bool cli_object_secret(CliParse *p, const char *arg, bool *handled, Error **errp);
 /* Resolve the -chardev ids that -mon and -device name (end of the command line). */
 bool cli_resolve_chardevs(CliParse *p, Error **errp);
+/* Name every chardev as QEMU would, once COM1's default is set. */
+void cli_label_chardevs(CliParse *p);
 void cli_chardev_use_free(gpointer p);
 void cli_chardev_free(gpointer p);
 void cli_secret_free(gpointer p);

@@ -497,6 +497,7 @@ static bool opt_device(CliParse *p, const char *arg, Error **errp)
         return false;
     }
     add_use(p, chardev, opt, CLI_USE_SERIAL);
+    cli_replace_str(&p->cli->serial_id, prop_get(props, "id"));
     return true;
 }
 
@@ -526,6 +527,11 @@ bool cli_resolve_chardevs(CliParse *p, Error **errp)
 {
     CliOptions *cli = p->cli;
 
+    /* What the lists hold before -mon and -device add theirs was given bare. */
+    p->bare_qmp = cli->qmp->len;
+    p->bare_hmp = cli->hmp->len;
+    p->bare_serial = cli->machine->serial != NULL;
+
     for (guint i = 0; i < p->uses->len; i++) {
         CliChardevUse *u = p->uses->pdata[i];
         CliChardev *c = find_chardev(cli, u->chardev);
@@ -552,6 +558,42 @@ bool cli_resolve_chardevs(CliParse *p, Error **errp)
         }
     }
     return true;
+}
+
+static bool serial_on_chardev(CliParse *p)
+{
+    for (guint i = 0; i < p->uses->len; i++) {
+        if (((CliChardevUse *)p->uses->pdata[i])->kind == CLI_USE_SERIAL) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/*
+ * QEMU's labels: a -chardev keeps its id; one that -qmp or -monitor made is
+ * "compat_monitorN", COM1's own (from -serial or the default) "serial0";
+ * -machine none has no COM1.
+ */
+void cli_label_chardevs(CliParse *p)
+{
+    CliOptions *cli = p->cli;
+    guint n = 0;
+
+    for (guint i = 0; i < cli->chardevs->len; i++) {
+        CliChardev *c = cli->chardevs->pdata[i];
+        g_ptr_array_add(cli->labels, chardev_label_new(c->id, c->spec, c->used));
+    }
+    for (guint i = 0; i < p->bare_qmp + p->bare_hmp; i++, n++) {
+        const char *spec = i < p->bare_qmp ? cli->qmp->pdata[i]
+                                           : cli->hmp->pdata[i - p->bare_qmp];
+        g_autofree char *label = g_strdup_printf("compat_monitor%u", n);
+        g_ptr_array_add(cli->labels, chardev_label_new(label, spec, true));
+    }
+    if (!cli->machine_none && !serial_on_chardev(p) && cli->machine->serial) {
+        g_ptr_array_add(cli->labels,
+                        chardev_label_new("serial0", cli->machine->serial, true));
+    }
 }
 
 /* ---- -object secret ------------------------------------------------------------- */

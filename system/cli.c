@@ -758,6 +758,7 @@ static void cli_init(CliOptions *cli)
     cli->trace = g_ptr_array_new_with_free_func(g_free);
     cli->chardevs = g_ptr_array_new_with_free_func(cli_chardev_free);
     cli->secrets = g_ptr_array_new_with_free_func(cli_secret_free);
+    cli->labels = g_ptr_array_new_with_free_func(chardev_label_free);
     cli->kvm_allowed = true;
 }
 
@@ -811,6 +812,7 @@ static bool parse_all(CliParse *p, int argc, char **argv, Error **errp)
         bool tty = p->nographic && !p->nodefaults;
         cli->machine->serial = g_strdup(tty ? "stdio" : "null");
     }
+    cli_label_chardevs(p);
     return check_all(p, errp);
 }
 
@@ -845,6 +847,10 @@ void cli_options_clear(CliOptions *cli)
     if (cli->secrets) {
         g_ptr_array_unref(cli->secrets);
     }
+    if (cli->labels) {
+        g_ptr_array_unref(cli->labels);
+    }
+    g_free(cli->serial_id);
     g_free(cli->uuid);
     g_free(cli->logfile);
     g_free(cli->pidfile);

@@ -89,3 +89,30 @@ TpmTypeList *qmp_query_tpm_types(Amber *s, Error **errp)
 {
     return NULL;
 }
+
+HotpluggableCPUList *qmp_query_hotpluggable_cpus(Amber *s, Error **errp)
+{
+    HotpluggableCPUList *head = NULL;
+
+    if (!s->machine) {
+        /* QEMU's words for a machine without vCPU slots (none). */
+        error_setg(errp, "The feature 'query-hotpluggable-cpus' is not enabled");
+        return NULL;
+    }
+    /* Built by prepending, so the last vCPU comes first, as in QEMU. */
+    for (int i = 0; i < machine_ncpus(s->machine); i++) {
+        HotpluggableCPU *c = g_new0(HotpluggableCPU, 1);
+        HotpluggableCPUList *item = g_new0(HotpluggableCPUList, 1);
+
+        c->type = g_strdup("host-x86_64-cpu");
+        c->vcpus_count = 1;
+        c->props = g_new0(CpuInstanceProperties, 1);
+        c->props->socket_id = i;        /* one socket per vCPU, as query-cpus-fast */
+        c->has_qom_path = true;
+        c->qom_path = g_strdup_printf("/machine/unattached/device[%d]", i);
+        item->value = c;
+        item->next = head;
+        head = item;
+    }
+    return head;
+}

@@ -260,6 +260,8 @@ static bool setup(Vl *vl, Error **errp)
     vl->s = amber_new();
     vl->s->machine_none = cli->machine_none;
     vl->s->kvm_allowed = cli->kvm_allowed;
+    vl->s->chardevs = g_steal_pointer(&cli->labels);
+    vl->s->serial_id = g_steal_pointer(&cli->serial_id);
     install_signals(vl);
     if (cli->machine_none) {
         return setup_no_guest(vl, errp);

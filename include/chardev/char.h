@@ -53,6 +53,27 @@ bool chardev_check_spec(const char *spec, bool *is_stdio, Error **errp);
  * the command line is read, so a wrong descriptor fails before anything starts.
  */
 bool chardev_check_listening_fd(int fd, Error **errp);
+/*
+ * A chardev as query-chardev and the object tree describe it: its label
+ * (-chardev id, or the name QEMU gives one made by -qmp, -monitor,
+ * -serial), its spec and whether a monitor or COM1 uses it.
+ */
+typedef struct ChardevLabel {
+    char *label;
+    char *spec;
+    bool frontend_open;
+} ChardevLabel;
+
+ChardevLabel *chardev_label_new(const char *label, const char *spec, bool frontend_open);
+void chardev_label_free(void *label);
+/*
+ * QEMU's words for what a valid spec connects to ("null", "stdio",
+ * "file", "unix:PATH,server=on"), as a new string; and the QOM type of
+ * such a chardev ("chardev-socket", ...).
+ */
+char *chardev_spec_filename(const char *spec);
+const char *chardev_spec_type(const char *spec);
+
 /* Output bytes dropped so far because the peer was too slow. */
 uint64_t chardev_dropped_bytes(Chardev *chr);
 

@@ -26,6 +26,8 @@ struct Amber {
     bool machine_none;              /* -machine none: no guest, QMP only */
     bool kvm_allowed;               /* the accelerator list names kvm (query-kvm) */
     char *name;                     /* -name for -machine none (a machine keeps its own) */
+    GPtrArray *chardevs;            /* ChardevLabel *, command-line order; NULL: none */
+    char *serial_id;                /* -device isa-serial id=: COM1's /machine/peripheral name */
     GMainLoop *loop;
     GPtrArray *event_sinks;         /* of AmberEventSinkEntry, see amber.c */
     pthread_mutex_t event_lock;

@@ -40,6 +40,8 @@ typedef struct CliOptions {
     char *uuid;                 /* -uuid */
     GPtrArray *chardevs;        /* -chardev (CliChardev *) */
     GPtrArray *secrets;         /* -object secret (CliSecret *) */
+    GPtrArray *labels;          /* every chardev (ChardevLabel *), for query-chardev */
+    char *serial_id;            /* -device isa-serial id=, or NULL */
     GPtrArray *qmp;             /* -qmp specs (char *) */
     GPtrArray *hmp;             /* -monitor specs (char *) */
     GPtrArray *trace;           /* -trace patterns (char *) */

@@ -7,6 +7,7 @@
 #include <glib.h>
 
 #include "../../monitor/monitor-int.h"
+#include "chardev/char.h"
 #include "qapi-commands.h"
 
 /* ---- framing ---------------------------------------------------------------- */
@@ -326,6 +327,90 @@ static void test_probe_replies(void)
     g_free(r);
 }
 
+/* What libvirt asks once a guest is started, answered under -machine none. */
+static const Case libvirt_start[] = {
+    { "{\"execute\": \"query-chardev\"}",
+      "{\"return\": [{\"label\": \"charmonitor\", \"filename\": \"fd:23,server=on\", "
+      "\"frontend-open\": true}, {\"label\": \"spare\", \"filename\": \"unix:/s,server=on\", "
+      "\"frontend-open\": false}, {\"label\": \"log\", \"filename\": \"file\", "
+      "\"frontend-open\": true}]}" },
+    { "{\"execute\": \"query-iothreads\"}", "{\"return\": []}" },
+    { "{\"execute\": \"query-block\"}", "{\"return\": []}" },
+    { "{\"execute\": \"query-named-block-nodes\", \"arguments\": {\"flat\": true}}",
+      "{\"return\": []}" },
+    { "{\"execute\": \"query-balloon\"}",
+      "{\"error\": {\"class\": \"DeviceNotActive\", \"desc\": \"No balloon device has been "
+      "activated\"}}" },
+    { "{\"execute\": \"query-hotpluggable-cpus\"}",
+      GENERIC("The feature 'query-hotpluggable-cpus' is not enabled") },
+    { "{\"execute\": \"set_password\", \"arguments\": {\"protocol\": \"vnc\", "
+      "\"password\": \"p\", \"connected\": \"keep\"}}",
+      GENERIC("amber has no VNC display: there is no password to set") },
+    { "{\"execute\": \"set_password\", \"arguments\": {\"protocol\": \"spice\", "
+      "\"password\": \"p\"}}",
+      "{\"error\": {\"class\": \"DeviceNotActive\", \"desc\": \"SPICE is not in use: amber "
+      "has no display, so there is no password to set\"}}" },
+    { "{\"execute\": \"set_password\", \"arguments\": {\"protocol\": \"rdp\", "
+      "\"password\": \"p\"}}", GENERIC("Parameter 'protocol' does not accept value 'rdp'") },
+    { "{\"execute\": \"expire_password\", \"arguments\": {\"protocol\": \"vnc\", "
+      "\"time\": \"now\", \"display\": \"d\"}}",
+      GENERIC("amber has no VNC display: there is no password to expire") },
+    { "{\"execute\": \"qom-list\", \"arguments\": {\"path\": \"/\"}}",
+      "{\"return\": [{\"name\": \"type\", \"type\": \"string\"}, {\"name\": \"machine\", "
+      "\"type\": \"child<none-machine>\"}, {\"name\": \"chardevs\", \"type\": \"child<container>\"}]}" },
+    { "{\"execute\": \"qom-list\", \"arguments\": {\"path\": \"/machine\"}}",
+      "{\"return\": [{\"name\": \"type\", \"type\": \"string\"}, {\"name\": \"unattached\", "
+      "\"type\": \"child<container>\"}, {\"name\": \"peripheral\", \"type\": "
+      "\"child<container>\"}, {\"name\": \"peripheral-anon\", \"type\": "
+      "\"child<container>\"}]}" },
+    { "{\"execute\": \"qom-list\", \"arguments\": {\"path\": \"peripheral\"}}",
+      "{\"return\": [{\"name\": \"type\", \"type\": \"string\"}]}" },
+    { "{\"execute\": \"qom-list\", \"arguments\": {\"path\": \"/chardevs\"}}",
+      "{\"return\": [{\"name\": \"type\", \"type\": \"string\"}, {\"name\": \"charmonitor\", "
+      "\"type\": \"child<chardev-socket>\"}, {\"name\": \"spare\", \"type\": "
+      "\"child<chardev-socket>\"}, {\"name\": \"log\", \"type\": \"child<chardev-file>\"}]}" },
+    /* No vCPU without a guest: libvirt then skips its CPUID check. */
+    { "{\"execute\": \"qom-list\", \"arguments\": {\"path\": "
+      "\"/machine/unattached/device[0]\"}}",
+      "{\"error\": {\"class\": \"DeviceNotFound\", \"desc\": \"Device "
+      "'/machine/unattached/device[0]' not found\"}}" },
+    { "{\"execute\": \"qom-list\", \"arguments\": {\"path\": \"\"}}",
+      GENERIC("Path '' is ambiguous") },
+    { "{\"execute\": \"qom-list\", \"arguments\": {\"path\": \"machine/\"}}",
+      "{\"error\": {\"class\": \"DeviceNotFound\", \"desc\": \"Device 'machine/' not "
+      "found\"}}" },
+    { "{\"execute\": \"qom-get\", \"arguments\": {\"path\": \"/machine\", \"property\": "
+      "\"type\"}}", "{\"return\": \"none-machine\"}" },
+    { "{\"execute\": \"qom-get\", \"arguments\": {\"path\": \"/machine\", \"property\": "
+      "\"peripheral\"}}", "{\"return\": \"/machine/peripheral\"}" },
+    { "{\"execute\": \"qom-get\", \"arguments\": {\"path\": \"/chardevs/log\", "
+      "\"property\": \"type\"}}", "{\"return\": \"chardev-file\"}" },
+    { "{\"execute\": \"qom-get\", \"arguments\": {\"path\": \"/machine\", \"property\": "
+      "\"feature-words\"}}", GENERIC("Property 'none-machine.feature-words' not found") },
+    { "{\"execute\": \"qom-get\", \"arguments\": {\"path\": \"/nope\", \"property\": "
+      "\"type\"}}",
+      "{\"error\": {\"class\": \"DeviceNotFound\", \"desc\": \"Device '/nope' not found\"}}" },
+    { "{\"execute\": \"qom-get\", \"arguments\": {\"path\": \"/machine\"}}",
+      GENERIC("Parameter 'property' is missing") },
+};
+
+static void test_libvirt_start_replies(void)
+{
+    Amber s = { .machine_none = true };
+    bool negotiated = true;
+
+    s.chardevs = g_ptr_array_new_with_free_func(chardev_label_free);
+    g_ptr_array_add(s.chardevs, chardev_label_new("charmonitor", "fd:23,server=on", true));
+    g_ptr_array_add(s.chardevs, chardev_label_new("spare", "unix:/s,server=on,wait=off",
+                                                  false));
+    g_ptr_array_add(s.chardevs, chardev_label_new("log", "file:/tmp/log", true));
+    for (gsize i = 0; i < G_N_ELEMENTS(libvirt_start); i++) {
+        g_autofree char *r = run(&s, &negotiated, libvirt_start[i].request);
+        g_assert_cmpstr(r, ==, libvirt_start[i].reply);
+    }
+    g_ptr_array_unref(s.chardevs);
+}
+
 /* Look a SchemaInfo up by name in query-qmp-schema's reply. */
 static JsonObject *schema_entry(JsonArray *a, const char *name)
 {
@@ -423,6 +508,7 @@ int main(int argc, char **argv)
     g_test_add_func("/qmp/dispatch", test_dispatch);
     g_test_add_func("/qmp/query-commands", test_query_commands);
     g_test_add_func("/qmp/probe-replies", test_probe_replies);
+    g_test_add_func("/qmp/libvirt-start-replies", test_libvirt_start_replies);
     g_test_add_func("/qmp/qmp-schema", test_qmp_schema);
     return g_test_run();
 }
