@@ -216,12 +216,7 @@ static GBytes *save_mem(Vm *v, bool sum)
 
 static char *tmp_image(void)
 {
-    char *path = g_build_filename(g_get_tmp_dir(), "amber-checksum-XXXXXX", NULL);
-    int fd = g_mkstemp(path);
-
-    g_assert_cmpint(fd, >=, 0);
-    close(fd);
-    return path;
+    return test_tmp_image("amber-checksum");
 }
 
 /* A mapped-ram image of v at path. */

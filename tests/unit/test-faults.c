@@ -1174,21 +1174,6 @@ static void test_write_behind_writeback(void)
     g_assert_cmpint(ret, ==, 0);
 }
 
-/* The file offset of pc.ram's pages in the image at path (from its header). */
-static uint64_t pc_ram_pages_offset(const char *path)
-{
-    g_autofree uint8_t *file = NULL;
-    const uint8_t *at;
-    uint64_t off;
-    gsize len;
-
-    g_assert_true(g_file_get_contents(path, (char **)&file, &len, NULL));
-    /* idlen, idstr, used_length, then the header: version, page size, bitmap, pages. */
-    at = memmem(file, len, "\x06pc.ram", 7);
-    g_assert_nonnull(at);
-    memcpy(&off, at + 7 + 8 + 4 + 8 + 8, 8);
-    return GUINT64_FROM_BE(off);
-}
 
 /*
  * Zero-copy restore of an image written over an older file, so a page its
@@ -1218,7 +1203,7 @@ static void test_zero_copy_interrupted(void)
     /* pc.ram's page 0 was never touched: a hole, zero in the bitmap. */
     memset(junk, 0x5a, PAGE);
     fd = open(path, O_WRONLY | O_CLOEXEC);
-    g_assert_true(pwrite_full(fd, junk, PAGE, pc_ram_pages_offset(path)));
+    g_assert_true(pwrite_full(fd, junk, PAGE, test_image_pages_offset(path)));
     close(fd);
     blocks_new(&dst, RAM_BACKEND_RAM);
     target_path(path);

@@ -72,12 +72,7 @@ static uint64_t data_pages(RAMBlock *rb)
 
 static char *tmp_image(void)
 {
-    char *path = g_build_filename(g_get_tmp_dir(), "amber-mapped-XXXXXX", NULL);
-    int fd = g_mkstemp(path);
-
-    g_assert_cmpint(fd, >=, 0);
-    close(fd);
-    return path;
+    return test_tmp_image("amber-mapped");
 }
 
 /* A stopped save of l into path with mapped-ram; returns the RAM counters. */
@@ -654,20 +649,6 @@ static void test_lazy_truncated(gconstpointer data)
 
 /* ---- zero-copy --------------------------------------------------------------------- */
 
-/* Where pc.ram's pages start in the image at path (from its header). */
-static uint64_t image_pages_offset(const char *path)
-{
-    g_autofree uint8_t *file = NULL;
-    const uint8_t *at;
-    uint64_t off;
-    gsize len;
-
-    g_assert_true(g_file_get_contents(path, (char **)&file, &len, NULL));
-    at = memmem(file, len, "\x06pc.ram", 7);
-    g_assert_nonnull(at);
-    memcpy(&off, at + 7 + 8 + 20, 8);
-    return GUINT64_FROM_BE(off);
-}
 
 /* Bytes of the mapping at host that /proc/self/smaps counts under field. */
 static uint64_t smaps_field(const void *host, const char *field)
@@ -730,7 +711,7 @@ static void test_zero_copy(void)
     g_assert_cmpuint(smaps_field(a.rb[0]->host, "Anonymous"), ==, PAGE);
     g_assert_cmpint(memcmp(b.rb[0]->host + 7 * PAGE, src.rb[0]->host + 7 * PAGE, PAGE), ==, 0);
     fd = open(path, O_RDONLY | O_CLOEXEC);
-    g_assert_cmpint(pread(fd, page, PAGE, image_pages_offset(path) + 7 * PAGE), ==,
+    g_assert_cmpint(pread(fd, page, PAGE, test_image_pages_offset(path) + 7 * PAGE), ==,
                     PAGE);
     close(fd);
     g_assert_cmpint(memcmp(page, src.rb[0]->host + 7 * PAGE, PAGE), ==, 0);
@@ -768,7 +749,7 @@ static void test_zero_copy_refused(void)
     /* Page 0 of pc.ram is zero (fill() skips every third page). */
     fd = open(path, O_WRONLY | O_CLOEXEC);
     memset(junk, 0x5a, sizeof(junk));
-    g_assert_cmpint(pwrite(fd, junk, sizeof(junk), image_pages_offset(path) + 100),
+    g_assert_cmpint(pwrite(fd, junk, sizeof(junk), test_image_pages_offset(path) + 100),
                     ==, sizeof(junk));
     close(fd);
     g_assert_null(load(&dst.l, path, 2, LOAD_MAP, NULL, NULL));

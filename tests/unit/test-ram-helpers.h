@@ -2,6 +2,9 @@
 #ifndef AMBER_TESTS_UNIT_TEST_RAM_HELPERS_H
 #define AMBER_TESTS_UNIT_TEST_RAM_HELPERS_H
 
+#include <string.h>
+#include <unistd.h>
+
 #include <glib.h>
 
 #include "migration/ram.h"
@@ -40,6 +43,34 @@ static inline void test_blocks_free(TestBlocks *b)
 {
     ram_block_free(b->rb[0]);
     ram_block_free(b->rb[1]);
+}
+
+/* A new empty file in the temporary directory, named after prefix; g_free the path. */
+static inline char *test_tmp_image(const char *prefix)
+{
+    g_autofree char *name = g_strdup_printf("%s-XXXXXX", prefix);
+    char *path = g_build_filename(g_get_tmp_dir(), name, NULL);
+    int fd = g_mkstemp(path);
+
+    g_assert_cmpint(fd, >=, 0);
+    close(fd);
+    return path;
+}
+
+/* Where pc.ram's pages start in the mapped-ram image at path (from its header). */
+static inline uint64_t test_image_pages_offset(const char *path)
+{
+    g_autofree uint8_t *file = NULL;
+    const uint8_t *at;
+    uint64_t off;
+    gsize len;
+
+    g_assert_true(g_file_get_contents(path, (char **)&file, &len, NULL));
+    /* idlen, idstr, used_length, then the header: version, page size, bitmap, pages. */
+    at = memmem(file, len, "\x06pc.ram", 7);
+    g_assert_nonnull(at);
+    memcpy(&off, at + 7 + 8 + 4 + 8 + 8, 8);
+    return GUINT64_FROM_BE(off);
 }
 
 /* The stream of a stopped save of the blocks of l; c (may be NULL) gets its counters. */
