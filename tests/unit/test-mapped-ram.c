@@ -649,7 +649,6 @@ static void test_lazy_truncated(gconstpointer data)
 
 /* ---- zero-copy --------------------------------------------------------------------- */
 
-
 /* Bytes of the mapping at host that /proc/self/smaps counts under field. */
 static uint64_t smaps_field(const void *host, const char *field)
 {
