@@ -74,8 +74,10 @@ bool ram_populated(const RAMBlock *rb, int pagemap_fd, uint64_t page_size,
                    uint64_t first, uint64_t n, unsigned long *map);
 /*
  * Sets bit i of map for each page i of the n pages of page_size bytes at
- * file offset base that hold data (SEEK_DATA/SEEK_HOLE); partly covered
- * pages count.  False when the file system cannot say.
+ * file offset base that may hold data: the file's extents (FIEMAP, with
+ * unwritten and delayed ones), or its data ranges (SEEK_DATA/SEEK_HOLE)
+ * where it has no FIEMAP; partly covered pages count.  A page left clear
+ * reads zero.  False when the file system cannot say.
  */
 bool file_data_pages(int fd, uint64_t base, uint64_t page_size, uint64_t n,
                      unsigned long *map);

@@ -89,14 +89,11 @@ static int by_fiemap(int fd, uint64_t base, uint64_t page_size, uint64_t n,
     return 0;
 }
 
-bool file_data_pages(int fd, uint64_t base, uint64_t page_size, uint64_t n,
-                     unsigned long *map)
+/* SEEK_DATA/SEEK_HOLE: exact, unwritten extents without cached data are holes. */
+static bool seek_data_pages(int fd, uint64_t base, uint64_t page_size, uint64_t n,
+                            unsigned long *map)
 {
     off_t end = base + n * page_size, pos = base;
-
-    if (by_fiemap(fd, base, page_size, n, map) == 0) {
-        return true;
-    }
 
     while (pos < end) {
         off_t data = lseek(fd, pos, SEEK_DATA);
@@ -119,11 +116,22 @@ bool file_data_pages(int fd, uint64_t base, uint64_t page_size, uint64_t n,
     return true;
 }
 
-/* The backing file's data ranges; false when the file system cannot say. */
+bool file_data_pages(int fd, uint64_t base, uint64_t page_size, uint64_t n,
+                     unsigned long *map)
+{
+    return by_fiemap(fd, base, page_size, n, map) == 0 ||
+           seek_data_pages(fd, base, page_size, n, map);
+}
+
+/*
+ * The backing file's data ranges; false when the file system cannot say.
+ * By seeks, not extents: a preallocated (unwritten) range a guest never
+ * wrote is a hole to them, and a snapshot skips it instead of reading zeros.
+ */
 static bool by_seek(const RAMBlock *rb, uint64_t page_size, uint64_t first, uint64_t n,
                     unsigned long *map)
 {
-    return file_data_pages(rb->fd, rb->fd_offset + first * page_size, page_size, n, map);
+    return seek_data_pages(rb->fd, rb->fd_offset + first * page_size, page_size, n, map);
 }
 
 /* Present or swapped pages of our mapping that are not the zero page. */
