@@ -649,6 +649,41 @@ static void test_lazy_truncated(gconstpointer data)
 
 /* ---- zero-copy --------------------------------------------------------------------- */
 
+/*
+ * The file's pages that may hold data, as zero-copy's hole check asks for
+ * them: written ranges, preallocated (unwritten) ones and data still in
+ * the page cache count; only holes stay clear.  Every page of a 4096-page
+ * file in runs of each kind, many more runs than one extent query returns.
+ */
+static void test_file_data_pages(void)
+{
+    g_autofree char *path = tmp_image();
+    g_autofree unsigned long *map = bitmap_new(4096);
+    uint8_t page[PAGE];
+    int fd = open(path, O_RDWR | O_CLOEXEC);
+
+    memset(page, 0x42, PAGE);
+    g_assert_cmpint(ftruncate(fd, 4096 * PAGE), ==, 0);
+    for (uint64_t p = 0; p < 4096; p += 3) {
+        g_assert_cmpint(pwrite(fd, page, PAGE, p * PAGE), ==, PAGE);
+    }
+    g_assert_cmpint(fsync(fd), ==, 0);
+    /* Preallocated, then written in the cache only: both may read data. */
+    g_assert_cmpint(fallocate(fd, 0, 1000 * PAGE, 8 * PAGE), ==, 0);
+    g_assert_cmpint(pwrite(fd, page, PAGE, 2001 * PAGE), ==, PAGE);
+    g_assert_true(file_data_pages(fd, 0, PAGE, 4096, map));
+    for (uint64_t p = 0; p < 4096; p++) {
+        bool data = p % 3 == 0 || (p >= 1000 && p < 1008) || p == 2001;
+
+        if (data != test_bit(p, map)) {
+            g_error("page %" G_GUINT64_FORMAT ": %s, the map says %s", p,
+                    data ? "data" : "a hole", test_bit(p, map) ? "data" : "a hole");
+        }
+    }
+    close(fd);
+    unlink(path);
+}
+
 /* Bytes of the mapping at host that /proc/self/smaps counts under field. */
 static uint64_t smaps_field(const void *host, const char *field)
 {
@@ -787,6 +822,7 @@ int main(int argc, char **argv)
     g_test_add_func("/mapped-ram/refused", test_refused);
     g_test_add_func("/mapped-ram/background-snapshot", test_background);
     g_test_add_func("/mapped-ram/zero-copy", test_zero_copy);
+    g_test_add_func("/mapped-ram/file-data-pages", test_file_data_pages);
     g_test_add_func("/mapped-ram/zero-copy/refused", test_zero_copy_refused);
     g_test_add_data_func("/mapped-ram/lazy/anon", GINT_TO_POINTER(RAM_BACKEND_RAM), test_lazy);
     g_test_add_data_func("/mapped-ram/lazy/memfd", GINT_TO_POINTER(RAM_BACKEND_MEMFD),
