@@ -156,36 +156,30 @@ static bool pread_all(int fd, void *buf, uint64_t len, uint64_t off, const char 
 static bool read_sums(int fd, const char *idstr, MappedRamBlock *mb, uint32_t bitmap_sum,
                       Error **errp)
 {
-    uint64_t bytes = mapped_ram_bitmap_bytes(mb->npages);
-    uint32_t *t = g_malloc(mapped_ram_sums_bytes(mb->npages));
+    uint64_t at = mb->bitmap_offset + mapped_ram_bitmap_bytes(mb->npages);
+    g_autofree uint32_t *t = g_new(uint32_t, mb->npages);
+    uint32_t stored;
 
-    if (!pread_all(fd, t, mapped_ram_sums_bytes(mb->npages), mb->bitmap_offset + bytes,
-                   idstr, "checksum table", errp)) {
-        g_free(t);
+    if (!pread_all(fd, &stored, sizeof(stored), at, idstr, "checksum table", errp) ||
+        !pread_all(fd, t, mb->npages * sizeof(*t), at + sizeof(stored), idstr,
+                   "checksum table", errp)) {
         return false;
     }
-    for (uint64_t i = 0; i <= mb->npages; i++) {
-        t[i] = GUINT32_FROM_LE(t[i]);
-    }
-    if (bitmap_sum != t[0]) {
+    if (bitmap_sum != GUINT32_FROM_LE(stored)) {
         error_setg(errp, "block '%s': the mapped-ram page bitmap fails its checksum: the "
                    "image is corrupt", idstr);
-        g_free(t);
         return false;
     }
-    for (uint64_t i = find_next_zero_bit(mb->bitmap, mb->npages, 0); i < mb->npages;
-         i = find_next_zero_bit(mb->bitmap, mb->npages, i + 1)) {
-        if (t[1 + i]) {
+    for (uint64_t i = 0; i < mb->npages; i++) {
+        t[i] = GUINT32_FROM_LE(t[i]);
+        if (t[i] && !test_bit(i, mb->bitmap)) {
             error_setg(errp, "block '%s': the checksum table has an entry for page %"
                        PRIu64 ", which the bitmap says is a hole: the image is corrupt",
                        idstr, i);
-            g_free(t);
             return false;
         }
     }
-    /* Indexed by page from here on. */
-    memmove(t, t + 1, mb->npages * sizeof(*t));
-    mb->sums = t;
+    mb->sums = g_steal_pointer(&t);
     return true;
 }
 
