@@ -241,8 +241,13 @@ static bool extract_page(ImgRam *ram, QEMUFile *f, ImgBlock *b, uint64_t offset,
     return qemu_file_check(f, errp);
 }
 
-/* mapped-ram: the present pages of b, read from their places run by run. */
-static bool extract_mapped(ImgRam *ram, ImgBlock *b, const MappedRamBlock *mb, Error **errp)
+/*
+ * mapped-ram: the present pages of b, read from their places run by run
+ * into buf (EXTRACT_RUN_BYTES), each checked against its checksum when the
+ * image has them, and written out when extracting.
+ */
+static bool read_mapped(ImgRam *ram, ImgBlock *b, const MappedRamBlock *mb, uint8_t *buf,
+                        Error **errp)
 {
     Extract *ex = ram->ex;
     uint64_t n = mb->npages, most = EXTRACT_RUN_BYTES / PAGE;
@@ -253,14 +258,16 @@ static bool extract_mapped(ImgRam *ram, ImgBlock *b, const MappedRamBlock *mb, E
         while (i < end) {
             uint64_t k = MIN(end - i, most);
 
-            if (!mapped_ram_read_pages(ram->img->fd, b->idstr, mb, i, k, ex->run, errp)) {
+            if (!mapped_ram_read_pages(ram->img->fd, b->idstr, mb, i, k, buf, errp)) {
                 return false;
             }
-            ex->run_block = b;
-            ex->run_offset = i * PAGE;
-            ex->run_len = k * PAGE;
-            if (!extract_flush(ram, errp)) {
-                return false;
+            if (ex) {
+                ex->run_block = b;
+                ex->run_offset = i * PAGE;
+                ex->run_len = k * PAGE;
+                if (!extract_flush(ram, errp)) {
+                    return false;
+                }
             }
             i += k;
         }
@@ -479,8 +486,8 @@ static bool verify_mapped(ImgRam *ram, ImgBlock *b, const MappedRamBlock *mb, Er
 {
     uint64_t gap = mb->bitmap_offset + mapped_ram_bitmap_bytes(mb->npages) +
                    mapped_ram_sums_bytes(mb->npages);
-    uint64_t n = mb->npages, most = EXTRACT_RUN_BYTES / PAGE, bad = 0;
     g_autofree uint8_t *buf = g_malloc(EXTRACT_RUN_BYTES);
+    uint64_t bad = 0;
     int r;
 
     for (; gap < mb->pages_offset; gap++) {
@@ -490,16 +497,8 @@ static bool verify_mapped(ImgRam *ram, ImgBlock *b, const MappedRamBlock *mb, Er
             return false;
         }
     }
-    for (uint64_t i = find_next_bit(mb->bitmap, n, 0); i < n;) {
-        uint64_t end = find_next_zero_bit(mb->bitmap, n, i);
-
-        for (; i < end; i += MIN(end - i, most)) {
-            if (!mapped_ram_read_pages(ram->img->fd, b->idstr, mb, i, MIN(end - i, most), buf,
-                                       errp)) {
-                return false;
-            }
-        }
-        i = find_next_bit(mb->bitmap, n, end);
+    if (!read_mapped(ram, b, mb, buf, errp)) {
+        return false;
     }
     r = mapped_ram_holes_are_zero(ram->img->fd, mb, &bad, errp);
     if (r == 0) {
@@ -528,7 +527,7 @@ static bool ram_mapped_blocks(ImgRam *ram, Error **errp)
         b->normal_pages = bitmap_count_range(mb->bitmap, 0, mb->npages);
         b->zero_pages = mb->npages - b->normal_pages;
         bitmap_set(b->seen, 0, mb->npages);
-        if (ram->ex && !extract_mapped(ram, b, mb, errp)) {
+        if (ram->ex && !read_mapped(ram, b, mb, ram->ex->run, errp)) {
             return false;
         }
         if (ram->img->verify && mb->sums && !ram->ex && !verify_mapped(ram, b, mb, errp)) {
