@@ -267,17 +267,11 @@ int migration_save_iterate(MigrationState *ms, SaveStateRegistry *r, QEMUFile *f
 static bool save_setup_phase(MigrationState *ms, SaveStateRegistry *r, QEMUFile *f,
                              Error **errp)
 {
-    const char *caps[3] = { NULL };
-    int n = 0;
+    const char *const *caps = savevm_stream_caps(ms->mapped != NULL,
+                                                   migrate_checksum(&ms->opts));
 
-    if (ms->mapped) {
-        caps[n++] = MAPPED_RAM_CAPABILITY;
-    }
-    if (migrate_checksum(&ms->opts)) {
-        caps[n++] = CHECKSUM_CAPABILITY;
-    }
     if (!(ms->postcopy ? postcopy_save_head(ms, r, f, errp)
-                       : savevm_save_head(r, f, n ? caps : NULL, errp))) {
+                       : savevm_save_head(r, f, caps, errp))) {
         return false;
     }
     qemu_fflush(f);

@@ -567,9 +567,10 @@ void qemu_put_crc(QEMUFile *f)
 {
     uint32_t crc = f->crc;
 
-    g_assert(f->crc_on);
-    qemu_put_be32(f, crc);
-    f->crc = 0;
+    if (f->crc_on) {
+        qemu_put_be32(f, crc);
+        f->crc = 0;
+    }
 }
 
 bool qemu_get_crc(QEMUFile *f, const char *what, Error **errp)

@@ -184,9 +184,7 @@ void savevm_put_configuration(QEMUFile *f, const char *machine_type,
         qemu_put_byte(f, strlen(caps[i]));
         qemu_put_buffer(f, caps[i], strlen(caps[i]));
     }
-    if (qemu_file_crc_on(f)) {
-        qemu_put_crc(f);
-    }
+    qemu_put_crc(f);
 }
 
 void savevm_put_section_header(QEMUFile *f, const SaveStateEntry *se, uint8_t type)
@@ -207,17 +205,13 @@ void savevm_put_section_footer(QEMUFile *f, const SaveStateEntry *se)
 {
     qemu_put_byte(f, QEMU_VM_SECTION_FOOTER);
     qemu_put_be32(f, se->section_id);
-    if (qemu_file_crc_on(f)) {
-        qemu_put_crc(f);
-    }
+    qemu_put_crc(f);
 }
 
 void savevm_put_eof(QEMUFile *f)
 {
     qemu_put_byte(f, QEMU_VM_EOF);
-    if (qemu_file_crc_on(f)) {
-        qemu_put_crc(f);
-    }
+    qemu_put_crc(f);
 }
 
 void savevm_put_command(QEMUFile *f, uint16_t cmd, uint16_t len, const void *data)
@@ -228,9 +222,7 @@ void savevm_put_command(QEMUFile *f, uint16_t cmd, uint16_t len, const void *dat
     if (len) {
         qemu_put_buffer(f, data, len);
     }
-    if (qemu_file_crc_on(f)) {
-        qemu_put_crc(f);
-    }
+    qemu_put_crc(f);
 }
 
 /* ---- VMDESCRIPTION ----------------------------------------------------------- */
@@ -291,9 +283,7 @@ void savevm_put_vmdesc(QEMUFile *f, SaveVMDesc *d)
     qemu_put_byte(f, QEMU_VM_VMDESCRIPTION);
     qemu_put_be32(f, len);
     qemu_put_buffer(f, json, len);
-    if (qemu_file_crc_on(f)) {
-        qemu_put_crc(f);
-    }
+    qemu_put_crc(f);
 }
 
 static void desc_device_begin(JsonBuilder *b, const SaveStateEntry *se)
@@ -457,6 +447,18 @@ bool savevm_save_tail(SaveStateRegistry *r, QEMUFile *f, Error **errp)
     return ok;
 }
 
+const char *const *savevm_stream_caps(bool mapped_ram, bool checksum)
+{
+    static const char *const mapped[] = { MAPPED_RAM_CAPABILITY, NULL };
+    static const char *const summed[] = { CHECKSUM_CAPABILITY, NULL };
+    static const char *const both[] = { MAPPED_RAM_CAPABILITY, CHECKSUM_CAPABILITY, NULL };
+
+    if (mapped_ram) {
+        return checksum ? both : mapped;
+    }
+    return checksum ? summed : NULL;
+}
+
 bool savevm_save_head(SaveStateRegistry *r, QEMUFile *f, const char *const *caps,
                       Error **errp)
 {
@@ -573,7 +575,7 @@ static bool read_config_caps(SaveVMLoader *l, Error **errp)
         if (!read_short_name(l, name, "configuration capability", errp)) {
             return false;
         }
-        if (!strcmp(name, "mapped-ram")) {
+        if (!strcmp(name, MAPPED_RAM_CAPABILITY)) {
             l->mapped_ram = true;
         } else if (!strcmp(name, CHECKSUM_CAPABILITY)) {
             l->checksum = true;
@@ -668,7 +670,7 @@ static bool read_header(SaveVMLoader *l, Error **errp)
 
 bool savevm_loader_has_capability(SaveVMLoader *l, const char *name)
 {
-    return (!strcmp(name, "mapped-ram") && l->mapped_ram) ||
+    return (!strcmp(name, MAPPED_RAM_CAPABILITY) && l->mapped_ram) ||
            (!strcmp(name, CHECKSUM_CAPABILITY) && l->checksum);
 }
 

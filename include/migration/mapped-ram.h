@@ -46,6 +46,7 @@
 #include <stdint.h>
 
 #include "migration/qemu-file.h"
+#include "migration/savevm.h"
 #include "system/ram.h"
 #include "util/error.h"
 
@@ -56,8 +57,6 @@
 /* multifd-channels: QEMU's range and default. */
 #define MAPPED_RAM_MAX_THREADS      255
 #define MAPPED_RAM_DEFAULT_THREADS  2
-/* The capability's name in the configuration section. */
-#define MAPPED_RAM_CAPABILITY       "mapped-ram"
 
 /* Where one block's bitmap and pages are. */
 typedef struct MappedRamBlock {

@@ -169,9 +169,10 @@ void qemu_file_count_external(QEMUFile *f, uint64_t len);
  * Checksums (the x-checksum capability, docs/devel/checksum.md): while on,
  * every byte put or got (skipped ones too, peeked ones not) goes into a
  * running CRC-32C.  qemu_put_crc() writes it as be32 and begins the next
- * run; qemu_get_crc() reads one and compares it with the bytes got since
+ * run (with checksums off it writes nothing, so writers call it at every
+ * checkpoint unconditionally); qemu_get_crc() reads one and compares it with the bytes got since
  * the last, false with errp naming `what` and the offset on a mismatch.
- * Off (the default) they are never called and the stream is QEMU's.
+ * Off (the default) nothing is added and the stream is QEMU's.
  * With checksums on, qemu_put_buffer_nocopy()'s bytes are summed when put:
  * they must not change before the flush (as its contract says anyway).
  */

@@ -59,6 +59,8 @@
  * since the one before, so together they cover every byte of the stream.
  */
 #define CHECKSUM_CAPABILITY     "x-checksum"
+/* mapped-ram's name there (include/migration/mapped-ram.h). */
+#define MAPPED_RAM_CAPABILITY   "mapped-ram"
 
 /* The machine type in CONFIGURATION; a loader refuses any other. */
 #define AMBER_MACHINE_TYPE      "amber-pc-1.0"
@@ -183,6 +185,8 @@ bool savevm_save_tail(SaveStateRegistry *r, QEMUFile *f, Error **errp);
  */
 bool savevm_save_head(SaveStateRegistry *r, QEMUFile *f, const char *const *caps,
                       Error **errp);
+/* The capabilities a stream so saved lists, for savevm_save_head(); NULL: none. */
+const char *const *savevm_stream_caps(bool mapped_ram, bool checksum);
 
 /* ---- reading --------------------------------------------------------------- */
 

@@ -137,7 +137,7 @@ void ram_saver_put_page(RamSaver *rs, QEMUFile *f, const RAMBlock *rb, uint64_t 
     } else {
         qemu_put_buffer(f, data, RAM_PAGE_SIZE);
     }
-    if (!rs->mapped && qemu_file_crc_on(f)) {
+    if (!rs->mapped) {
         /* x-checksum: the loader checks the record before placing its page. */
         qemu_put_crc(f);
     }

@@ -79,7 +79,6 @@ static RamBlockList *ram_list(uint64_t main_size)
 /* A stopped save with every device type, into fd (a file) or memory. */
 static GBytes *image(RamBlockList *l, bool mapped, bool sum)
 {
-    const char *caps[3] = { NULL };
     SaveStateRegistry *r = savevm_registry_new();
     RamSaver *rs = ram_saver_new(l);
     RamStopped *st = ram_stopped_new();
@@ -91,16 +90,12 @@ static GBytes *image(RamBlockList *l, bool mapped, bool sum)
     MigrationIO io;
     QEMUFile *f;
     off_t size;
-    int n = 0, ret;
+    int ret;
 
     f = test_fd_file(&io, fd, true, "seed");
     if (mapped) {
-        caps[n++] = MAPPED_RAM_CAPABILITY;
         w = mapped_ram_writer_new(fd, l, 2, false, &error_abort);
         ram_saver_set_mapped(rs, w);
-    }
-    if (sum) {
-        caps[n++] = CHECKSUM_CAPABILITY;
     }
     g_assert_true(ram_stopped_register(st, rs, r, &error_abort));
     for (int i = 0; (info = device_type_nth(i)); i++) {
@@ -111,7 +106,7 @@ static GBytes *image(RamBlockList *l, bool mapped, bool sum)
             g_assert_nonnull(savevm_register_vmsd(r, info->name, 0, info->vmsd, state, NULL));
         }
     }
-    g_assert_true(savevm_save_head(r, f, n ? caps : NULL, &error_abort));
+    g_assert_true(savevm_save_head(r, f, savevm_stream_caps(mapped, sum), &error_abort));
     while ((ret = savevm_save_iterate(r, f, &error_abort)) == 0) {
     }
     g_assert_cmpint(ret, ==, 1);

@@ -86,8 +86,6 @@ static RAMBlock *block_new(const char *idstr, uint64_t size, unsigned salt, Erro
 /* A stopped save of ram into fd, as the migration thread writes one. */
 static bool save(RamBlockList *ram, int fd, const Options *o, Error **errp)
 {
-    const char *caps[3] = { NULL };
-    int ncaps = 0;
     SaveStateRegistry *r = savevm_registry_new();
     RamSaver *rs = ram_saver_new(ram);
     RamStopped *st = ram_stopped_new();
@@ -97,12 +95,6 @@ static bool save(RamBlockList *ram, int fd, const Options *o, Error **errp)
     bool ok = false;
     int ret;
 
-    if (o->mapped) {
-        caps[ncaps++] = MAPPED_RAM_CAPABILITY;
-    }
-    if (o->checksum) {
-        caps[ncaps++] = CHECKSUM_CAPABILITY;
-    }
     if (o->mapped) {
         w = mapped_ram_writer_new(fd, ram, o->threads, false, errp);
         if (!w) {
@@ -115,7 +107,7 @@ static bool save(RamBlockList *ram, int fd, const Options *o, Error **errp)
     }
     f = migration_io_output(&io, o->out);
     if (!ram_stopped_register(st, rs, r, errp) ||
-        !savevm_save_head(r, f, ncaps ? caps : NULL, errp)) {
+        !savevm_save_head(r, f, savevm_stream_caps(o->mapped, o->checksum), errp)) {
         goto close;
     }
     while ((ret = savevm_save_iterate(r, f, errp)) == 0) {

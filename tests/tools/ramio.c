@@ -110,7 +110,6 @@ static void pause_idle(const Options *o)
  */
 static double save(RamBlockList *ram, const char *path, int threads, double *sync_s)
 {
-    static const char *const caps[] = { MAPPED_RAM_CAPABILITY, NULL };
     SaveStateRegistry *r = savevm_registry_new();
     RamSaver *rs = ram_saver_new(ram);
     RamStopped *st = ram_stopped_new();
@@ -140,7 +139,7 @@ static double save(RamBlockList *ram, const char *path, int threads, double *syn
     }
     f = migration_io_output(&io, path);
     if (!ram_stopped_register(st, rs, r, &err) ||
-        !savevm_save_head(r, f, threads ? caps : NULL, &err)) {
+        !savevm_save_head(r, f, savevm_stream_caps(threads > 0, false), &err)) {
         die("save", err);
     }
     while ((ret = savevm_save_iterate(r, f, &err)) == 0) {

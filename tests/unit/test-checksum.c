@@ -172,23 +172,18 @@ static GPtrArray *register_devices(SaveStateRegistry *r)
 /* A stopped save of v into f, with checksums or not, mapped-ram through w when given. */
 static void save_into(Vm *v, QEMUFile *f, bool sum, MappedRamWriter *w)
 {
-    const char *caps[3] = { NULL };
     SaveStateRegistry *r = savevm_registry_new();
     RamSaver *rs = ram_saver_new(&v->l);
     RamStopped *st = ram_stopped_new();
     GPtrArray *states;
-    int n = 0, ret;
+    int ret;
 
     if (w) {
-        caps[n++] = MAPPED_RAM_CAPABILITY;
         ram_saver_set_mapped(rs, w);
-    }
-    if (sum) {
-        caps[n++] = CHECKSUM_CAPABILITY;
     }
     g_assert_true(ram_stopped_register(st, rs, r, &error_abort));
     states = register_devices(r);
-    g_assert_true(savevm_save_head(r, f, n ? caps : NULL, &error_abort));
+    g_assert_true(savevm_save_head(r, f, savevm_stream_caps(w != NULL, sum), &error_abort));
     while ((ret = savevm_save_iterate(r, f, &error_abort)) == 0) {
     }
     g_assert_cmpint(ret, ==, 1);
@@ -382,7 +377,6 @@ static void test_stream_required(void)
 /* A postcopy command in a checksummed stream is refused: its bytes would go unchecked. */
 static void test_stream_no_postcopy(void)
 {
-    static const char *const caps[] = { CHECKSUM_CAPABILITY, NULL };
     static const uint8_t advise[16] = { 0 };
     SaveStateRegistry *r = savevm_registry_new();
     QEMUFile *f = qemu_file_new_mem_output("mem");
@@ -392,7 +386,7 @@ static void test_stream_no_postcopy(void)
     char *msg;
 
     vm_new(&dst, RAM_BACKEND_RAM);
-    g_assert_true(savevm_save_head(r, f, caps, &error_abort));
+    g_assert_true(savevm_save_head(r, f, savevm_stream_caps(false, true), &error_abort));
     savevm_put_command(f, MIG_CMD_POSTCOPY_ADVISE, sizeof(advise), advise);
     savevm_put_eof(f);
     data = qemu_file_mem_data(f, &len);
@@ -473,7 +467,6 @@ static void test_running_guest(void)
     memset(src.rb[0]->host, 0x11, MAIN_SIZE);
     pthread_create(&th, NULL, guest_writer, &w);
     for (int round = 0; round < 20; round++) {
-        static const char *const caps[] = { CHECKSUM_CAPABILITY, NULL };
         SaveStateRegistry *r = savevm_registry_new();
         RamSaver *rs = ram_saver_new(&src.l);
         QEMUFile *f = qemu_file_new_mem_output("mem");
@@ -484,7 +477,7 @@ static void test_running_guest(void)
         int ret;
 
         g_assert_true(ram_saver_register(rs, r, &copy_ops, &c, &error_abort));
-        g_assert_true(savevm_save_head(r, f, caps, &error_abort));
+        g_assert_true(savevm_save_head(r, f, savevm_stream_caps(false, true), &error_abort));
         while ((ret = savevm_save_iterate(r, f, &error_abort)) == 0) {
         }
         g_assert_true(savevm_save_complete(r, f, &error_abort));

@@ -52,8 +52,6 @@
 #define PART_PAGES      256             /* per writer, after pc.ram's page 0 */
 #define PROGRESS_GAP_S  5               /* a writer that does not advance in this is stuck */
 
-static const char *const mapped_caps[] = { MAPPED_RAM_CAPABILITY, NULL };
-
 /* ---- the run's settings ----------------------------------------------------------------- */
 
 typedef struct Settings {
@@ -510,7 +508,7 @@ static bool save_run(SaveJob *j, Error **errp)
     f = migration_io_output(&io, j->uri);
     j->f = f;
     j->rs = rs;
-    if (!savevm_save_head(r, f, j->mapped ? mapped_caps : NULL, errp)) {
+    if (!savevm_save_head(r, f, savevm_stream_caps(j->mapped, false), errp)) {
         goto out;
     }
     qemu_fflush(f);

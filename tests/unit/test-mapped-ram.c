@@ -78,7 +78,6 @@ static char *tmp_image(void)
 /* A stopped save of l into path with mapped-ram; returns the RAM counters. */
 static void save(RamBlockList *l, const char *path, int threads, bool direct, RamCounters *c)
 {
-    static const char *const caps[] = { MAPPED_RAM_CAPABILITY, NULL };
     SaveStateRegistry *r = savevm_registry_new();
     RamSaver *rs = ram_saver_new(l);
     RamStopped *st = ram_stopped_new();
@@ -92,7 +91,7 @@ static void save(RamBlockList *l, const char *path, int threads, bool direct, Ra
     f = test_fd_file(&io, fd, true, path);
     ram_saver_set_mapped(rs, w);
     g_assert_true(ram_stopped_register(st, rs, r, &error_abort));
-    g_assert_true(savevm_save_head(r, f, caps, &error_abort));
+    g_assert_true(savevm_save_head(r, f, savevm_stream_caps(true, false), &error_abort));
     while ((ret = savevm_save_iterate(r, f, &error_abort)) == 0) {
     }
     g_assert_cmpint(ret, ==, 1);
