@@ -222,6 +222,20 @@ void ram_dirty_mark_missing(RamDirty *d, int b, const unsigned long *have)
     pending_add(d, (int64_t)after - (int64_t)before);
 }
 
+void ram_dirty_widen(RamDirty *d, int b, uint64_t unit)
+{
+    DirtyBlock *blk = &d->blocks[b];
+
+    for (uint64_t p = unit > 1 ? find_next_bit(blk->map, blk->npages, 0) : blk->npages;
+         p < blk->npages; p = find_next_bit(blk->map, blk->npages, p)) {
+        uint64_t first = p - p % unit, n = MIN(unit, blk->npages - first);
+
+        pending_add(d, n - bitmap_count_range(blk->map, first, n));
+        bitmap_set(blk->map, first, n);
+        p = first + n;
+    }
+}
+
 bool ram_dirty_test(RamDirty *d, int b, uint64_t page)
 {
     return page < d->blocks[b].npages && test_bit(page, d->blocks[b].map);

@@ -77,6 +77,11 @@ uint64_t ram_dirty_next_clear(RamDirty *d, int b, uint64_t page);
  * says which pages it holds.
  */
 void ram_dirty_mark_missing(RamDirty *d, int b, const unsigned long *have);
+/*
+ * Mark every page of each group of `unit` pages of block b (a huge page)
+ * of which any page is marked: what cannot be placed in parts goes whole.
+ */
+void ram_dirty_widen(RamDirty *d, int b, uint64_t unit);
 /* Whether page of block b is marked (tests). */
 bool ram_dirty_test(RamDirty *d, int b, uint64_t page);
 

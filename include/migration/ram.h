@@ -123,6 +123,10 @@ void ram_saver_set_source(RamSaver *rs, const RamPageSourceOps *ops, void *opaqu
  */
 typedef struct MappedRamWriter MappedRamWriter;
 void ram_saver_set_mapped(RamSaver *rs, MappedRamWriter *w);
+/* postcopy-ram: the block list gives each huge-page block's page size (ram_loader_set_postcopy()). */
+void ram_saver_set_postcopy(RamSaver *rs, bool on);
+/* The OR of every block's page size: what postcopy's ADVISE carries and checks. */
+uint64_t ram_list_page_summary(const RamBlockList *ram);
 /* The stream goes on in a new file (postcopy recovery): the next record names its block. */
 void ram_saver_restart(RamSaver *rs);
 RamBlockList *ram_saver_blocks(RamSaver *rs);
@@ -177,8 +181,8 @@ void ram_placement_memcpy(RamBlockList *ram, const RamPlacementOps **ops, void *
  * run before every page is there; one that touches a missing page blocks
  * until it is placed.  Each page goes in whole with UFFDIO_COPY (or
  * UFFDIO_ZEROPAGE), exactly once: a second placement of a page changes
- * nothing.  Anonymous and shared (memfd) blocks; any other is refused at
- * new(), naming the block and why.
+ * nothing.  Anonymous, shared (memfd) and huge-page blocks (a whole huge
+ * page at a time); any other is refused at new(), naming the block and why.
  */
 typedef struct RamUffd RamUffd;
 
@@ -225,16 +229,33 @@ int ram_uffd_fd(RamUffd *u);
 bool ram_uffd_find(RamUffd *u, uint64_t addr, int *b, uint64_t *page);
 /* Page of block b was placed (any thread). */
 bool ram_uffd_placed(RamUffd *u, int b, uint64_t page);
-/* Place one page from data (NULL: zeros), from any thread, with its own buffer. */
+/*
+ * Place one page from data (NULL: zeros), from any thread, with its own
+ * buffer; blocks of 4 KiB pages only (huge pages: a range of whole ones).
+ */
 bool ram_uffd_place_page(RamUffd *u, int b, uint64_t page, const uint8_t *data,
                          Error **errp);
 /*
  * Place pages [first, first + n) of block b from data (NULL: zeros) with
  * one ioctl when none is there yet, else one at a time around those that
- * are.  Returns how many this call placed, or -1 with errp.
+ * are (a huge page at a time on huge pages, where the range must cover
+ * whole ones).  Returns how many 4 KiB pages this call placed, or -1.
  */
 int64_t ram_uffd_place_range(RamUffd *u, int b, uint64_t first, uint64_t n,
                              const uint8_t *data, Error **errp);
+/*
+ * A stage: where the pages of one huge page gather until the last comes,
+ * then go in whole (a block of 4 KiB pages places each at once).  One per
+ * thread that places stream pages; the loader's placement has its own.
+ * A huge page's pages must come in order, with nothing between them.
+ */
+typedef struct RamUffdStage RamUffdStage;
+RamUffdStage *ram_uffd_stage_new(RamUffd *u);
+void ram_uffd_stage_free(RamUffdStage *st);
+/* Where page `page` of block b is to be read (4 KiB) before ram_uffd_stage_page(). */
+uint8_t *ram_uffd_stage_buffer(RamUffdStage *st, int b, uint64_t page);
+/* Page `page` is in its buffer (zero: it is a zero page); places what is complete. */
+bool ram_uffd_stage_page(RamUffdStage *st, int b, uint64_t page, bool zero, Error **errp);
 /* Pages placed so far, over every block (a racy sum for statistics). */
 uint64_t ram_uffd_count_placed(RamUffd *u);
 /* Pages copied, zero pages mapped, placements that found the page there. */
@@ -277,6 +298,13 @@ typedef struct MappedRamBlock MappedRamBlock;
 const MappedRamBlock *ram_loader_mapped_block(RamLoader *ls, int b);
 
 /* ---- postcopy (the loader's thread, before and at the switch) -------------------- */
+
+/*
+ * The stream advised postcopy (before its block list): each block whose
+ * pages are larger than 4 KiB is followed there by its page size, which
+ * must be this block's (QEMU's format: both sides need the same huge pages).
+ */
+void ram_loader_set_postcopy(RamLoader *ls);
 
 /*
  * Pages [first, first + n) of block b are to be sent again (postcopy's

@@ -53,6 +53,15 @@ typedef struct MemRegion {
     int slot;                   /* accelerator memory slot */
 } MemRegion;
 
+/*
+ * 4 KiB pages per host page of rb: 1, or 512 for 2 MiB huge pages.  What
+ * must move together when a page cannot be placed in parts (postcopy).
+ */
+static inline uint64_t ram_block_host_pages(const RAMBlock *rb)
+{
+    return rb->page_size > 4096 ? rb->page_size / 4096 : 1;
+}
+
 #define AMBER_MAX_RAM_BLOCKS 8
 #define AMBER_MAX_MEM_REGIONS 8
 

@@ -205,13 +205,16 @@ static bool rp_send_value(PostcopyDest *pd, uint16_t type, uint32_t value)
     return ok;
 }
 
+/* Ask for the host page that starts at page `page` (a huge page whole). */
 static void rp_request_page(PostcopyDest *pd, int b, uint64_t page)
 {
     pthread_mutex_lock(&pd->rp_lock);
     if (pd->rp_f && !pd->rp_broken) {
-        const char *name = b == pd->rp_last_block ? NULL : pd->ram->blocks[b]->idstr;
+        const RAMBlock *rb = pd->ram->blocks[b];
+        const char *name = b == pd->rp_last_block ? NULL : rb->idstr;
 
-        rp_put_req_pages(pd->rp_f, name, page * RAM_PAGE_SIZE, RAM_PAGE_SIZE);
+        rp_put_req_pages(pd->rp_f, name, page * RAM_PAGE_SIZE,
+                         ram_block_host_pages(rb) * RAM_PAGE_SIZE);
         qemu_fflush(pd->rp_f);
         pd->rp_broken = qemu_file_get_error(pd->rp_f) != 0;
         pd->rp_last_block = b;
@@ -242,16 +245,21 @@ static void handle_fault(PostcopyDest *pd, uint64_t addr, int tid)
     uint64_t page;
     int b;
 
+    uint64_t unit;
+
     if (!ram_uffd_find(pd->uffd, addr, &b, &page)) {
         warn_report("postcopy: fault at 0x%" PRIx64 " outside guest RAM", addr);
         return;
     }
+    /* On huge pages everything below is about the whole huge page. */
+    unit = ram_block_host_pages(pd->ram->blocks[b]);
+    page -= page % unit;
     if (ram_uffd_placed(pd->uffd, b, page)) {
         return;         /* placed since the fault was raised, which woke it */
     }
-    if (test_bit(page, pd->held[b])) {
+    if (bitmap_count_range(pd->held[b], page, unit) == unit) {
         /* Precopy gave it and it was never written here: a zero page. */
-        if (!ram_uffd_place_page(pd->uffd, b, page, NULL, &err)) {
+        if (ram_uffd_place_range(pd->uffd, b, page, unit, NULL, &err) < 0) {
             warn_report("postcopy: %s", error_get_pretty(err));
             error_free(err);
         }
@@ -311,10 +319,11 @@ static bool handle_advise(PostcopyDest *pd, const uint8_t *data, uint16_t len,
                    "'postcopy-ram' is off here: set it on both sides");
         return false;
     }
-    if (target != RAM_PAGE_SIZE || summary != RAM_PAGE_SIZE) {
+    if (target != RAM_PAGE_SIZE || summary != ram_list_page_summary(pd->ram)) {
         error_setg(errp, "page sizes of the source (target %" PRIu64 ", host summary 0x%"
-                   PRIx64 ") are not this machine's (%llu)", target, summary,
-                   RAM_PAGE_SIZE);
+                   PRIx64 ") are not this machine's (%llu, 0x%" PRIx64 "): postcopy needs "
+                   "the same huge pages on both sides", target, summary, RAM_PAGE_SIZE,
+                   ram_list_page_summary(pd->ram));
         return false;
     }
     if (!pd->rp_f) {
@@ -336,6 +345,8 @@ static bool handle_advise(PostcopyDest *pd, const uint8_t *data, uint16_t len,
         }
     }
     pd->advised = true;
+    /* The block list that follows names each huge-page block's page size. */
+    ram_loader_set_postcopy(pd->loader);
     return true;
 }
 
@@ -343,13 +354,15 @@ static bool handle_advise(PostcopyDest *pd, const uint8_t *data, uint16_t len,
 static bool discard_range(PostcopyDest *pd, int b, const PostcopyRange *r, Error **errp)
 {
     const RAMBlock *rb = pd->ram->blocks[b];
+    uint64_t ps = ram_block_host_pages(rb) * RAM_PAGE_SIZE;
     int ret;
 
-    if (r->start % RAM_PAGE_SIZE || r->length % RAM_PAGE_SIZE || !r->length ||
+    /* A huge page is dropped whole or not at all (its rest would read as zeros). */
+    if (r->start % ps || r->length % ps || !r->length ||
         r->start > rb->used_length || r->length > rb->used_length - r->start) {
         error_setg(errp, "POSTCOPY_RAM_DISCARD: range 0x%" PRIx64 "+0x%" PRIx64 " is not "
-                   "page-aligned inside block '%s' (0x%" PRIx64 " bytes)", r->start,
-                   r->length, rb->idstr, rb->used_length);
+                   "aligned to the 0x%" PRIx64 "-byte pages inside block '%s' (0x%" PRIx64
+                   " bytes)", r->start, r->length, ps, rb->idstr, rb->used_length);
         return false;
     }
     if (rb->fd >= 0) {

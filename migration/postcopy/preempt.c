@@ -30,6 +30,7 @@
 struct PreemptReader {
     Channel *ch;
     RamUffd *uffd;
+    RamUffdStage *stage;            /* this channel's huge pages gather here */
     RamBlockList *ram;
     int stream_fd;                  /* the main stream's socket: shut down on error */
     MigrationIO io;
@@ -99,7 +100,6 @@ static int record_block(PreemptReader *r, uint64_t flags, int *last, Error **err
 
 static bool read_records(PreemptReader *r, Error **errp)
 {
-    g_autofree uint8_t *buf = g_malloc(RAM_PAGE_SIZE);
     int last = -1;
 
     /* The source's last act is to close the channel: EOF at a record is the end. */
@@ -138,11 +138,12 @@ static bool read_records(PreemptReader *r, Error **errp)
                 return false;
             }
         } else {
-            qemu_get_buffer(r->f, buf, RAM_PAGE_SIZE, "page");
+            qemu_get_buffer(r->f, ram_uffd_stage_buffer(r->stage, b, addr / RAM_PAGE_SIZE),
+                            RAM_PAGE_SIZE, "page");
         }
         if (!qemu_file_check(r->f, errp) ||
-            !ram_uffd_place_page(r->uffd, b, addr / RAM_PAGE_SIZE,
-                                 kind == RAM_SAVE_FLAG_ZERO ? NULL : buf, errp)) {
+            !ram_uffd_stage_page(r->stage, b, addr / RAM_PAGE_SIZE,
+                                 kind == RAM_SAVE_FLAG_ZERO, errp)) {
             return false;
         }
         r->pages++;
@@ -178,6 +179,7 @@ PreemptReader *preempt_reader_start(Channel *ch, RamUffd *uffd, RamBlockList *ra
         return NULL;
     }
     r->f = migration_io_input(&r->io, "postcopy-preempt channel");
+    r->stage = ram_uffd_stage_new(uffd);
     r->thread = g_thread_new("mig/preempt", reader_thread, r);
     return r;
 }
@@ -217,6 +219,7 @@ void preempt_reader_free(PreemptReader *r)
     /* Whoever frees it has signalled the cancel descriptor the reader waits on. */
     preempt_reader_finish(r, NULL);
     error_free(r->err);
+    ram_uffd_stage_free(r->stage);
     qemu_fclose(r->f);
     channel_abort(r->ch);
     g_free(r);

@@ -258,6 +258,8 @@ bool rp_recv_bitmap(PostcopySource *ps, QEMUFile *f, const char *name, Error **e
     }
     pthread_mutex_lock(&ps->todo_lock);
     ram_dirty_mark_missing(ps->todo, b, have);
+    /* A huge page the destination holds in part is sent again whole. */
+    ram_dirty_widen(ps->todo, b, ram_block_host_pages(ps->ram->blocks[b]));
     pthread_mutex_unlock(&ps->todo_lock);
     pthread_mutex_lock(&ps->lock);
     ps->bitmaps_due--;

@@ -28,6 +28,7 @@
 #include "source-int.h"
 #include "migration/postcopy-messages.h"
 #include "qapi-commands.h"
+#include "util/bitmap.h"
 #include "util/cutils.h"
 #include "util/stat.h"
 #include "util/trace.h"
@@ -332,13 +333,26 @@ bool postcopy_save_head(MigrationState *ms, SaveStateRegistry *r, QEMUFile *f,
      * for it: a destination that refuses fails the migration before it).
      */
     savevm_put_command(f, MIG_CMD_OPEN_RETURN_PATH, 0, NULL);
-    postcopy_put_advise(f, RAM_PAGE_SIZE, RAM_PAGE_SIZE);
+    postcopy_put_advise(f, ram_list_page_summary(machine_ram(ms->s->machine)), RAM_PAGE_SIZE);
     put_be32_at(ping, POSTCOPY_PING_ADVISED);
     savevm_put_command(f, MIG_CMD_PING, sizeof(ping), ping);
+    ram_saver_set_postcopy(ms->ram, true);
     return savevm_save_setup(r, f, errp);
 }
 
 /* ---- the switch ------------------------------------------------------------------------- */
+
+/*
+ * Huge pages go whole: one with any page still to send is sent (and so
+ * discarded) whole, since the destination can neither drop nor place a
+ * part of one.  Before the page service starts.
+ */
+static void widen_todo(PostcopySource *ps)
+{
+    for (int b = 0; b < ps->ram->nblocks; b++) {
+        ram_dirty_widen(ps->todo, b, ram_block_host_pages(ps->ram->blocks[b]));
+    }
+}
 
 /* POSTCOPY_RAM_DISCARD for every run of pages still to send, 12 runs per command. */
 static void send_discards(PostcopySource *ps, QEMUFile *f)
@@ -400,11 +414,33 @@ static bool send_package(PostcopySource *ps, QEMUFile *f, QEMUFile *pf, Error **
 
 /* ---- the page source of the postcopy phase --------------------------------------------- */
 
+/*
+ * A huge page whose first page is `first`, taken whole from `todo` (under
+ * todo_lock): after widen_todo() its pages are marked together
+ * and leave together, so it goes out whole on one channel.
+ */
+static void take_huge_page(PostcopySource *ps, int b, uint64_t first)
+{
+    uint64_t unit = ram_block_host_pages(ps->ram->blocks[b]);
+    g_autofree unsigned long *bits = g_new(unsigned long, BITS_TO_LONGS(unit));
+
+    ram_dirty_take(ps->todo, b, first, unit, bits, NULL);
+}
+
+/* Its pages in order, with nothing between them: the destination gathers them. */
+static void put_huge_page(RamSaver *rs, QEMUFile *f, const RAMBlock *rb, uint64_t first)
+{
+    for (uint64_t p = first; p < first + ram_block_host_pages(rb); p++) {
+        ram_saver_put_guest_page(rs, f, rb, p * RAM_PAGE_SIZE, true, true);
+    }
+}
+
 /* Page `page` of block b into f (records of rs), if it is still to send. */
 static uint64_t send_page(PostcopySource *ps, QEMUFile *f, RamSaver *rs, int b,
                           uint64_t page)
 {
     uint64_t np = ram_dirty_block_pages(ps->todo, b);
+    uint64_t unit = ram_block_host_pages(ps->ram->blocks[b]);
     uint64_t start = page - page % POSTCOPY_CHUNK;
     uint64_t n = MIN(POSTCOPY_CHUNK, np - start);
     unsigned long bits;
@@ -423,6 +459,12 @@ static uint64_t send_page(PostcopySource *ps, QEMUFile *f, RamSaver *rs, int b,
         pthread_cond_broadcast(&ps->cond);
         pthread_mutex_unlock(&ps->lock);
         return 0;
+    }
+    if (unit > 1) {
+        take_huge_page(ps, b, page);
+        pthread_mutex_unlock(&ps->todo_lock);
+        put_huge_page(rs, f, ps->ram->blocks[b], page);
+        return unit;
     }
     /* Logging is off: taking re-arms nothing and cannot fail. */
     ram_dirty_take(ps->todo, b, start, n, &bits, NULL);
@@ -454,8 +496,10 @@ static uint64_t serve_requests(PostcopySource *ps, QEMUFile *f, RamSaver *rs, bo
     pthread_mutex_unlock(&ps->lock);
     for (guint i = 0; i < q->len; i++) {
         const PageRequest *req = &g_array_index(q, PageRequest, i);
+        /* A request is for whole host pages (checked when it came). */
+        uint64_t unit = ram_block_host_pages(ps->ram->blocks[req->block]);
 
-        for (uint64_t p = req->page; p < req->page + req->npages; p++) {
+        for (uint64_t p = req->page; p < req->page + req->npages; p += unit) {
             sent += send_page(ps, f, rs, req->block, p);
         }
         /* Locality: what the guest touches next is most likely near. */
@@ -490,7 +534,7 @@ static bool take_chunk(PostcopySource *ps, int *b, uint64_t *start, unsigned lon
 
     pthread_mutex_lock(&ps->todo_lock);
     for (int wrapped = 0; wrapped < 2 && !found;) {
-        uint64_t np, next, n;
+        uint64_t np, next, n, unit;
 
         if (ps->push_block >= ps->ram->nblocks) {
             ps->push_block = 0;
@@ -506,6 +550,16 @@ static bool take_chunk(PostcopySource *ps, int *b, uint64_t *start, unsigned lon
             continue;
         }
         *b = ps->push_block;
+        unit = ram_block_host_pages(ps->ram->blocks[*b]);
+        if (unit > 1) {
+            /* A huge page: whole, and *bits is 0 (its pages all go). */
+            *start = next - next % unit;
+            take_huge_page(ps, *b, *start);
+            *bits = 0;
+            ps->push_page = *start + unit;
+            found = true;
+            continue;
+        }
         *start = next - next % POSTCOPY_CHUNK;
         n = MIN(POSTCOPY_CHUNK, np - *start);
         ram_dirty_take(ps->todo, *b, *start, n, bits, NULL);
@@ -525,6 +579,10 @@ static uint64_t push_chunk(PostcopySource *ps, QEMUFile *f)
 
     if (!take_chunk(ps, &b, &start, &bits)) {
         return 0;
+    }
+    if (ram_block_host_pages(ps->ram->blocks[b]) > 1) {
+        put_huge_page(ps->rs, f, ps->ram->blocks[b], start);
+        return ram_block_host_pages(ps->ram->blocks[b]);
     }
     for (; bits; bits &= bits - 1) {
         uint64_t page = start + __builtin_ctzl(bits);
@@ -797,6 +855,7 @@ bool postcopy_complete(MigrationState *ms, SaveStateRegistry *r, QEMUFile *f,
     if (!pf) {
         return false;
     }
+    widen_todo(ps);
     send_discards(ps, f);
     /* From here on a cancel is refused: the destination may run the guest. */
     if (!migration_change_status(ms, &ms->status, MIGRATION_STATUS_ACTIVE,

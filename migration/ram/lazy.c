@@ -424,6 +424,14 @@ LazyRestore *lazy_restore_new(RamBlockList *ram, int fd,
         lb->nchunks = (lb->mb.npages + CHUNK_PAGES - 1) / CHUNK_PAGES;
         lb->filled = bitmap_new(lb->nchunks);
     }
+    for (int i = 0; i < ram->nblocks; i++) {
+        /* Its chunks are 1 MiB: a huge page could not go in whole. */
+        if (ram_block_host_pages(ram->blocks[i]) > 1) {
+            error_setg(errp, "RAM block '%s' has huge pages, which a lazy restore does not "
+                       "place: restore it without postcopy-ram", ram->blocks[i]->idstr);
+            goto fail;
+        }
+    }
     if (!ram_uffd_usable(ram, errp)) {
         goto fail;
     }

@@ -45,6 +45,7 @@ struct RamLoader {
     RamLoadBlock *last;             /* block of the previous record (CONTINUE) */
     RamCounters c;
     bool direct;                    /* the memcpy placement: pages may be read into RAM */
+    bool postcopy;                  /* the block list has huge pages' page sizes */
     /* mapped-ram: pages are read from their places in the file, not from records */
     int mapped_fd;                  /* -1: not a mapped-ram stream */
     int mapped_threads;
@@ -267,6 +268,19 @@ static bool load_block_list(RamLoader *ls, QEMUFile *f, uint64_t total, Error **
             error_setg(errp, "block sizes add up to more than the total of the list");
             return false;
         }
+        if (ls->postcopy && ram_block_host_pages(b->rb) > 1) {
+            uint64_t ps = qemu_get_be64(f, "ram block page size");
+
+            if (!qemu_file_check(f, errp)) {
+                return false;
+            }
+            if (ps != b->rb->page_size) {
+                error_setg(errp, "block '%s' has 0x%" PRIx64 "-byte pages in the stream but "
+                           "0x%zx-byte pages here: postcopy needs the same huge pages on "
+                           "both sides", safe, ps, b->rb->page_size);
+                return false;
+            }
+        }
         b->listed = true;
         total -= len;
         if (!prepare_block(ls, b, errp) ||
@@ -443,6 +457,11 @@ bool ram_loader_register(RamLoader *ls, SaveStateRegistry *r, Error **errp)
 {
     return savevm_register(r, RAM_SECTION_NAME, 0, RAM_SECTION_VERSION,
                            &ram_load_iterative_handlers, ls, errp) != NULL;
+}
+
+void ram_loader_set_postcopy(RamLoader *ls)
+{
+    ls->postcopy = true;
 }
 
 bool ram_loader_discard(RamLoader *ls, int b, uint64_t first, uint64_t n)

@@ -11,14 +11,23 @@
  * the later one changes nothing.  The `placed` bitmap tells the fault
  * path which pages need no request.
  *
+ * Huge pages (hugetlbfs, a hugetlb memfd): the kernel places them whole or
+ * not at all, so a block's unit is its page size.  The stream still
+ * carries 4 KiB pages; a RamUffdStage gathers those of one huge page, in
+ * order, and places the huge page when its last arrives (the source sends
+ * each huge page's pages together: postcopy/source.c).  UFFDIO_ZEROPAGE
+ * does not exist for hugetlbfs: a zero huge page is copied from zeros.
+ *
  * Threads: the loader places through the RamPlacementOps, from its own
- * staging page; any other thread (a fault handler that fetched a page
- * itself) uses ram_uffd_place_page() with a buffer of its own.
+ * stage; any other thread (a fault handler that fetched a page itself, the
+ * preempt channel's reader) uses ram_uffd_place_page()/_range() with a
+ * buffer of its own, or a stage of its own.
  */
 #include <errno.h>
 #include <inttypes.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/mman.h>
 
 #include <glib.h>
 
@@ -33,15 +42,28 @@ struct RamUffd {
     bool registered[AMBER_MAX_RAM_BLOCKS];
     bool minor[AMBER_MAX_RAM_BLOCKS];               /* registered MINOR too */
     unsigned long *placed[AMBER_MAX_RAM_BLOCKS];    /* atomic bits, 4 KiB pages */
-    uint8_t *stage;                                 /* the loader's page */
+    RamUffdStage *stage;                            /* the loader's */
+    const uint8_t *zeros_src;                       /* a huge page of zeros, or NULL */
+    size_t zeros_len;
     uint64_t copies, zeros, already;                /* stats */
     void (*placed_hook)(void *opaque, int b, uint64_t page);
     void *placed_opaque;
 };
 
+struct RamUffdStage {
+    RamUffd *u;
+    uint8_t *buf;                   /* as big as the largest page of any block */
+    size_t len;
+    int b;                          /* the huge page being gathered, b < 0: none */
+    uint64_t first, next;           /* its first 4 KiB page, the next one due */
+};
+
 /* Features a block's registration needs beyond anonymous memory's. */
 static uint64_t block_features(const RAMBlock *rb)
 {
+    if (rb->hugetlbfs) {
+        return UFFD_FEATURE_MISSING_HUGETLBFS;
+    }
     if (rb->fd < 0) {
         return 0;
     }
@@ -51,8 +73,8 @@ static uint64_t block_features(const RAMBlock *rb)
 /* Why rb cannot take missing-page faults here, or NULL. */
 static const char *unsupported(const RAMBlock *rb)
 {
-    if (rb->page_size != RAM_PAGE_SIZE) {
-        return "its huge pages are not placed a whole huge page at a time yet";
+    if (ram_block_host_pages(rb) > 1 && !rb->hugetlbfs) {
+        return "its pages are larger than 4 KiB but not huge pages";
     }
     if (rb->fd >= 0 && !rb->shared) {
         return "a private file mapping cannot take missing-page faults";
@@ -78,7 +100,8 @@ bool ram_uffd_usable(RamBlockList *ram, Error **errp)
     if (!uffd_query_features(&have, errp)) {
         return false;
     }
-    return uffd_check_features(want, have, "missing-page faults on shared memory", errp);
+    return uffd_check_features(want, have, "missing-page faults on shared memory or huge "
+                               "pages", errp);
 }
 
 static RamUffd *ram_uffd_create(RamBlockList *ram, uint64_t features, bool minor,
@@ -152,8 +175,20 @@ static RamUffd *ram_uffd_create(RamBlockList *ram, uint64_t features, bool minor
         u->registered[i] = true;
         u->minor[i] = m && (ioctls & (1ULL << _UFFDIO_CONTINUE));
         u->placed[i] = bitmap_new(rb->used_length / RAM_PAGE_SIZE);
+        u->zeros_len = MAX(u->zeros_len, rb->hugetlbfs ? rb->page_size : 0);
     }
-    u->stage = g_malloc(RAM_PAGE_SIZE);
+    if (u->zeros_len) {
+        /* Never written: every read of it is the kernel's zero page, nothing allocated. */
+        void *z = mmap(NULL, u->zeros_len, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS |
+                       MAP_NORESERVE, -1, 0);
+
+        if (z == MAP_FAILED) {
+            error_setg_errno(errp, errno, "cannot map a zero huge page");
+            goto fail;
+        }
+        u->zeros_src = z;
+    }
+    u->stage = ram_uffd_stage_new(u);
     return u;
 
 fail:
@@ -178,7 +213,10 @@ void ram_uffd_free(RamUffd *u)
     if (u->uffd >= 0) {
         close(u->uffd);
     }
-    g_free(u->stage);
+    if (u->zeros_src) {
+        munmap((void *)u->zeros_src, u->zeros_len);
+    }
+    ram_uffd_stage_free(u->stage);
     g_free(u);
 }
 
@@ -209,20 +247,33 @@ bool ram_uffd_placed(RamUffd *u, int b, uint64_t page)
 /*
  * Fill pages [first, first + n) of block b with op (from data for a copy):
  * one ioctl when none of them is there yet, else around those that are.
- * Returns how many this call placed, or -1 with errp.
+ * On huge pages, whole ones: first and n are multiples of the block's unit,
+ * and zeros are copied (hugetlbfs has no UFFDIO_ZEROPAGE).  Returns how
+ * many 4 KiB pages this call placed, or -1 with errp.
  */
 static int64_t fill_range(RamUffd *u, int b, UffdFill op, uint64_t first, uint64_t n,
                           const uint8_t *data, Error **errp)
 {
     RAMBlock *rb = u->ram->blocks[b];
+    uint64_t unit = ram_block_host_pages(rb);
+    bool huge_zero = op == UFFD_FILL_ZERO && rb->hugetlbfs;
     int64_t placed = 0;
     uint64_t i = 0;
 
+    if (first % unit || n % unit) {
+        error_setg(errp, "RAM block '%s': pages 0x%" PRIx64 "+0x%" PRIx64 " are not whole "
+                   "huge pages of 0x%zx bytes", rb->idstr, (uint64_t)(first * RAM_PAGE_SIZE),
+                   (uint64_t)(n * RAM_PAGE_SIZE), rb->page_size);
+        return -1;
+    }
     while (i < n) {
         uint64_t filled, k;
-        int r = uffd_fill(u->uffd, op, rb->host + (first + i) * RAM_PAGE_SIZE,
-                          data ? data + i * RAM_PAGE_SIZE : NULL, (n - i) * RAM_PAGE_SIZE,
-                          true, &filled, errp);
+        /* Zeros come from one huge page of them: a huge page per call. */
+        uint64_t len = huge_zero ? unit : n - i;
+        int r = uffd_fill(u->uffd, huge_zero ? UFFD_FILL_COPY : op,
+                          rb->host + (first + i) * RAM_PAGE_SIZE,
+                          huge_zero ? u->zeros_src : data ? data + i * RAM_PAGE_SIZE : NULL,
+                          len * RAM_PAGE_SIZE, true, &filled, errp);
 
         if (r < 0) {
             error_prepend(errp, "RAM block '%s' pages 0x%" PRIx64 "+0x%" PRIx64 ": ",
@@ -241,8 +292,8 @@ static int64_t fill_range(RamUffd *u, int b, UffdFill op, uint64_t first, uint64
         if (r == 0) {
             /* This page was there (the other path won): what is there stays. */
             stat_add(&u->already, 1);
-            set_bit_atomic(first + i, u->placed[b]);
-            i++;
+            bitmap_set_atomic(u->placed[b], first + i, unit);
+            i += unit;
         }
     }
     return placed;
@@ -292,13 +343,78 @@ void ram_uffd_stats(RamUffd *u, uint64_t *copies, uint64_t *zeros, uint64_t *alr
     *already = stat_get(&u->already);
 }
 
+/* ---- stages: 4 KiB pages of the stream gathered into huge pages ------------------ */
+
+RamUffdStage *ram_uffd_stage_new(RamUffd *u)
+{
+    RamUffdStage *st = g_new0(RamUffdStage, 1);
+
+    st->u = u;
+    st->b = -1;
+    st->len = RAM_PAGE_SIZE;
+    for (int i = 0; i < u->ram->nblocks; i++) {
+        st->len = MAX(st->len, u->ram->blocks[i]->page_size);
+    }
+    /* A 1 GiB page's stage is only touched as its pages come. */
+    st->buf = mmap(NULL, st->len, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    g_assert(st->buf != MAP_FAILED);
+    return st;
+}
+
+void ram_uffd_stage_free(RamUffdStage *st)
+{
+    if (st) {
+        munmap(st->buf, st->len);
+        g_free(st);
+    }
+}
+
+uint8_t *ram_uffd_stage_buffer(RamUffdStage *st, int b, uint64_t page)
+{
+    return st->buf + page % ram_block_host_pages(st->u->ram->blocks[b]) * RAM_PAGE_SIZE;
+}
+
+bool ram_uffd_stage_page(RamUffdStage *st, int b, uint64_t page, bool zero, Error **errp)
+{
+    RamUffd *u = st->u;
+    const RAMBlock *rb = u->ram->blocks[b];
+    uint64_t unit = ram_block_host_pages(rb), at = page % unit;
+
+    if (unit == 1) {
+        return ram_uffd_place_page(u, b, page, zero ? NULL : st->buf, errp);
+    }
+    if (at == 0) {
+        st->b = b;
+        st->first = page;
+    } else if (st->b != b || st->first != page - at || st->next != at) {
+        /* A huge page goes in whole: its pages cannot be placed one by one. */
+        error_setg(errp, "RAM block '%s': page 0x%" PRIx64 " came without the pages of its "
+                   "huge page before it (0x%zx-byte pages arrive whole and in order)",
+                   rb->idstr, (uint64_t)(page * RAM_PAGE_SIZE), rb->page_size);
+        st->b = -1;
+        return false;
+    }
+    if (zero) {
+        memset(st->buf + at * RAM_PAGE_SIZE, 0, RAM_PAGE_SIZE);
+    }
+    st->next = at + 1;
+    if (st->next < unit) {
+        return true;
+    }
+    st->b = -1;
+    /* Placed already (a zero huge page on a fault, say): what is there stays. */
+    return ram_uffd_placed(u, b, st->first) ||
+           fill_range(u, b, UFFD_FILL_COPY, st->first, unit, st->buf, errp) >= 0;
+}
+
 /* ---- as the loader's placement ------------------------------------------------------ */
 
 static uint8_t *uffd_buffer(void *opaque, int b, uint64_t page)
 {
     RamUffd *u = opaque;
 
-    return u->stage;
+    return ram_uffd_stage_buffer(u->stage, b, page);
 }
 
 static bool uffd_place(void *opaque, int b, uint64_t page, bool zero, bool again,
@@ -306,11 +422,15 @@ static bool uffd_place(void *opaque, int b, uint64_t page, bool zero, bool again
 {
     RamUffd *u = opaque;
 
-    /* A page is placed once: a later copy (precopy's resend) cannot change it. */
-    if (again || ram_uffd_placed(u, b, page)) {
+    /*
+     * A page is placed once: a later copy (precopy's resend) cannot change
+     * it.  A huge page's pages go to the stage even then, which keeps count
+     * of them and places nothing over what is there.
+     */
+    if (ram_block_host_pages(u->ram->blocks[b]) == 1 && (again || ram_uffd_placed(u, b, page))) {
         return true;
     }
-    return ram_uffd_place_page(u, b, page, zero ? NULL : u->stage, errp);
+    return ram_uffd_stage_page(u->stage, b, page, zero, errp);
 }
 
 static const RamPlacementOps uffd_ops = {

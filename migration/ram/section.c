@@ -21,6 +21,7 @@ struct RamSaver {
     const RAMBlock *last;           /* block of the previous record (CONTINUE) */
     RamCounters c;                  /* updated with atomics */
     MappedRamWriter *mapped;        /* mapped-ram: pages go to their places */
+    bool postcopy;                  /* huge pages' page sizes in the block list */
 };
 
 uint64_t ram_list_total_bytes(const RamBlockList *ram)
@@ -31,6 +32,16 @@ uint64_t ram_list_total_bytes(const RamBlockList *ram)
         total += ram->blocks[i]->used_length;
     }
     return total;
+}
+
+uint64_t ram_list_page_summary(const RamBlockList *ram)
+{
+    uint64_t summary = 0;
+
+    for (int i = 0; i < ram->nblocks; i++) {
+        summary |= ram_block_host_pages(ram->blocks[i]) * RAM_PAGE_SIZE;
+    }
+    return summary ? summary : RAM_PAGE_SIZE;
 }
 
 RamSaver *ram_saver_new(RamBlockList *ram)
@@ -56,6 +67,11 @@ void ram_saver_set_source(RamSaver *rs, const RamPageSourceOps *ops, void *opaqu
 void ram_saver_set_mapped(RamSaver *rs, MappedRamWriter *w)
 {
     rs->mapped = w;
+}
+
+void ram_saver_set_postcopy(RamSaver *rs, bool on)
+{
+    rs->postcopy = on;
 }
 
 void ram_saver_restart(RamSaver *rs)
@@ -164,6 +180,9 @@ static bool ram_saver_setup(QEMUFile *f, void *opaque, Error **errp)
     for (int i = 0; i < rs->ram->nblocks; i++) {
         put_idstr(f, rs->ram->blocks[i]);
         qemu_put_be64(f, rs->ram->blocks[i]->used_length);
+        if (rs->postcopy && ram_block_host_pages(rs->ram->blocks[i]) > 1) {
+            qemu_put_be64(f, rs->ram->blocks[i]->page_size);
+        }
         if (rs->mapped && !mapped_ram_writer_put_header(rs->mapped, f, i, errp)) {
             return false;
         }

@@ -40,9 +40,10 @@ def amber_img_path():
 def memory_args(backend, mem_mib=MEM_MIB):
     if backend == "ram":
         return ["-m", str(mem_mib)]
-    assert backend == "memfd", backend
+    assert backend in ("memfd", "hugetlb"), backend
     return ["-m", str(mem_mib), "-object",
-            "memory-backend-memfd,id=mem,size=%dM,share=on" % mem_mib,
+            "memory-backend-memfd,id=mem,size=%dM,share=on%s" %
+            (mem_mib, ",hugetlb=on" if backend == "hugetlb" else ""),
             "-machine", "memory-backend=mem"]
 
 

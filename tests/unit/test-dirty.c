@@ -202,6 +202,39 @@ static void test_put_back(void)
     machine_destroy(m);
 }
 
+/* A huge page with any page marked is marked whole (postcopy sends it whole). */
+static void test_widen(void)
+{
+    uint64_t np = RAM_SIZE / PAGE;
+    Error *err = NULL;
+    unsigned long bits;
+    Machine *m;
+    RamDirty *d;
+
+    if (!kvm_usable()) {
+        g_test_skip("/dev/kvm is not available");
+        return;
+    }
+    m = payload_machine(kernel, RAM_SIZE);
+    d = ram_dirty_new(m, &err);
+    g_assert_null(err);
+    take_all(d);
+    /* One page of the first huge page, none of the second: the first goes whole. */
+    bits = 1UL << 5;
+    ram_dirty_put_back(d, 0, 64, 64, &bits);
+    ram_dirty_widen(d, 0, 512);
+    g_assert_cmpuint(ram_dirty_pending(d), ==, 512);
+    g_assert_cmpuint(ram_dirty_next(d, 0, 0), ==, 0);
+    g_assert_cmpuint(ram_dirty_next_clear(d, 0, 0), ==, 512);
+    g_assert_cmpuint(ram_dirty_next(d, 0, 512), ==, np);
+    /* Widening again, or by 1 (4 KiB pages), changes nothing. */
+    ram_dirty_widen(d, 0, 512);
+    ram_dirty_widen(d, 0, 1);
+    g_assert_cmpuint(ram_dirty_pending(d), ==, 512);
+    ram_dirty_free(d);
+    machine_destroy(m);
+}
+
 int main(int argc, char **argv)
 {
     int ret;
@@ -211,6 +244,7 @@ int main(int argc, char **argv)
     kernel = payload_write_kernel(tmpdir);
     g_test_add_func("/dirty/log", test_dirty_log);
     g_test_add_func("/dirty/put-back", test_put_back);
+    g_test_add_func("/dirty/widen", test_widen);
     ret = g_test_run();
     g_unlink(kernel);
     g_rmdir(tmpdir);

@@ -35,8 +35,8 @@ static GBytes *save(RAMBlock *rb, RamCounters *c)
     return test_ram_save(&l, c);
 }
 
-/* Load [buf, buf+len) into rb; NULL on success, else the message (g_free). */
-static char *load(RAMBlock *rb, const void *buf, size_t len)
+/* Load [buf, buf+len) into rb as postcopy's loader would or not; NULL, or the message. */
+static char *load_postcopy(RAMBlock *rb, const void *buf, size_t len, bool postcopy)
 {
     RamBlockList l = { .blocks = { rb }, .nblocks = 1 };
     SaveStateRegistry *r = savevm_registry_new();
@@ -45,6 +45,9 @@ static char *load(RAMBlock *rb, const void *buf, size_t len)
     Error *err = NULL;
     char *msg = NULL;
 
+    if (postcopy) {
+        ram_loader_set_postcopy(ls);
+    }
     g_assert_true(ram_loader_register(ls, r, &err));
     if (!savevm_load(r, f, NULL, NULL, &err) || !ram_loader_complete(ls, &err)) {
         msg = g_strdup(error_get_pretty(err));
@@ -54,6 +57,12 @@ static char *load(RAMBlock *rb, const void *buf, size_t len)
     ram_loader_free(ls);
     savevm_registry_free(r);
     return msg;
+}
+
+/* Load [buf, buf+len) into rb; NULL on success, else the message (g_free). */
+static char *load(RAMBlock *rb, const void *buf, size_t len)
+{
+    return load_postcopy(rb, buf, len, false);
 }
 
 /* Save src and load the stream into dst: dst must then hold what src does. */
@@ -268,6 +277,51 @@ static void test_stream_pinned(gconstpointer data)
     ram_block_free(b);
 }
 
+/*
+ * postcopy-ram: a huge-page block's page size follows its length in the
+ * block list (QEMU's format), and the loader of an advised stream wants
+ * the same here.  Ordinary memory stands in for huge pages: only the
+ * recorded page size matters to the format.
+ */
+static void test_postcopy_page_size(void)
+{
+    RAMBlock *src = new_block(RAM_BACKEND_RAM, BLOCK_SIZE);
+    RAMBlock *dst = new_block(RAM_BACKEND_RAM, BLOCK_SIZE);
+    RamBlockList l = { .blocks = { src }, .nblocks = 1 };
+    const uint8_t want[] = { 6, 'p', 'c', '.', 'r', 'a', 'm', 0, 0, 0, 0, 0, 0x20, 0, 0,
+                             0, 0, 0, 0, 0, 0x20, 0, 0 };
+    GBytes *plain, *pc, *pc_small;
+    const uint8_t *d;
+    char *msg;
+    size_t n;
+
+    fill(src);
+    pc_small = test_ram_save_postcopy(&l, NULL, true);
+    src->page_size = dst->page_size = 2u << 20;
+    plain = test_ram_save(&l, NULL);
+    pc = test_ram_save_postcopy(&l, NULL, true);
+    /* 4 KiB pages, or no postcopy: the block list is as ever; else 8 bytes more. */
+    g_assert_cmpuint(g_bytes_get_size(pc_small), ==, g_bytes_get_size(plain));
+    g_assert_cmpuint(g_bytes_get_size(pc), ==, g_bytes_get_size(plain) + 8);
+    d = g_bytes_get_data(pc, &n);
+    g_assert_nonnull(memmem(d, n, want, sizeof(want)));
+
+    g_assert_null(load_postcopy(dst, d, n, true));
+    g_assert_cmpint(memcmp(src->host, dst->host, BLOCK_SIZE), ==, 0);
+    dst->page_size = 1u << 30;
+    msg = load_postcopy(dst, d, n, true);
+    g_assert_cmpstr(msg, ==, "section 'ram' instance 0: block 'pc.ram' has 0x200000-byte "
+                    "pages in the stream but 0x40000000-byte pages here: postcopy needs the "
+                    "same huge pages on both sides");
+    g_free(msg);
+    src->page_size = dst->page_size = RAM_PAGE_SIZE;
+    g_bytes_unref(plain);
+    g_bytes_unref(pc);
+    g_bytes_unref(pc_small);
+    ram_block_free(src);
+    ram_block_free(dst);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -276,6 +330,7 @@ int main(int argc, char **argv)
     g_test_add_data_func("/migration-ram/round-trip/memfd",
                          GINT_TO_POINTER(RAM_BACKEND_MEMFD), test_round_trip);
     g_test_add_func("/migration-ram/size-mismatch", test_size_mismatch);
+    g_test_add_func("/migration-ram/postcopy-page-size", test_postcopy_page_size);
     g_test_add_func("/migration-ram/private-file", test_private_file);
     g_test_add_func("/migration-ram/hostile", test_hostile);
     g_test_add_data_func("/migration-ram/stream-pinned/anon",

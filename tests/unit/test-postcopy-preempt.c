@@ -5,7 +5,9 @@
  * hostile record (unknown flags, a block this VM lacks, an offset past the
  * block, CONTINUE with nothing before, a zero page's fill byte, a record
  * cut short) is an error that names it, places nothing wrong, and shuts the
- * main stream down so that the load stops too.
+ * main stream down so that the load stops too.  On huge pages (where some
+ * are reserved) a huge page's records go in together when its last comes;
+ * a record without those of its huge page before it is refused.
  */
 #include <string.h>
 #include <unistd.h>
@@ -25,13 +27,33 @@ typedef struct Fixture {
     int stream[2];              /* [0] the "main stream" the reader shuts down on error */
 } Fixture;
 
-static void fixture_init(Fixture *fx)
+static void fixture_init_block(Fixture *fx, RAMBlock *rb)
 {
-    fx->rb = test_ram_block(RAM_BACKEND_RAM, BLOCK_SIZE);
+    fx->rb = rb;
     fx->ram = (RamBlockList){ .blocks = { fx->rb }, .nblocks = 1 };
     fx->u = ram_uffd_new(&fx->ram, &error_abort);
     fx->cancel_fd = migration_cancel_fd_new(&error_abort);
     g_assert_cmpint(socketpair(AF_UNIX, SOCK_STREAM, 0, fx->stream), ==, 0);
+}
+
+static void fixture_init(Fixture *fx)
+{
+    fixture_init_block(fx, test_ram_block(RAM_BACKEND_RAM, BLOCK_SIZE));
+}
+
+/* Two 2 MiB huge pages of a hugetlb memfd; false when the host has none free. */
+static bool fixture_init_huge(Fixture *fx)
+{
+    RamBackendOptions o = { .kind = RAM_BACKEND_MEMFD, .size = 4u << 20, .share = true,
+                            .hugetlb = true };
+    RAMBlock *rb = ram_block_new("pc.ram", &o, NULL);
+
+    /* Mapping reserves them: a block made means its huge pages exist. */
+    if (!rb) {
+        return false;
+    }
+    fixture_init_block(fx, rb);
+    return true;
 }
 
 static void fixture_free(Fixture *fx)
@@ -111,6 +133,43 @@ static void test_good(void)
     fixture_free(&fx);
 }
 
+static void test_huge(void)
+{
+    enum { HUGE = 512 };
+    uint64_t pages[HUGE];
+    g_autoptr(GBytes) whole = NULL, alone = NULL;
+    const void *p;
+    Error *err = NULL;
+    Fixture fx;
+    size_t len;
+
+    if (!fixture_init_huge(&fx)) {
+        g_test_skip("no free 2 MiB huge pages (echo 8 > /proc/sys/vm/nr_hugepages)");
+        return;
+    }
+    /* The second huge page, in order, its last page zero: in whole. */
+    for (size_t i = 0; i < HUGE; i++) {
+        pages[i] = HUGE + i;
+    }
+    whole = records(&fx, pages, HUGE, true);
+    p = g_bytes_get_data(whole, &len);
+    g_assert_true(run_reader(&fx, p, len, &error_abort));
+    for (size_t i = 0; i < HUGE; i++) {
+        const uint8_t *host = fx.rb->host + pages[i] * RAM_PAGE_SIZE;
+
+        g_assert_true(ram_uffd_placed(fx.u, 0, pages[i]));
+        g_assert_cmpint(host[RAM_PAGE_SIZE - 1], ==, i == HUGE - 1 ? 0 : (0x40 + i) & 0xff);
+    }
+    /* One page of the first huge page, alone: refused, and that huge page stays out. */
+    pages[0] = 5;
+    alone = records(&fx, pages, 1, false);
+    p = g_bytes_get_data(alone, &len);
+    g_assert_false(run_reader(&fx, p, len, &err));
+    assert_error_contains(&err, "page 0x5000 came without the pages of its huge page");
+    g_assert_false(ram_uffd_placed(fx.u, 0, 0));
+    fixture_free(&fx);
+}
+
 typedef struct Bad {
     const char *name;
     const uint8_t *bytes;
@@ -175,6 +234,7 @@ int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
     g_test_add_func("/postcopy-preempt/good", test_good);
+    g_test_add_func("/postcopy-preempt/huge", test_huge);
     for (size_t i = 0; i < G_N_ELEMENTS(bads); i++) {
         g_autofree char *path = g_strdup_printf("/postcopy-preempt/bad/%s", bads[i].name);
 

@@ -74,7 +74,8 @@ static inline uint64_t test_image_pages_offset(const char *path)
 }
 
 /* The stream of a stopped save of the blocks of l; c (may be NULL) gets its counters. */
-static inline GBytes *test_ram_save(RamBlockList *l, RamCounters *c)
+/* The same with postcopy-ram's block list (huge pages' page sizes in it). */
+static inline GBytes *test_ram_save_postcopy(RamBlockList *l, RamCounters *c, bool postcopy)
 {
     SaveStateRegistry *r = savevm_registry_new();
     RamSaver *rs = ram_saver_new(l);
@@ -84,6 +85,7 @@ static inline GBytes *test_ram_save(RamBlockList *l, RamCounters *c)
     size_t len;
     GBytes *out;
 
+    ram_saver_set_postcopy(rs, postcopy);
     g_assert_true(ram_stopped_register(st, rs, r, &error_abort));
     g_assert_true(test_save_stream(r, f, &error_abort));
     data = qemu_file_mem_data(f, &len);
@@ -96,6 +98,11 @@ static inline GBytes *test_ram_save(RamBlockList *l, RamCounters *c)
     ram_saver_free(rs);
     savevm_registry_free(r);
     return out;
+}
+
+static inline GBytes *test_ram_save(RamBlockList *l, RamCounters *c)
+{
+    return test_ram_save_postcopy(l, c, false);
 }
 
 #endif

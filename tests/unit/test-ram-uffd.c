@@ -4,7 +4,9 @@
  * on is fetched and placed at once by a fault thread, ahead of the stream,
  * as a postcopy request would be.  Every reader must see each page whole
  * and as saved, every page must be placed exactly once, and a block that
- * cannot take missing-page faults is refused with its name.
+ * cannot take missing-page faults is refused with its name.  Huge pages
+ * (a hugetlb memfd, when huge pages are reserved) go in whole: the stream's
+ * 4 KiB pages gather in a stage until the huge page is complete.
  */
 #include <fcntl.h>
 #include <string.h>
@@ -18,10 +20,31 @@
 #define UFFD_BLOCK_SIZE (4u << 20)
 #define NPAGES (UFFD_BLOCK_SIZE / RAM_PAGE_SIZE)
 #define NREADERS 2
+#define HUGE 512                /* 4 KiB pages in a 2 MiB huge page */
+/* Not a backend kind: a memfd of huge pages. */
+#define KIND_HUGETLB 100
 
-static RAMBlock *new_block(RamBackendKind kind)
+/* Why huge-page blocks cannot be tested here, or NULL. */
+static const char *no_huge_pages(uint64_t need)
 {
-    return test_ram_block(kind, UFFD_BLOCK_SIZE);
+    g_autofree char *s = NULL;
+    const char *at;
+
+    if (!g_file_get_contents("/proc/meminfo", &s, NULL, NULL) ||
+        !(at = strstr(s, "HugePages_Free:")) ||
+        g_ascii_strtoull(at + strlen("HugePages_Free:"), NULL, 10) < need) {
+        return "not enough free 2 MiB huge pages (echo 8 > /proc/sys/vm/nr_hugepages)";
+    }
+    return NULL;
+}
+
+static RAMBlock *new_block(int kind)
+{
+    RamBackendOptions o = { .kind = RAM_BACKEND_MEMFD, .size = UFFD_BLOCK_SIZE,
+                            .share = true, .hugetlb = true };
+
+    return kind == KIND_HUGETLB ? ram_block_new("pc.ram", &o, &error_abort)
+                                : test_ram_block(kind, UFFD_BLOCK_SIZE);
 }
 
 /* Every third page zero, the rest stamped with their number. */
@@ -69,9 +92,18 @@ static void *fault_fn(void *opaque)
             uint64_t page;
             int b;
 
+            uint64_t unit = ram_block_host_pages(run->dst);
+
             g_assert_cmpint(msgs[i].event, ==, UFFD_EVENT_PAGEFAULT);
             g_assert_true(ram_uffd_find(run->u, msgs[i].arg.pagefault.address, &b, &page));
-            if (!ram_uffd_placed(run->u, b, page)) {
+            page -= page % unit;
+            if (unit > 1 && !ram_uffd_placed(run->u, b, page)) {
+                /* A huge page: whole, as a postcopy request for it is. */
+                g_assert_cmpint(ram_uffd_place_range(run->u, b, page, unit,
+                                                     run->src->host + page * RAM_PAGE_SIZE,
+                                                     &error_abort), >=, 0);
+                run->served += unit;
+            } else if (!ram_uffd_placed(run->u, b, page)) {
                 uint8_t buf[RAM_PAGE_SIZE];
 
                 memcpy(buf, run->src->host + page * RAM_PAGE_SIZE, RAM_PAGE_SIZE);
@@ -82,7 +114,7 @@ static void *fault_fn(void *opaque)
                 run->served++;
             } else {
                 /* Placed meanwhile: the copy woke it, or will; make sure. */
-                uffd_wake(fd, run->dst->host + page * RAM_PAGE_SIZE, RAM_PAGE_SIZE,
+                uffd_wake(fd, run->dst->host + page * RAM_PAGE_SIZE, unit * RAM_PAGE_SIZE,
                           &error_abort);
             }
         }
@@ -110,9 +142,10 @@ static void *reader_fn(void *opaque)
 
 static void test_load_while_reading(gconstpointer data)
 {
-    RamBackendKind kind = GPOINTER_TO_INT(data);
-    Run run = { .src = new_block(kind), .dst = new_block(kind) };
-    RamBlockList l = { .blocks = { run.dst }, .nblocks = 1 };
+    int kind = GPOINTER_TO_INT(data);
+    bool huge = kind == KIND_HUGETLB;
+    Run run;
+    RamBlockList l;
     const RamPlacementOps *ops;
     SaveStateRegistry *r = savevm_registry_new();
     GThread *fault, *readers[NREADERS];
@@ -123,6 +156,14 @@ static void test_load_while_reading(gconstpointer data)
     GBytes *s;
     void *opaque;
 
+    if (huge && no_huge_pages(UFFD_BLOCK_SIZE / (HUGE * RAM_PAGE_SIZE))) {
+        g_test_skip(no_huge_pages(UFFD_BLOCK_SIZE / (HUGE * RAM_PAGE_SIZE)));
+        savevm_registry_free(r);
+        return;
+    }
+    /* The saved pages come from ordinary memory: only the destination has huge pages. */
+    run = (Run){ .src = new_block(huge ? RAM_BACKEND_RAM : kind), .dst = new_block(kind) };
+    l = (RamBlockList){ .blocks = { run.dst }, .nblocks = 1 };
     fill(run.src);
     s = save(run.src);
     run.u = ram_uffd_new(&l, &err);
@@ -153,7 +194,8 @@ static void test_load_while_reading(gconstpointer data)
     /* Each page placed once; the stream's copies of served pages changed nothing. */
     ram_uffd_stats(run.u, &copies, &zeros, &already);
     g_assert_cmpuint(copies + zeros, ==, NPAGES);
-    g_assert_cmpuint(zeros, ==, (NPAGES + 2) / 3);
+    /* Huge pages: every one holds data, so each went in by one copy. */
+    g_assert_cmpuint(zeros, ==, huge ? 0 : (NPAGES + 2) / 3);
     g_test_message("pages served by faults: %" G_GUINT64_FORMAT ", found placed: %"
                    G_GUINT64_FORMAT, run.served, already);
     qemu_fclose(f);
@@ -211,6 +253,84 @@ static void test_exactly_once(void)
     ram_block_free(rb);
 }
 
+/* Stage huge page hp's pages in order, page p holding byte p % 251 + 1 (0 when zero). */
+static bool stage_huge(RamUffdStage *st, uint64_t first, uint64_t last, Error **errp)
+{
+    for (uint64_t p = first; p <= last; p++) {
+        bool zero = p % 7 == 0;
+
+        if (!zero) {
+            memset(ram_uffd_stage_buffer(st, 0, p), p % 251 + 1, RAM_PAGE_SIZE);
+        }
+        if (!ram_uffd_stage_page(st, 0, p, zero, errp)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/*
+ * A huge page goes in when its last page comes, whole; pages out of order
+ * are refused; a zero huge page is copied; a range must cover whole huge
+ * pages; what is placed stays.
+ */
+static void test_huge_stage(void)
+{
+    const char *why = no_huge_pages(UFFD_BLOCK_SIZE / (HUGE * RAM_PAGE_SIZE));
+    uint64_t copies, zeros, already, page;
+    RamBlockList l;
+    RamUffdStage *st;
+    Error *err = NULL;
+    RAMBlock *rb;
+    RamUffd *u;
+    int blk;
+
+    if (why) {
+        g_test_skip(why);
+        return;
+    }
+    rb = new_block(KIND_HUGETLB);
+    l = (RamBlockList){ .blocks = { rb }, .nblocks = 1 };
+    g_assert_cmpuint(ram_block_host_pages(rb), ==, HUGE);
+    u = ram_uffd_new(&l, &error_abort);
+    st = ram_uffd_stage_new(u);
+
+    /* All but the last page: nothing placed yet. */
+    g_assert_true(stage_huge(st, 0, HUGE - 2, &error_abort));
+    g_assert_false(ram_uffd_placed(u, 0, 0));
+    g_assert_true(stage_huge(st, HUGE - 1, HUGE - 1, &error_abort));
+    for (uint64_t p = 0; p < HUGE; p++) {
+        g_assert_true(ram_uffd_placed(u, 0, p));
+        g_assert_cmpuint(rb->host[p * RAM_PAGE_SIZE + 100], ==, p % 7 ? p % 251 + 1 : 0);
+    }
+    /* The second huge page: a page before the first of it, then a gap. */
+    g_assert_false(stage_huge(st, HUGE + 5, HUGE + 5, &err));
+    assert_error_contains(&err, "RAM block 'pc.ram': page 0x205000 came without the pages "
+                          "of its huge page before it");
+    g_assert_true(stage_huge(st, HUGE, HUGE + 1, &error_abort));
+    g_assert_false(ram_uffd_stage_page(st, 0, HUGE + 3, false, &err));
+    assert_error_contains(&err, "page 0x203000 came without");
+    g_assert_false(ram_uffd_placed(u, 0, HUGE));
+    /* Not whole huge pages: refused; a zero huge page: copied from zeros. */
+    g_assert_false(ram_uffd_place_page(u, 0, HUGE + 3, NULL, &err));
+    assert_error_contains(&err, "are not whole huge pages of 0x200000 bytes");
+    g_assert_cmpint(ram_uffd_place_range(u, 0, HUGE, HUGE, NULL, &error_abort), ==, HUGE);
+    g_assert_true(buffer_is_zero(rb->host + HUGE * RAM_PAGE_SIZE, HUGE * RAM_PAGE_SIZE));
+    /* Placed already: a whole huge page staged over it changes nothing. */
+    g_assert_true(stage_huge(st, HUGE, 2 * HUGE - 1, &error_abort));
+    g_assert_true(buffer_is_zero(rb->host + HUGE * RAM_PAGE_SIZE, HUGE * RAM_PAGE_SIZE));
+    ram_uffd_stats(u, &copies, &zeros, &already);
+    g_assert_cmpuint(copies, ==, HUGE);
+    g_assert_cmpuint(zeros, ==, HUGE);
+    /* Faults name 4 KiB pages; the fault path rounds them to their huge page. */
+    g_assert_true(ram_uffd_find(u, (uintptr_t)rb->host + (HUGE + 9) * RAM_PAGE_SIZE, &blk,
+                                &page));
+    g_assert_cmpuint(page, ==, HUGE + 9);
+    ram_uffd_stage_free(st);
+    ram_uffd_free(u);
+    ram_block_free(rb);
+}
+
 /* A private file mapping cannot take missing-page faults: refused by name. */
 static void test_refused(void)
 {
@@ -240,6 +360,9 @@ int main(int argc, char **argv)
                          GINT_TO_POINTER(RAM_BACKEND_RAM), test_load_while_reading);
     g_test_add_data_func("/ram-uffd/load-while-reading/memfd",
                          GINT_TO_POINTER(RAM_BACKEND_MEMFD), test_load_while_reading);
+    g_test_add_data_func("/ram-uffd/load-while-reading/hugetlb",
+                         GINT_TO_POINTER(KIND_HUGETLB), test_load_while_reading);
+    g_test_add_func("/ram-uffd/huge-stage", test_huge_stage);
     g_test_add_func("/ram-uffd/exactly-once", test_exactly_once);
     g_test_add_func("/ram-uffd/refused", test_refused);
     return g_test_run();
