@@ -219,6 +219,8 @@ static bool opt_msg(CliParse *p, const char *arg, Error **errp)
         if (!cli_parse_bool(prop->key, prop->val ? prop->val : "on", &on, errp)) {
             return false;
         }
+        *(!strcmp(prop->key, "timestamp") ? &p->cli->msg_timestamp
+                                          : &p->cli->msg_guest_name) = on;
     }
     return true;
 }
@@ -737,7 +739,8 @@ const CliOption cli_qemu_options[] = {
     { "boot", "[strict=on|off][,menu=off]", "accepted: amber loads its guest directly",
       opt_boot },
     { "usb", NULL, "refused: amber's machine has no USB controller", opt_usb },
-    { "msg", "timestamp=on|off", "accepted: the format of amber's messages", opt_msg },
+    { "msg", "timestamp=on|off[,guest-name=on|off]",
+      "start amber's messages with the time (UTC) and/or the -name", opt_msg },
     { "global", "kvm-pit.lost_tick_policy=delay", "accepted: what the in-kernel PIT does",
       opt_global },
     { "chardev", "socket,id=ID,path=PATH|fd=N[,server=on][,wait=off] | file,id=ID,path=P "

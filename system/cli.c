@@ -320,8 +320,13 @@ static bool machine_property(CliParse *p, const char *key, const char *val, Erro
         return machine_fixed(key, val, "off", "amber's machine has no VMware port", errp);
     }
     if (!strcmp(key, "dump-guest-core")) {
-        bool on;        /* host core dumps only: the guest sees no difference */
-        return cli_parse_bool(key, val, &on, errp);
+        bool on;        /* amber's core dumps only: the guest sees no difference */
+
+        if (!cli_parse_bool(key, val, &on, errp)) {
+            return false;
+        }
+        p->cli->machine->no_guest_core = !on;
+        return true;
     }
     error_setg(errp, "unsupported machine property '%s' (-machine accepts type, "
                "memory-backend, accel, usb=off, acpi=off, vmport=off, dump-guest-core)", key);
@@ -383,6 +388,15 @@ static bool backend_property(RamBackendOptions *b, const char *type, const char 
     }
     if (!strcmp(key, "prealloc")) {
         return cli_parse_bool(key, val, &b->prealloc, errp);
+    }
+    if (!strcmp(key, "dump")) {
+        bool on;
+
+        if (!cli_parse_bool(key, val, &on, errp)) {
+            return false;
+        }
+        b->dump = on ? RAM_DUMP_ON : RAM_DUMP_OFF;
+        return true;
     }
     if (!strcmp(key, "mem-path") && b->kind == RAM_BACKEND_FILE) {
         cli_replace_str(&b->mem_path, val);
@@ -590,7 +604,7 @@ static const CliOption options[] = {
       "machine type (none: no guest, QMP only); back guest RAM with the -object ID",
       opt_machine },
     { "object", "memory-backend-ram|memfd|file,id=ID,size=SIZE[,share=on|off]"
-      "[,prealloc=on|off][,mem-path=PATH][,hugetlb=on|off] | secret,id=ID,"
+      "[,prealloc=on|off][,dump=on|off][,mem-path=PATH][,hugetlb=on|off] | secret,id=ID,"
       "format=raw|base64,data=D|file=F[,keyid=ID,iv=IV]",
       "define a RAM backend (mem-path for file, hugetlb for memfd) or a secret", opt_object },
     { "kernel", "FILE", "multiboot guest image (default: the built-in guest)", opt_kernel },

@@ -101,12 +101,19 @@ static bool create_ram(Machine *m, Error **errp)
         if (!b) {
             return false;
         }
-        rb = ram_block_new(b->id, b, errp);
+        RamBackendOptions eff = *b;
+
+        /* A backend's own dump= wins; otherwise the machine's dump-guest-core. */
+        if (eff.dump == RAM_DUMP_DEFAULT && o->no_guest_core) {
+            eff.dump = RAM_DUMP_OFF;
+        }
+        rb = ram_block_new(b->id, &eff, errp);
         if (rb) {
             o->ram_size = b->size;      /* the backend's size is the RAM size */
         }
     } else {
-        RamBackendOptions anon = { .kind = RAM_BACKEND_RAM, .size = o->ram_size };
+        RamBackendOptions anon = { .kind = RAM_BACKEND_RAM, .size = o->ram_size,
+                                   .dump = o->no_guest_core ? RAM_DUMP_OFF : RAM_DUMP_ON };
         rb = ram_block_new("pc.ram", &anon, errp);
     }
     if (!rb) {

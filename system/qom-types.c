@@ -35,6 +35,7 @@ static const TypeProp backend_props[] = {
     { "size", "int", "size of the memory region in bytes" },
     { "share", "bool", "mark the memory as private to QEMU or shared" },
     { "prealloc", "bool", "preallocate memory" },
+    { "dump", "bool", "include memory in a core dump" },
     { NULL },
 };
 
@@ -42,6 +43,7 @@ static const TypeProp memfd_props[] = {
     { "size", "int", "size of the memory region in bytes" },
     { "share", "bool", "mark the memory as private to QEMU or shared" },
     { "prealloc", "bool", "preallocate memory" },
+    { "dump", "bool", "include memory in a core dump" },
     { "hugetlb", "bool", "use huge pages" },
     { NULL },
 };
@@ -50,6 +52,7 @@ static const TypeProp file_props[] = {
     { "size", "int", "size of the memory region in bytes" },
     { "share", "bool", "mark the memory as private to QEMU or shared" },
     { "prealloc", "bool", "preallocate memory" },
+    { "dump", "bool", "include memory in a core dump" },
     { "mem-path", "string", "file to use as the backing store" },
     { NULL },
 };

@@ -248,6 +248,11 @@ RAMBlock *ram_block_new(const char *idstr, const RamBackendOptions *opts, Error 
     if (ok && o->prealloc) {
         ok = prealloc_block(rb, label, errp);
     }
+    /* A core dump of amber then leaves the guest's memory out (its secrets, its size). */
+    if (ok && o->dump == RAM_DUMP_OFF && madvise(rb->host, rb->max_length, MADV_DONTDUMP) < 0) {
+        error_setg_errno(errp, errno, "%s: cannot keep it out of core dumps", label);
+        ok = false;
+    }
     if (!ok) {
         ram_block_free(rb);
         return NULL;

@@ -323,12 +323,15 @@ int amber_main(int argc, char **argv)
 {
     CliOptions cli;
     Error *err = NULL;
-    bool done = false;
+    bool done = false, ok;
     int status = 0;
 
     /* A peer that goes away shows up as EPIPE on its chardev, not a dead process. */
     signal(SIGPIPE, SIG_IGN);
-    if (!cli_parse(argc, argv, &cli, &err)) {
+    ok = cli_parse(argc, argv, &cli, &err);
+    /* What came before a bad word counts: `-msg timestamp=on -bogus` says when. */
+    error_set_message_prefix(cli.msg_timestamp, cli.msg_guest_name ? cli.machine->name : NULL);
+    if (!ok) {
         error_report_err(err);
         status = 1;
     } else if (cli.show_help) {

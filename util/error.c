@@ -22,6 +22,34 @@ struct Error {
 Error *error_fatal;
 Error *error_abort;
 
+/*
+ * -msg's choices: process-wide, as stderr is (every thread's messages go
+ * there), set once at start-up before any thread runs.
+ */
+static bool msg_timestamp;
+static char *msg_guest_name;
+
+void error_set_message_prefix(bool timestamp, const char *guest_name)
+{
+    msg_timestamp = timestamp;
+    g_free(msg_guest_name);
+    msg_guest_name = g_strdup(guest_name);
+}
+
+/* What comes before "amber: ": the time and the guest's name, when asked for. */
+static void put_prefix(void)
+{
+    if (msg_timestamp) {
+        g_autoptr(GDateTime) now = g_date_time_new_now_utc();
+        g_autofree char *t = g_date_time_format(now, "%Y-%m-%dT%H:%M:%S");
+
+        fprintf(stderr, "%s.%06dZ ", t, g_date_time_get_microsecond(now));
+    }
+    if (msg_guest_name) {
+        fprintf(stderr, "%s ", msg_guest_name);
+    }
+}
+
 static const char *const error_class_names[] = {
     [ERROR_CLASS_GENERIC_ERROR] = "GenericError",
     [ERROR_CLASS_COMMAND_NOT_FOUND] = "CommandNotFound",
@@ -48,6 +76,7 @@ static void error_handle(Error **dst, Error *err)
         abort();
     }
     if (dst == &error_fatal) {
+        put_prefix();
         fprintf(stderr, "amber: %s\n", err->msg);
         exit(1);
     }
@@ -145,6 +174,7 @@ void error_report_err(Error *err)
     if (!err) {
         return;
     }
+    put_prefix();
     fprintf(stderr, "amber: %s\n", err->msg);
     error_free(err);
 }
@@ -153,6 +183,7 @@ void error_report(const char *fmt, ...)
 {
     va_list ap;
 
+    put_prefix();
     fputs("amber: ", stderr);
     va_start(ap, fmt);
     vfprintf(stderr, fmt, ap);
@@ -164,6 +195,7 @@ void warn_report(const char *fmt, ...)
 {
     va_list ap;
 
+    put_prefix();
     fputs("amber: warning: ", stderr);
     va_start(ap, fmt);
     vfprintf(stderr, fmt, ap);

@@ -49,6 +49,8 @@ typedef struct CliOptions {
     char *pidfile;              /* -pidfile */
     char *incoming;             /* -incoming URI|defer */
     bool daemonize;
+    bool msg_timestamp;         /* -msg timestamp=on */
+    bool msg_guest_name;        /* -msg guest-name=on (with -name) */
     bool show_help;             /* -help: print cli_usage() and exit 0 */
     bool show_version;          /* -version */
 } CliOptions;

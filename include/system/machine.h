@@ -49,6 +49,7 @@ typedef struct MachineOptions {
     char *memory_backend;       /* -machine memory-backend=ID */
     GPtrArray *backends;        /* of RamBackendOptions *, from -object */
     bool start_paused;          /* -S */
+    bool no_guest_core;         /* -machine dump-guest-core=off */
     char *serial;               /* -serial spec for COM1, default "null" */
 } MachineOptions;
 

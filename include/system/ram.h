@@ -20,6 +20,13 @@ typedef enum RamBackendKind {
     RAM_BACKEND_FILE,           /* memory-backend-file (hugetlbfs via mem-path) */
 } RamBackendKind;
 
+/* Whether the memory goes into a core dump of amber (MADV_DONTDUMP when off). */
+typedef enum RamDump {
+    RAM_DUMP_DEFAULT,           /* as the machine says (-machine dump-guest-core) */
+    RAM_DUMP_ON,
+    RAM_DUMP_OFF,
+} RamDump;
+
 /* One -object memory-backend-*,... */
 typedef struct RamBackendOptions {
     RamBackendKind kind;
@@ -29,6 +36,7 @@ typedef struct RamBackendOptions {
     bool prealloc;
     char *mem_path;             /* file: required */
     bool hugetlb;               /* memfd: hugetlb=on */
+    RamDump dump;               /* dump=on|off; unset: -machine dump-guest-core */
 } RamBackendOptions;
 
 typedef struct RAMBlock {

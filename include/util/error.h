@@ -57,5 +57,11 @@ void error_report_err(Error *err);
 /* Print "amber: <formatted message>" to stderr. */
 void error_report(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void warn_report(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/*
+ * -msg: start each message with the time (UTC, ISO 8601 with microseconds,
+ * as QEMU writes it and libvirt's log reader expects) and/or the guest's
+ * name (NULL: none).  Set once, before any thread reports.
+ */
+void error_set_message_prefix(bool timestamp, const char *guest_name);
 
 #endif

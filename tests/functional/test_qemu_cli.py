@@ -6,6 +6,7 @@ a listening socket passed as a descriptor the way libvirt passes it), and
 refusals of what amber cannot honour.
 """
 import json
+import re
 import os
 import socket
 import subprocess
@@ -213,3 +214,23 @@ def test_passed_fd_must_be_listening(amber_bin, tmp_path):
     assert r.stderr.splitlines() == [
         "amber: -chardev socket,id=m,fd=%d,server=on,wait=off: fd=%d: socket %d is not "
         "listening (server=on needs a listening socket)" % (fd, fd, fd)], r.stderr
+
+
+@pytest.mark.parametrize("msg,name,prefix", [
+    ("timestamp=on", "vm1", r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z amber: "),
+    ("timestamp=on,guest-name=on", "guest=vm1,debug-threads=on",
+     r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z vm1 amber: "),
+    ("guest-name=on", "vm1", r"vm1 amber: "),
+    ("timestamp=off,guest-name=off", "vm1", r"amber: "),
+])
+def test_msg_prefix(amber_bin, tmp_path, msg, name, prefix):
+    """-msg as libvirt writes it: each message starts with the time (UTC, as
+    QEMU writes it, which libvirt's log reader parses) and/or the guest's name."""
+    r = vmmod.run(["-msg", msg, "-name", name, "-machine", "none", "-uuid", "12345"],
+                  timeout=10, cwd=str(tmp_path))
+    assert r.returncode == 1, r.stderr
+    assert re.fullmatch(prefix + r"-uuid 12345: not a UUID \(x{8}-x{4}-x{4}-x{4}-x{12}\)\n",
+                        r.stderr), r.stderr
+    if "timestamp=on" in msg:
+        stamp = time.strptime(r.stderr[:19], "%Y-%m-%dT%H:%M:%S")
+        assert abs(time.mktime(stamp) - time.mktime(time.gmtime())) < 60, r.stderr

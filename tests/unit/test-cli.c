@@ -197,7 +197,22 @@ static void test_backends(void)
     b = g_ptr_array_index(cli.machine->backends, 0);
     g_assert_cmpuint(b->size, ==, 4096);    /* size= is in bytes without a suffix */
     g_assert_false(b->share);
+    g_assert_cmpint(b->dump, ==, RAM_DUMP_DEFAULT);
+    g_assert_false(cli.machine->no_guest_core);
     cli_options_clear(&cli);
+
+    /* Core dumps: the machine's default, and a backend's own word over it. */
+    PARSE_OK(&cli, "-object", "memory-backend-ram,id=r,size=4096,dump=on",
+             "-object", "memory-backend-ram,id=s,size=4096,dump=off",
+             "-machine", "pc,dump-guest-core=off");
+    g_assert_cmpint(((RamBackendOptions *)cli.machine->backends->pdata[0])->dump, ==,
+                    RAM_DUMP_ON);
+    g_assert_cmpint(((RamBackendOptions *)cli.machine->backends->pdata[1])->dump, ==,
+                    RAM_DUMP_OFF);
+    g_assert_true(cli.machine->no_guest_core);
+    cli_options_clear(&cli);
+    PARSE_FAILS("-object memory-backend-ram,id=a,size=1G,dump=maybe: dump=maybe: "
+                "expected on or off", "-object", "memory-backend-ram,id=a,size=1G,dump=maybe");
 
     PARSE_FAILS("-object memory-backend-ram,size=1G: id= is required",
                 "-object", "memory-backend-ram,size=1G");

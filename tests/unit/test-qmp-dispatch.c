@@ -274,8 +274,9 @@ static const struct {
       "{\"return\": [{\"name\": \"size\", \"type\": \"int\", \"description\": \"size of the "
       "memory region in bytes\"}, {\"name\": \"share\", \"type\": \"bool\", \"description\": "
       "\"mark the memory as private to QEMU or shared\"}, {\"name\": \"prealloc\", \"type\": "
-      "\"bool\", \"description\": \"preallocate memory\"}, {\"name\": \"hugetlb\", \"type\": "
-      "\"bool\", \"description\": \"use huge pages\"}]}" },
+      "\"bool\", \"description\": \"preallocate memory\"}, {\"name\": \"dump\", \"type\": "
+      "\"bool\", \"description\": \"include memory in a core dump\"}, {\"name\": "
+      "\"hugetlb\", \"type\": \"bool\", \"description\": \"use huge pages\"}]}" },
     { "{\"execute\": \"qom-list-properties\", \"arguments\": {\"typename\": \"pc-q35-7.2-machine\"}}",
       "{\"error\": {\"class\": \"DeviceNotFound\", \"desc\": \"Class 'pc-q35-7.2-machine' not "
       "found\"}}" },

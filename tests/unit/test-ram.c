@@ -280,6 +280,51 @@ static void test_parse_sizes(void)
     }
 }
 
+/* The VmFlags line of the mapping that holds addr, from /proc/self/smaps. */
+static char *vm_flags(const void *addr)
+{
+    g_autofree char *s = NULL;
+    g_auto(GStrv) lines = NULL;
+    bool inside = false;
+
+    g_assert_true(g_file_get_contents("/proc/self/smaps", &s, NULL, NULL));
+    lines = g_strsplit(s, "\n", -1);
+    for (char **l = lines; *l; l++) {
+        unsigned long lo, hi;
+
+        /* A mapping's first line is "lo-hi perms ..."; the others are "Key: value". */
+        if (sscanf(*l, "%lx-%lx ", &lo, &hi) == 2) {
+            inside = (uintptr_t)addr >= lo && (uintptr_t)addr < hi;
+        } else if (inside && g_str_has_prefix(*l, "VmFlags:")) {
+            return g_strdup(*l);
+        }
+    }
+    g_assert_not_reached();
+}
+
+/* dump=off keeps the memory out of a core dump of amber (VmFlags "dd"); the default keeps it in. */
+static void test_dump(void)
+{
+    static const struct {
+        RamBackendKind kind;
+        RamDump dump;
+        bool dd;
+    } cases[] = {
+        { RAM_BACKEND_RAM, RAM_DUMP_DEFAULT, false }, { RAM_BACKEND_RAM, RAM_DUMP_ON, false },
+        { RAM_BACKEND_RAM, RAM_DUMP_OFF, true }, { RAM_BACKEND_MEMFD, RAM_DUMP_OFF, true },
+    };
+
+    for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
+        RamBackendOptions o = { .kind = cases[i].kind, .size = 4u << 20,
+                                .dump = cases[i].dump };
+        RAMBlock *rb = ram_block_new("pc.ram", &o, &error_abort);
+        g_autofree char *flags = vm_flags(rb->host);
+
+        g_assert_cmpint(strstr(flags, " dd") != NULL, ==, cases[i].dd);
+        ram_block_free(rb);
+    }
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -290,6 +335,7 @@ int main(int argc, char **argv)
     g_test_add_func("/ram/file-dir", test_file_dir);
     g_test_add_func("/ram/file-path", test_file_path);
     g_test_add_func("/ram/prealloc", test_prealloc);
+    g_test_add_func("/ram/dump", test_dump);
     g_test_add_func("/ram/hugetlb", test_hugetlb);
     g_test_add_func("/ram/hugetlb-size-multiple", test_hugetlb_size_multiple);
     g_test_add_func("/ram/bad-options", test_bad_options);
