@@ -590,29 +590,6 @@ static bool read_config_caps(SaveVMLoader *l, Error **errp)
     return true;
 }
 
-static bool read_header(SaveVMLoader *l, Error **errp);
-
-/*
- * The header is summed before we know whether the stream has checksums:
- * the configuration that says so comes after it.
- */
-bool savevm_loader_read_header(SaveVMLoader *l, Error **errp)
-{
-    if (!read_header(l, errp)) {
-        return false;
-    }
-    if (!l->checksum && l->opts.require_checksum) {
-        error_setg(errp, "x-checksum is set, and this stream carries no checksums (it was "
-                   "saved without x-checksum)");
-        return false;
-    }
-    if (!l->checksum) {
-        qemu_file_crc_stop(l->f);
-        return true;
-    }
-    return qemu_get_crc(l->f, "the configuration", errp);
-}
-
 static bool read_header(SaveVMLoader *l, Error **errp)
 {
     uint32_t magic, version;
@@ -666,6 +643,27 @@ static bool read_header(SaveVMLoader *l, Error **errp)
         return false;
     }
     return read_config_caps(l, errp);
+}
+
+/*
+ * The header is summed before we know whether the stream has checksums:
+ * the configuration that says so comes after it.
+ */
+bool savevm_loader_read_header(SaveVMLoader *l, Error **errp)
+{
+    if (!read_header(l, errp)) {
+        return false;
+    }
+    if (!l->checksum && l->opts.require_checksum) {
+        error_setg(errp, "x-checksum is set, and this stream carries no checksums (it was "
+                   "saved without x-checksum)");
+        return false;
+    }
+    if (!l->checksum) {
+        qemu_file_crc_stop(l->f);
+        return true;
+    }
+    return qemu_get_crc(l->f, "the configuration", errp);
 }
 
 bool savevm_loader_has_capability(SaveVMLoader *l, const char *name)

@@ -169,44 +169,11 @@ static GPtrArray *register_devices(SaveStateRegistry *r)
     return states;
 }
 
-/* A stopped save of v into f, with checksums or not, mapped-ram through w when given. */
-static void save_into(Vm *v, QEMUFile *f, bool sum, MappedRamWriter *w)
-{
-    SaveStateRegistry *r = savevm_registry_new();
-    RamSaver *rs = ram_saver_new(&v->l);
-    RamStopped *st = ram_stopped_new();
-    GPtrArray *states;
-    int ret;
-
-    if (w) {
-        ram_saver_set_mapped(rs, w);
-    }
-    g_assert_true(ram_stopped_register(st, rs, r, &error_abort));
-    states = register_devices(r);
-    g_assert_true(savevm_save_head(r, f, savevm_stream_caps(w != NULL, sum), &error_abort));
-    while ((ret = savevm_save_iterate(r, f, &error_abort)) == 0) {
-    }
-    g_assert_cmpint(ret, ==, 1);
-    g_assert_true(savevm_save_complete(r, f, &error_abort));
-    g_assert_true(savevm_save_tail(r, f, &error_abort));
-    g_ptr_array_unref(states);
-    ram_stopped_free(st);
-    ram_saver_free(rs);
-    savevm_registry_free(r);
-}
-
+/* A stopped save of v with every device type, checksummed or not. */
 static GBytes *save_mem(Vm *v, bool sum)
 {
-    QEMUFile *f = qemu_file_new_mem_output("mem");
-    const uint8_t *data;
-    size_t len;
-    GBytes *out;
-
-    save_into(v, f, sum, NULL);
-    data = qemu_file_mem_data(f, &len);
-    out = g_bytes_new(data, len);
-    qemu_fclose(f);
-    return out;
+    return test_save_mem(&v->l, &(TestSave){ .checksum = sum, .devices = register_devices },
+                         NULL);
 }
 
 static char *tmp_image(void)
@@ -222,7 +189,8 @@ static void save_file(Vm *v, const char *path, bool sum)
     MigrationIO io;
     QEMUFile *f = test_fd_file(&io, fd, true, path);
 
-    save_into(v, f, sum, w);
+    test_save_into(&v->l, f, &(TestSave){ .mapped = w, .checksum = sum,
+                                          .devices = register_devices }, NULL);
     g_assert_cmpint(test_fd_close(&io, f), ==, 0);
     mapped_ram_writer_free(w);
     close(fd);

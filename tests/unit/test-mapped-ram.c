@@ -78,34 +78,17 @@ static char *tmp_image(void)
 /* A stopped save of l into path with mapped-ram; returns the RAM counters. */
 static void save(RamBlockList *l, const char *path, int threads, bool direct, RamCounters *c)
 {
-    SaveStateRegistry *r = savevm_registry_new();
-    RamSaver *rs = ram_saver_new(l);
-    RamStopped *st = ram_stopped_new();
     int fd = open(path, O_WRONLY | O_TRUNC | O_CLOEXEC);
     MappedRamWriter *w = mapped_ram_writer_new(fd, l, threads, direct, &error_abort);
     MigrationIO io;
     QEMUFile *f;
-    int ret;
 
     g_assert_cmpint(fd, >=, 0);
     f = test_fd_file(&io, fd, true, path);
-    ram_saver_set_mapped(rs, w);
-    g_assert_true(ram_stopped_register(st, rs, r, &error_abort));
-    g_assert_true(savevm_save_head(r, f, savevm_stream_caps(true, false), &error_abort));
-    while ((ret = savevm_save_iterate(r, f, &error_abort)) == 0) {
-    }
-    g_assert_cmpint(ret, ==, 1);
-    g_assert_true(savevm_save_complete(r, f, &error_abort));
-    g_assert_true(savevm_save_tail(r, f, &error_abort));
+    test_save_into(l, f, &(TestSave){ .mapped = w }, c);
     g_assert_cmpint(test_fd_close(&io, f), ==, 0);
-    if (c) {
-        ram_saver_counters(rs, c);
-    }
     mapped_ram_writer_free(w);
     close(fd);
-    ram_stopped_free(st);
-    ram_saver_free(rs);
-    savevm_registry_free(r);
 }
 
 typedef enum LoadMode { LOAD_EAGER, LOAD_LAZY, LOAD_MAP } LoadMode;

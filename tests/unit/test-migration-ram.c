@@ -296,10 +296,10 @@ static void test_postcopy_page_size(void)
     size_t n;
 
     fill(src);
-    pc_small = test_ram_save_postcopy(&l, NULL, true);
+    pc_small = test_save_mem(&l, &(TestSave){ .postcopy = true }, NULL);
     src->page_size = dst->page_size = 2u << 20;
     plain = test_ram_save(&l, NULL);
-    pc = test_ram_save_postcopy(&l, NULL, true);
+    pc = test_save_mem(&l, &(TestSave){ .postcopy = true }, NULL);
     /* 4 KiB pages, or no postcopy: the block list is as ever; else 8 bytes more. */
     g_assert_cmpuint(g_bytes_get_size(pc_small), ==, g_bytes_get_size(plain));
     g_assert_cmpuint(g_bytes_get_size(pc), ==, g_bytes_get_size(plain) + 8);

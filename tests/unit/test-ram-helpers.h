@@ -73,36 +73,68 @@ static inline uint64_t test_image_pages_offset(const char *path)
     return GUINT64_FROM_BE(off);
 }
 
-/* The stream of a stopped save of the blocks of l; c (may be NULL) gets its counters. */
-/* The same with postcopy-ram's block list (huge pages' page sizes in it). */
-static inline GBytes *test_ram_save_postcopy(RamBlockList *l, RamCounters *c, bool postcopy)
+/* What a test's stopped save writes besides the `ram` section's pages. */
+typedef struct TestSave {
+    MappedRamWriter *mapped;        /* mapped-ram: the pages go through it */
+    bool checksum;                  /* x-checksum */
+    bool postcopy;                  /* postcopy-ram's block list (huge pages' page sizes) */
+    /* More sections: registers them, returns their states (freed after the save). */
+    GPtrArray *(*devices)(SaveStateRegistry *r);
+} TestSave;
+
+/* A stopped save of the blocks of l into f; c (may be NULL) gets the RAM counters. */
+static inline void test_save_into(RamBlockList *l, QEMUFile *f, const TestSave *o,
+                                  RamCounters *c)
 {
     SaveStateRegistry *r = savevm_registry_new();
     RamSaver *rs = ram_saver_new(l);
     RamStopped *st = ram_stopped_new();
+    GPtrArray *states = NULL;
+    int ret;
+
+    ram_saver_set_mapped(rs, o->mapped);
+    ram_saver_set_postcopy(rs, o->postcopy);
+    g_assert_true(ram_stopped_register(st, rs, r, &error_abort));
+    if (o->devices) {
+        states = o->devices(r);
+    }
+    g_assert_true(savevm_save_head(r, f, savevm_stream_caps(o->mapped != NULL, o->checksum),
+                                   &error_abort));
+    while ((ret = savevm_save_iterate(r, f, &error_abort)) == 0) {
+    }
+    g_assert_cmpint(ret, ==, 1);
+    g_assert_true(savevm_save_complete(r, f, &error_abort));
+    g_assert_true(savevm_save_tail(r, f, &error_abort));
+    if (c) {
+        ram_saver_counters(rs, c);
+    }
+    if (states) {
+        g_ptr_array_unref(states);
+    }
+    ram_stopped_free(st);
+    ram_saver_free(rs);
+    savevm_registry_free(r);
+}
+
+/* The stream of such a save, in memory. */
+static inline GBytes *test_save_mem(RamBlockList *l, const TestSave *o, RamCounters *c)
+{
     QEMUFile *f = qemu_file_new_mem_output("mem");
     const uint8_t *data;
     size_t len;
     GBytes *out;
 
-    ram_saver_set_postcopy(rs, postcopy);
-    g_assert_true(ram_stopped_register(st, rs, r, &error_abort));
-    g_assert_true(test_save_stream(r, f, &error_abort));
+    test_save_into(l, f, o, c);
     data = qemu_file_mem_data(f, &len);
     out = g_bytes_new(data, len);
-    if (c) {
-        ram_saver_counters(rs, c);
-    }
     qemu_fclose(f);
-    ram_stopped_free(st);
-    ram_saver_free(rs);
-    savevm_registry_free(r);
     return out;
 }
 
+/* The stream of a stopped save of the blocks of l; c (may be NULL) gets its counters. */
 static inline GBytes *test_ram_save(RamBlockList *l, RamCounters *c)
 {
-    return test_ram_save_postcopy(l, c, false);
+    return test_save_mem(l, &(TestSave){ 0 }, c);
 }
 
 #endif
