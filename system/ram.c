@@ -46,12 +46,13 @@ static char *backend_label(const char *idstr, const RamBackendOptions *o)
 }
 
 /*
- * Reserve size bytes of address space at a RAM_ALIGN boundary.  The fd
+ * Reserve size bytes of address space at an `align` boundary (RAM_ALIGN, or
+ * a bigger huge page: the kernel maps 1 GiB pages only at 1 GiB).  The fd
  * backends then map their file over the reservation with MAP_FIXED.
  */
-static void *reserve_aligned(const char *label, uint64_t size, Error **errp)
+static void *reserve_aligned(const char *label, uint64_t size, uint64_t align, Error **errp)
 {
-    uint64_t total = size + RAM_ALIGN;
+    uint64_t total = size + align;
     uint8_t *p = mmap(NULL, total, PROT_NONE,
                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (p == MAP_FAILED) {
@@ -59,7 +60,7 @@ static void *reserve_aligned(const char *label, uint64_t size, Error **errp)
                          "space", label, size);
         return NULL;
     }
-    uint8_t *a = (uint8_t *)(((uintptr_t)p + RAM_ALIGN - 1) & ~(uintptr_t)(RAM_ALIGN - 1));
+    uint8_t *a = (uint8_t *)(((uintptr_t)p + align - 1) & ~(uintptr_t)(align - 1));
     if (a > p) {
         munmap(p, a - p);
     }
@@ -164,7 +165,7 @@ static bool map_fd_backend(RAMBlock *rb, const char *label, const RamBackendOpti
                          " bytes", label, o->size);
         return false;
     }
-    uint8_t *a = reserve_aligned(label, o->size, errp);
+    uint8_t *a = reserve_aligned(label, o->size, MAX(RAM_ALIGN, rb->page_size), errp);
     if (!a) {
         return false;
     }
@@ -181,7 +182,7 @@ static bool map_fd_backend(RAMBlock *rb, const char *label, const RamBackendOpti
 static bool map_anon_backend(RAMBlock *rb, const char *label, const RamBackendOptions *o,
                              Error **errp)
 {
-    uint8_t *a = reserve_aligned(label, o->size, errp);
+    uint8_t *a = reserve_aligned(label, o->size, RAM_ALIGN, errp);
     if (!a) {
         return false;
     }

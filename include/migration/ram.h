@@ -247,11 +247,19 @@ int64_t ram_uffd_place_range(RamUffd *u, int b, uint64_t first, uint64_t n,
  * A stage: where the pages of one huge page gather until the last comes,
  * then go in whole (a block of 4 KiB pages places each at once).  One per
  * thread that places stream pages; the loader's placement has its own.
- * A huge page's pages must come in order, with nothing between them.
+ * A huge page's pages must come in order, with nothing between them; a
+ * page of a huge page already placed whole (by a fault, by another stage)
+ * and not being gathered here changes nothing.
  */
 typedef struct RamUffdStage RamUffdStage;
-RamUffdStage *ram_uffd_stage_new(RamUffd *u);
+RamUffdStage *ram_uffd_stage_new(RamUffd *u, Error **errp);
 void ram_uffd_stage_free(RamUffdStage *st);
+/* Forget a huge page gathered in part (its connection broke; it comes again whole). */
+void ram_uffd_stage_reset(RamUffdStage *st);
+/* The same for the loader's own stage (postcopy recovery, on the new connection). */
+void ram_uffd_reset_stage(RamUffd *u);
+/* False, saying which, when a huge page is gathered in part (the end of a channel). */
+bool ram_uffd_stage_idle(RamUffdStage *st, Error **errp);
 /* Where page `page` of block b is to be read (4 KiB) before ram_uffd_stage_page(). */
 uint8_t *ram_uffd_stage_buffer(RamUffdStage *st, int b, uint64_t page);
 /* Page `page` is in its buffer (zero: it is a zero page); places what is complete. */

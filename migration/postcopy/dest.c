@@ -242,10 +242,8 @@ static void page_placed(void *opaque, int b, uint64_t page)
 static void handle_fault(PostcopyDest *pd, uint64_t addr, int tid)
 {
     Error *err = NULL;
-    uint64_t page;
+    uint64_t page, unit;
     int b;
-
-    uint64_t unit;
 
     if (!ram_uffd_find(pd->uffd, addr, &b, &page)) {
         warn_report("postcopy: fault at 0x%" PRIx64 " outside guest RAM", addr);
@@ -263,7 +261,7 @@ static void handle_fault(PostcopyDest *pd, uint64_t addr, int tid)
             warn_report("postcopy: %s", error_get_pretty(err));
             error_free(err);
         }
-        stat_add(&pd->zero_placed, 1);
+        stat_add(&pd->zero_placed, unit);
         return;
     }
     if (pd->blocktime) {
@@ -626,6 +624,8 @@ void postcopy_dest_pause(PostcopyDest *pd)
 bool postcopy_dest_resume(PostcopyDest *pd, int fd, ChannelListener *l, Error **errp)
 {
     pd->fd = fd;
+    /* A huge page the broken stream brought in part comes again whole. */
+    ram_uffd_reset_stage(pd->uffd);
     if (!open_return_path(pd, errp)) {
         return false;
     }

@@ -148,7 +148,8 @@ static bool read_records(PreemptReader *r, Error **errp)
         }
         r->pages++;
     }
-    return qemu_file_check(r->f, errp);
+    /* The source closes the channel after whole huge pages only. */
+    return qemu_file_check(r->f, errp) && ram_uffd_stage_idle(r->stage, errp);
 }
 
 static gpointer reader_thread(gpointer opaque)
@@ -179,7 +180,12 @@ PreemptReader *preempt_reader_start(Channel *ch, RamUffd *uffd, RamBlockList *ra
         return NULL;
     }
     r->f = migration_io_input(&r->io, "postcopy-preempt channel");
-    r->stage = ram_uffd_stage_new(uffd);
+    r->stage = ram_uffd_stage_new(uffd, errp);
+    if (!r->stage) {
+        qemu_fclose(r->f);
+        g_free(r);
+        return NULL;
+    }
     r->thread = g_thread_new("mig/preempt", reader_thread, r);
     return r;
 }

@@ -52,7 +52,8 @@ struct RamUffd {
 
 struct RamUffdStage {
     RamUffd *u;
-    uint8_t *buf;                   /* as big as the largest page of any block */
+    uint8_t *small;                 /* a 4 KiB page */
+    uint8_t *buf;                   /* as big as the largest huge page, or NULL */
     size_t len;
     int b;                          /* the huge page being gathered, b < 0: none */
     uint64_t first, next;           /* its first 4 KiB page, the next one due */
@@ -188,7 +189,10 @@ static RamUffd *ram_uffd_create(RamBlockList *ram, uint64_t features, bool minor
         }
         u->zeros_src = z;
     }
-    u->stage = ram_uffd_stage_new(u);
+    u->stage = ram_uffd_stage_new(u, errp);
+    if (!u->stage) {
+        goto fail;
+    }
     return u;
 
 fail:
@@ -345,34 +349,66 @@ void ram_uffd_stats(RamUffd *u, uint64_t *copies, uint64_t *zeros, uint64_t *alr
 
 /* ---- stages: 4 KiB pages of the stream gathered into huge pages ------------------ */
 
-RamUffdStage *ram_uffd_stage_new(RamUffd *u)
+RamUffdStage *ram_uffd_stage_new(RamUffd *u, Error **errp)
 {
     RamUffdStage *st = g_new0(RamUffdStage, 1);
 
     st->u = u;
     st->b = -1;
-    st->len = RAM_PAGE_SIZE;
+    st->small = g_malloc(RAM_PAGE_SIZE);
     for (int i = 0; i < u->ram->nblocks; i++) {
-        st->len = MAX(st->len, u->ram->blocks[i]->page_size);
+        if (ram_block_host_pages(u->ram->blocks[i]) > 1) {
+            st->len = MAX(st->len, u->ram->blocks[i]->page_size);
+        }
     }
-    /* A 1 GiB page's stage is only touched as its pages come. */
-    st->buf = mmap(NULL, st->len, PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    g_assert(st->buf != MAP_FAILED);
+    if (st->len) {
+        /* Touched only as pages come: a huge page's worth of memory at most. */
+        st->buf = mmap(NULL, st->len, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (st->buf == MAP_FAILED) {
+            error_setg_errno(errp, errno, "cannot map %zu bytes to gather a huge page in",
+                             st->len);
+            st->buf = NULL;
+            ram_uffd_stage_free(st);
+            return NULL;
+        }
+    }
     return st;
 }
 
 void ram_uffd_stage_free(RamUffdStage *st)
 {
     if (st) {
-        munmap(st->buf, st->len);
+        if (st->buf) {
+            munmap(st->buf, st->len);
+        }
+        g_free(st->small);
         g_free(st);
     }
 }
 
+void ram_uffd_stage_reset(RamUffdStage *st)
+{
+    st->b = -1;
+}
+
+bool ram_uffd_stage_idle(RamUffdStage *st, Error **errp)
+{
+    if (st->b < 0) {
+        return true;
+    }
+    error_setg(errp, "RAM block '%s': the huge page at 0x%" PRIx64 " came only in part "
+               "(%" PRIu64 " of its pages)", st->u->ram->blocks[st->b]->idstr,
+               (uint64_t)(st->first * RAM_PAGE_SIZE), st->next);
+    return false;
+}
+
 uint8_t *ram_uffd_stage_buffer(RamUffdStage *st, int b, uint64_t page)
 {
-    return st->buf + page % ram_block_host_pages(st->u->ram->blocks[b]) * RAM_PAGE_SIZE;
+    uint64_t unit = ram_block_host_pages(st->u->ram->blocks[b]);
+
+    /* A 4 KiB page never lands in a huge page being gathered. */
+    return unit == 1 ? st->small : st->buf + page % unit * RAM_PAGE_SIZE;
 }
 
 bool ram_uffd_stage_page(RamUffdStage *st, int b, uint64_t page, bool zero, Error **errp)
@@ -380,14 +416,24 @@ bool ram_uffd_stage_page(RamUffdStage *st, int b, uint64_t page, bool zero, Erro
     RamUffd *u = st->u;
     const RAMBlock *rb = u->ram->blocks[b];
     uint64_t unit = ram_block_host_pages(rb), at = page % unit;
+    bool gathering = st->b == b && st->first == page - at;
 
     if (unit == 1) {
-        return ram_uffd_place_page(u, b, page, zero ? NULL : st->buf, errp);
+        return ram_uffd_place_page(u, b, page, zero ? NULL : st->small, errp);
+    }
+    if (!gathering && at != 0 && ram_uffd_placed(u, b, page - at)) {
+        /* In whole already (a fault's zero page, the other channel): nothing to gather. */
+        return true;
+    }
+    if (at == 0 && !ram_uffd_stage_idle(st, errp)) {
+        /* The source sends a huge page's pages together, so one was cut off. */
+        st->b = -1;
+        return false;
     }
     if (at == 0) {
         st->b = b;
         st->first = page;
-    } else if (st->b != b || st->first != page - at || st->next != at) {
+    } else if (!gathering || st->next != at) {
         /* A huge page goes in whole: its pages cannot be placed one by one. */
         error_setg(errp, "RAM block '%s': page 0x%" PRIx64 " came without the pages of its "
                    "huge page before it (0x%zx-byte pages arrive whole and in order)",
@@ -408,6 +454,11 @@ bool ram_uffd_stage_page(RamUffdStage *st, int b, uint64_t page, bool zero, Erro
            fill_range(u, b, UFFD_FILL_COPY, st->first, unit, st->buf, errp) >= 0;
 }
 
+void ram_uffd_reset_stage(RamUffd *u)
+{
+    ram_uffd_stage_reset(u->stage);
+}
+
 /* ---- as the loader's placement ------------------------------------------------------ */
 
 static uint8_t *uffd_buffer(void *opaque, int b, uint64_t page)
@@ -424,8 +475,8 @@ static bool uffd_place(void *opaque, int b, uint64_t page, bool zero, bool again
 
     /*
      * A page is placed once: a later copy (precopy's resend) cannot change
-     * it.  A huge page's pages go to the stage even then, which keeps count
-     * of them and places nothing over what is there.
+     * it.  A huge page's pages go to the stage, which knows whether it
+     * gathers them and places nothing over what is there.
      */
     if (ram_block_host_pages(u->ram->blocks[b]) == 1 && (again || ram_uffd_placed(u, b, page))) {
         return true;

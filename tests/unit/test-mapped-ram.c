@@ -520,6 +520,23 @@ static void lazy_setup(RamBackendKind kind, const char *path, Blocks *src, Block
     mbs[1] = ram_loader_mapped_block(*ls, 1);
 }
 
+/* Huge pages: a lazy restore's 1 MiB chunks could not place one whole, so it refuses them. */
+static void test_lazy_huge_refused(void)
+{
+    RAMBlock *rb = test_ram_block(RAM_BACKEND_RAM, 4u << 20);
+    RamBlockList l = { .blocks = { rb }, .nblocks = 1 };
+    MappedRamBlock mb = { .npages = (4u << 20) / PAGE };
+    const MappedRamBlock *mbs[1] = { &mb };
+    Error *err = NULL;
+
+    rb->page_size = 2u << 20;       /* stands for huge pages: only the size is looked at */
+    g_assert_null(lazy_restore_new(&l, -1, mbs, &err));
+    assert_error_contains(&err, "RAM block 'pc.ram' has huge pages, which a lazy restore does "
+                          "not place: restore it without postcopy-ram");
+    rb->page_size = PAGE;
+    ram_block_free(rb);
+}
+
 static void test_lazy(gconstpointer data)
 {
     RamBackendKind kind = GPOINTER_TO_INT(data);
@@ -807,6 +824,7 @@ int main(int argc, char **argv)
     g_test_add_func("/mapped-ram/file-data-pages", test_file_data_pages);
     g_test_add_func("/mapped-ram/zero-copy/refused", test_zero_copy_refused);
     g_test_add_data_func("/mapped-ram/lazy/anon", GINT_TO_POINTER(RAM_BACKEND_RAM), test_lazy);
+    g_test_add_func("/mapped-ram/lazy/huge-refused", test_lazy_huge_refused);
     g_test_add_data_func("/mapped-ram/lazy/memfd", GINT_TO_POINTER(RAM_BACKEND_MEMFD),
                          test_lazy);
     g_test_add_data_func("/mapped-ram/lazy/truncated/anon", GINT_TO_POINTER(RAM_BACKEND_RAM),

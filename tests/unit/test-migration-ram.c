@@ -285,10 +285,11 @@ static void test_stream_pinned(gconstpointer data)
  */
 static void test_postcopy_page_size(void)
 {
-    RAMBlock *src = new_block(RAM_BACKEND_RAM, BLOCK_SIZE);
-    RAMBlock *dst = new_block(RAM_BACKEND_RAM, BLOCK_SIZE);
+    /* 4 MiB of 2 MiB pages: the length and the page size differ. */
+    RAMBlock *src = new_block(RAM_BACKEND_RAM, 2 * BLOCK_SIZE);
+    RAMBlock *dst = new_block(RAM_BACKEND_RAM, 2 * BLOCK_SIZE);
     RamBlockList l = { .blocks = { src }, .nblocks = 1 };
-    const uint8_t want[] = { 6, 'p', 'c', '.', 'r', 'a', 'm', 0, 0, 0, 0, 0, 0x20, 0, 0,
+    const uint8_t want[] = { 6, 'p', 'c', '.', 'r', 'a', 'm', 0, 0, 0, 0, 0, 0x40, 0, 0,
                              0, 0, 0, 0, 0, 0x20, 0, 0 };
     GBytes *plain, *pc, *pc_small;
     const uint8_t *d;
@@ -307,7 +308,7 @@ static void test_postcopy_page_size(void)
     g_assert_nonnull(memmem(d, n, want, sizeof(want)));
 
     g_assert_null(load_postcopy(dst, d, n, true));
-    g_assert_cmpint(memcmp(src->host, dst->host, BLOCK_SIZE), ==, 0);
+    g_assert_cmpint(memcmp(src->host, dst->host, 2 * BLOCK_SIZE), ==, 0);
     dst->page_size = 1u << 30;
     msg = load_postcopy(dst, d, n, true);
     g_assert_cmpstr(msg, ==, "section 'ram' instance 0: block 'pc.ram' has 0x200000-byte "

@@ -137,7 +137,7 @@ static void test_huge(void)
 {
     enum { HUGE = 512 };
     uint64_t pages[HUGE];
-    g_autoptr(GBytes) whole = NULL, alone = NULL;
+    g_autoptr(GBytes) whole = NULL, alone = NULL, part = NULL;
     const void *p;
     Error *err = NULL;
     Fixture fx;
@@ -166,6 +166,15 @@ static void test_huge(void)
     p = g_bytes_get_data(alone, &len);
     g_assert_false(run_reader(&fx, p, len, &err));
     assert_error_contains(&err, "page 0x5000 came without the pages of its huge page");
+    g_assert_false(ram_uffd_placed(fx.u, 0, 0));
+    /* The channel's end in the middle of a huge page: refused, nothing placed. */
+    for (size_t i = 0; i < 10; i++) {
+        pages[i] = i;
+    }
+    part = records(&fx, pages, 10, false);
+    p = g_bytes_get_data(part, &len);
+    g_assert_false(run_reader(&fx, p, len, &err));
+    assert_error_contains(&err, "the huge page at 0x0 came only in part (10 of its pages)");
     g_assert_false(ram_uffd_placed(fx.u, 0, 0));
     fixture_free(&fx);
 }

@@ -31,7 +31,10 @@ static const char *no_huge_pages(uint64_t need)
     const char *at;
 
     if (!g_file_get_contents("/proc/meminfo", &s, NULL, NULL) ||
-        !(at = strstr(s, "HugePages_Free:")) ||
+        !strstr(s, "Hugepagesize:       2048 kB")) {
+        return "the default huge page size is not 2 MiB";
+    }
+    if (!(at = strstr(s, "HugePages_Free:")) ||
         g_ascii_strtoull(at + strlen("HugePages_Free:"), NULL, 10) < need) {
         return "not enough free 2 MiB huge pages (echo 8 > /proc/sys/vm/nr_hugepages)";
     }
@@ -69,6 +72,7 @@ static GBytes *save(RAMBlock *rb)
 typedef struct Run {
     RamUffd *u;
     RAMBlock *src, *dst;
+    uint64_t first_read;        /* readers touch pages from here on */
     int stop;                   /* atomic */
     uint64_t served;            /* pages the fault thread placed */
     uint64_t bad;               /* pages a reader saw wrong */
@@ -129,7 +133,7 @@ static void *reader_fn(void *opaque)
     GRand *rand = g_rand_new();
 
     for (int i = 0; i < 400; i++) {
-        uint64_t p = g_rand_int_range(rand, 0, NPAGES);
+        uint64_t p = g_rand_int_range(rand, run->first_read, NPAGES);
 
         if (memcmp(run->dst->host + p * RAM_PAGE_SIZE, run->src->host + p * RAM_PAGE_SIZE,
                    RAM_PAGE_SIZE)) {
@@ -162,7 +166,9 @@ static void test_load_while_reading(gconstpointer data)
         return;
     }
     /* The saved pages come from ordinary memory: only the destination has huge pages. */
-    run = (Run){ .src = new_block(huge ? RAM_BACKEND_RAM : kind), .dst = new_block(kind) };
+    run = (Run){ .src = new_block(huge ? RAM_BACKEND_RAM : kind), .dst = new_block(kind),
+                 /* Huge pages: the first comes from the stream, the second by a fault. */
+                 .first_read = huge ? HUGE : 0 };
     l = (RamBlockList){ .blocks = { run.dst }, .nblocks = 1 };
     fill(run.src);
     s = save(run.src);
@@ -196,6 +202,9 @@ static void test_load_while_reading(gconstpointer data)
     g_assert_cmpuint(copies + zeros, ==, NPAGES);
     /* Huge pages: every one holds data, so each went in by one copy. */
     g_assert_cmpuint(zeros, ==, huge ? 0 : (NPAGES + 2) / 3);
+    if (huge) {
+        g_assert_cmpuint(run.served, <, NPAGES);
+    }
     g_test_message("pages served by faults: %" G_GUINT64_FORMAT ", found placed: %"
                    G_GUINT64_FORMAT, run.served, already);
     qemu_fclose(f);
@@ -293,7 +302,7 @@ static void test_huge_stage(void)
     l = (RamBlockList){ .blocks = { rb }, .nblocks = 1 };
     g_assert_cmpuint(ram_block_host_pages(rb), ==, HUGE);
     u = ram_uffd_new(&l, &error_abort);
-    st = ram_uffd_stage_new(u);
+    st = ram_uffd_stage_new(u, &error_abort);
 
     /* All but the last page: nothing placed yet. */
     g_assert_true(stage_huge(st, 0, HUGE - 2, &error_abort));
@@ -322,6 +331,36 @@ static void test_huge_stage(void)
     ram_uffd_stats(u, &copies, &zeros, &already);
     g_assert_cmpuint(copies, ==, HUGE);
     g_assert_cmpuint(zeros, ==, HUGE);
+    /* A page of a huge page placed whole, not being gathered: nothing to do. */
+    g_assert_true(ram_uffd_stage_page(st, 0, HUGE + 7, false, &error_abort));
+    /* A huge page cut off by the next one's first page, or by the end: refused. */
+    g_assert_true(stage_huge(st, 0, 3, &error_abort));
+    g_assert_false(ram_uffd_stage_idle(st, &err));
+    assert_error_contains(&err, "the huge page at 0x0 came only in part (4 of its pages)");
+    g_assert_false(stage_huge(st, HUGE, HUGE, &err));
+    assert_error_contains(&err, "the huge page at 0x0 came only in part");
+    g_assert_true(ram_uffd_stage_idle(st, &error_abort));
+    ram_uffd_stage_free(st);
+    ram_uffd_free(u);
+    ram_block_free(rb);
+
+    /* A range over a placed huge page places the others and leaves that one. */
+    rb = new_block(KIND_HUGETLB);
+    l = (RamBlockList){ .blocks = { rb }, .nblocks = 1 };
+    u = ram_uffd_new(&l, &error_abort);
+    st = ram_uffd_stage_new(u, &error_abort);
+    {
+        g_autofree uint8_t *a = g_malloc(2 * HUGE * RAM_PAGE_SIZE);
+
+        memset(a, 0xa1, 2 * HUGE * RAM_PAGE_SIZE);
+        g_assert_cmpint(ram_uffd_place_range(u, 0, HUGE, HUGE, NULL, &error_abort), ==, HUGE);
+        g_assert_cmpint(ram_uffd_place_range(u, 0, 0, 2 * HUGE, a, &error_abort), ==, HUGE);
+        ram_uffd_stats(u, &copies, &zeros, &already);
+        g_assert_cmpuint(copies, ==, HUGE);
+        g_assert_cmpuint(already, ==, 1);
+        g_assert_cmpuint(rb->host[HUGE * RAM_PAGE_SIZE - 1], ==, 0xa1);
+        g_assert_true(buffer_is_zero(rb->host + HUGE * RAM_PAGE_SIZE, HUGE * RAM_PAGE_SIZE));
+    }
     /* Faults name 4 KiB pages; the fault path rounds them to their huge page. */
     g_assert_true(ram_uffd_find(u, (uintptr_t)rb->host + (HUGE + 9) * RAM_PAGE_SIZE, &blk,
                                 &page));
