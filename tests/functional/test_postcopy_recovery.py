@@ -19,9 +19,9 @@ import time
 
 import pytest
 
-from test_postcopy import (MEM_MIB, FakeDestination, Proxy, block_of, hmp, pc_source,
-                           postcopy_on, rp_msg, runs_on_and_holds, start_and_switch, statuses,
-                           wait_incoming)
+from test_postcopy import (MEM_MIB, FakeDestination, Proxy, block_of, hmp, huge_pages_free,
+                           pc_source, postcopy_on, rp_msg, runs_on_and_holds,
+                           start_and_switch, statuses, wait_incoming)
 from test_precopy import events_on, free_port, listening, wait_migration_status
 from test_saverestore import guest_args, start_qmp, wait_migration
 
@@ -33,8 +33,8 @@ RMEM_MIB = 128
 WIDE = "workload=wave report=200 ws_mib=48"
 
 
-def rc_source(tmpvm, smp=1, preempt=False):
-    s, sc = start_qmp(tmpvm, guest_args(smp, mem_mib=RMEM_MIB, append=WIDE))
+def rc_source(tmpvm, smp=1, preempt=False, backend="ram"):
+    s, sc = start_qmp(tmpvm, guest_args(smp, backend, mem_mib=RMEM_MIB, append=WIDE))
     s.wait_reports(smp, rounds=2, timeout=90)
     events_on(sc)
     postcopy_on(sc, preempt=preempt)
@@ -43,16 +43,25 @@ def rc_source(tmpvm, smp=1, preempt=False):
     return s, sc
 
 
-def rc_dest_args(smp):
-    return lambda v: guest_args(smp, mem_mib=RMEM_MIB, append=WIDE) + ["-incoming", "defer"]
+def rc_dest_args(smp, backend="ram"):
+    return lambda v: guest_args(smp, backend, mem_mib=RMEM_MIB, append=WIDE) + \
+        ["-incoming", "defer"]
 
 
-def paused_pair(tmpvm, smp=1, preempt=False):
+def need_huge_pages():
+    """Skip, saying why, unless two guests fit in free 2 MiB huge pages."""
+    want = 2 * RMEM_MIB // 2
+    if huge_pages_free() < want:
+        pytest.skip("needs %d free 2 MiB huge pages (HugePages_Free is %d)" %
+                    (want, huge_pages_free()))
+
+
+def paused_pair(tmpvm, smp=1, preempt=False, backend="ram"):
     """A pair whose postcopy goes through a relay, with a slow push so the
     phase lasts; returns the pair, the relay and the switch done."""
     port = free_port()
-    s, sc = rc_source(tmpvm, smp, preempt)
-    d, dc = listening(tmpvm, rc_dest_args(smp))
+    s, sc = rc_source(tmpvm, smp, preempt, backend)
+    d, dc = listening(tmpvm, rc_dest_args(smp, backend))
     events_on(dc)
     postcopy_on(dc, preempt=preempt)
     dc.ok("migrate-incoming", {"uri": "tcp:127.0.0.1:%d" % port})
@@ -117,6 +126,24 @@ def test_cut_and_resume_four_times(tmpvm, tmp_path, seed):
     assert statuses(dc).count("postcopy-recover-setup") == cuts
 
 
+def test_cut_and_resume_on_huge_pages(tmpvm, tmp_path):
+    """A hugetlb memfd on both sides, three cuts: huge pages in flight at a
+    cut come again whole (the destination's bitmap, widened to whole huge
+    pages by the source), and in the end every page is there."""
+    need_huge_pages()
+    s, sc, d, dc, proxy = paused_pair(tmpvm, backend="hugetlb")
+    for i in range(3):
+        time.sleep(0.1 + 0.1 * i)
+        if sc.ok("query-migrate")["status"] == "completed":
+            break
+        proxy.cut()
+        both_paused(sc, dc)
+        proxy = resume(sc, dc)
+        if sc.ok("query-migrate")["status"] != "completed":
+            wait_migration_status(sc, "postcopy-active", timeout=30)
+    check_completed(s, sc, d, dc, tmp_path)
+
+
 @pytest.mark.parametrize("side", ["source", "destination"])
 def test_migrate_pause_by_command(tmpvm, tmp_path, side):
     s, sc, d, dc, proxy = paused_pair(tmpvm)
@@ -155,11 +182,15 @@ def test_cut_during_recovery(tmpvm, tmp_path):
     check_completed(s, sc, d, dc, tmp_path)
 
 
-def test_preempt_channel_comes_back(tmpvm, tmp_path):
+@pytest.mark.parametrize("backend", ["ram", "hugetlb"])
+def test_preempt_channel_comes_back(tmpvm, tmp_path, backend):
     """With postcopy-preempt the second connection is made again on resume
-    (a unix: address: a TCP relay would carry only one connection)."""
-    s, sc = rc_source(tmpvm, smp=2, preempt=True)
-    d, dc = listening(tmpvm, rc_dest_args(2))
+    (a unix: address: a TCP relay would carry only one connection); on huge
+    pages each channel gathers its own, and a pause drops a part-gathered one."""
+    if backend == "hugetlb":
+        need_huge_pages()
+    s, sc = rc_source(tmpvm, smp=2, preempt=True, backend=backend)
+    d, dc = listening(tmpvm, rc_dest_args(2, backend))
     events_on(dc)
     postcopy_on(dc, preempt=True)
     first = "unix:" + d.path("mig.sock")
