@@ -843,6 +843,38 @@ bool cli_parse(int argc, char **argv, CliOptions *cli, Error **errp)
     return ok;
 }
 
+static void cli_object_free(gpointer p)
+{
+    CliObject *o = p;
+
+    g_free(o->id);
+    g_free(o);
+}
+
+static void add_object(GPtrArray *objs, const char *id, const char *type)
+{
+    CliObject *o = g_new0(CliObject, 1);
+
+    o->id = g_strdup(id);
+    o->type = type;
+    g_ptr_array_add(objs, o);
+}
+
+GPtrArray *cli_objects(const CliOptions *cli)
+{
+    GPtrArray *objs = g_ptr_array_new_with_free_func(cli_object_free);
+
+    for (guint i = 0; cli->machine->backends && i < cli->machine->backends->len; i++) {
+        const RamBackendOptions *b = cli->machine->backends->pdata[i];
+
+        add_object(objs, b->id, ram_backend_kind_name(b->kind));
+    }
+    for (guint i = 0; cli->secrets && i < cli->secrets->len; i++) {
+        add_object(objs, ((CliSecret *)cli->secrets->pdata[i])->id, "secret");
+    }
+    return objs;
+}
+
 void cli_options_clear(CliOptions *cli)
 {
     machine_options_free(cli->machine);

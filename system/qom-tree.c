@@ -2,8 +2,8 @@
  * qom-list and qom-get: amber's object tree under QEMU's paths.  amber has
  * no object model, so the tree is built on each request from what the
  * process really has: the machine, its vCPUs and built-in devices, the
- * -device that has an id, and the chardevs.  (No /objects: QEMU makes that
- * container only for objects it can show, and amber shows none.)  Clients
+ * -device that has an id, the chardevs, and the -objects (memory backends
+ * and secrets, by id; only their type is a property here).  Clients
  * such as libvirt walk these paths after they start a guest
  * (/machine/peripheral for the devices they added, the first vCPU for its
  * properties), so every node here must exist in amber and nothing may be
@@ -17,6 +17,7 @@
 
 #include "chardev/char.h"
 #include "qapi-commands.h"
+#include "system/cli.h"
 
 typedef struct QomNode {
     char *path;
@@ -84,6 +85,14 @@ static GPtrArray *build_tree(Amber *s)
 
     add_node(tree, g_strdup("/"), "container", -1);
     add_machine_nodes(s, tree);
+    /* QEMU makes the container with the first -object. */
+    if (s->objects && s->objects->len) {
+        add_node(tree, g_strdup("/objects"), "container", -1);
+    }
+    for (guint i = 0; s->objects && i < s->objects->len; i++) {
+        CliObject *o = s->objects->pdata[i];
+        add_node(tree, g_strdup_printf("/objects/%s", o->id), o->type, -1);
+    }
     add_node(tree, g_strdup("/chardevs"), "container", -1);
     for (guint i = 0; s->chardevs && i < s->chardevs->len; i++) {
         ChardevLabel *c = s->chardevs->pdata[i];

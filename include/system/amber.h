@@ -28,6 +28,7 @@ struct Amber {
     char *name;                     /* -name for -machine none (a machine keeps its own) */
     GPtrArray *chardevs;            /* ChardevLabel *, command-line order; NULL: none */
     char *serial_id;                /* -device isa-serial id=: COM1's /machine/peripheral name */
+    GPtrArray *objects;             /* CliObject *: each -object, for /objects */
     GMainLoop *loop;
     GPtrArray *event_sinks;         /* of AmberEventSinkEntry, see amber.c */
     pthread_mutex_t event_lock;

@@ -60,6 +60,15 @@ bool cli_parse(int argc, char **argv, CliOptions *cli, Error **errp);
 /* Free everything cli_parse() filled, including cli->machine if still set. */
 void cli_options_clear(CliOptions *cli);
 
+/* An -object the command line made: what qom-list shows under /objects. */
+typedef struct CliObject {
+    char *id;
+    const char *type;               /* its QOM type: "memory-backend-ram", "secret", ... */
+} CliObject;
+
+/* The -object list as the object tree shows it (CliObject *, a new array). */
+GPtrArray *cli_objects(const CliOptions *cli);
+
 void cli_print_usage(FILE *f);
 const char *cli_version(void);
 

@@ -101,6 +101,20 @@ def test_tree_is_qemus_shape(amber_bin):
     assert {"name": "compat_monitor0", "type": "child<chardev-stdio>"} in theirs[2]
 
 
+def test_objects_as_qemu_lists_them(amber_bin):
+    """-object makes /objects (QEMU makes it with the first one): each object
+    a child of its type, the root then listing it."""
+    extra = ["-object", "secret,id=masterKey0,format=raw,data=abc",
+             "-object", "memory-backend-ram,id=pc.ram,size=1048576"]
+    reqs = [("qom-list", {"path": "/"}), ("qom-list", {"path": "/objects"}),
+            ("qom-get", {"path": "/objects/pc.ram", "property": "type"})]
+    ours = [r["return"] for r in amber_session(amber_bin, extra, reqs)]
+    theirs = [r["return"] for r in qemu_session(extra, reqs)]
+    assert sorted(map(json.dumps, ours[0])) == sorted(map(json.dumps, theirs[0]))
+    assert sorted(map(json.dumps, ours[1])) == sorted(map(json.dumps, theirs[1]))
+    assert ours[2] == theirs[2] == "memory-backend-ram"
+
+
 def test_query_chardev_as_libvirt_writes_them(amber_bin, tmp_path):
     sock = str(tmp_path / "mon.sock")
     extra = ["-chardev", "socket,id=charmonitor,path=%s,server=on,wait=off" % sock,
