@@ -79,7 +79,8 @@ const char *fault_kind_name(FaultKind kind)
     static const char *const names[] = {
         [FAULT_COUNT] = "none", [FAULT_EINTR] = "EINTR", [FAULT_SHORT] = "short",
         [FAULT_ENOSPC] = "ENOSPC", [FAULT_EIO] = "EIO", [FAULT_HOOK] = "hook",
-        [FAULT_WRITEBACK] = "writeback EIO",
+        [FAULT_WRITEBACK] = "writeback EIO", [FAULT_EAGAIN] = "EAGAIN",
+        [FAULT_ECONNRESET] = "ECONNRESET", [FAULT_EPIPE] = "EPIPE",
     };
     return names[kind];
 }
@@ -92,6 +93,10 @@ int fault_kind_errno(FaultKind kind, unsigned ops)
     case FAULT_EIO:
     case FAULT_WRITEBACK:
         return EIO;
+    case FAULT_ECONNRESET:
+        return ECONNRESET;
+    case FAULT_EPIPE:
+        return ops & FAULT_OP_WRITE ? EPIPE : ECONNRESET;
     default:
         return 0;
     }
@@ -203,8 +208,9 @@ static void decide(uint64_t n, size_t len, unsigned op, FaultAction *a)
     }
     switch (p->kind) {
     case FAULT_EINTR:
+    case FAULT_EAGAIN:
         if (n - fi.first_hit < times) {
-            a->err = EINTR;
+            a->err = p->kind == FAULT_EINTR ? EINTR : EAGAIN;
         }
         break;
     case FAULT_SHORT:
@@ -214,6 +220,8 @@ static void decide(uint64_t n, size_t len, unsigned op, FaultAction *a)
         break;
     case FAULT_ENOSPC:
     case FAULT_EIO:
+    case FAULT_ECONNRESET:
+    case FAULT_EPIPE:
         if (!p->at_call && p->kind == FAULT_ENOSPC) {
             /* A disk of at_byte bytes: the write that fills it is short, every later one fails. */
             if (!fi.full) {

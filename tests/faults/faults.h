@@ -1,6 +1,6 @@
 /*
  * Fault injection for the unit tests: the I/O calls amber's migration code
- * makes on a file or pipe fail or come back short on cue.
+ * makes on a file, pipe or socket fail or come back short on cue.
  *
  * How: the test executable is linked with `-Wl,--wrap=SYMBOL` for each call
  * below (tests/unit/meson.build), so every call of it in the executable,
@@ -15,9 +15,15 @@
  *   fsync, sync_file_range       FAULT_OP_SYNC  (a file channel's close,
  *                                               write-behind's waits)
  *
+ * A unix: or tcp: stream goes through the same two calls, writev and read
+ * (migration/transport/migration-io.c, on a non-blocking socket): nothing
+ * in migration/ or util/ calls send, recv, sendmsg or recvmsg, so nothing
+ * more is wrapped for sockets; they get their own kinds (EAGAIN, ECONNRESET,
+ * EPIPE) instead.
+ *
  * Only calls on a target count: a file (any descriptor of it, matched by
- * device and inode) or pipe the test named with faults_target_fd().  The
- * eventfds, userfaultfds and pagemap the same code reads and writes are
+ * device and inode), pipe or socket the test named with faults_target_fd().
+ * The eventfds, userfaultfds and pagemap the same code reads and writes are
  * never touched.
  *
  * A plan says which counted call is hit (at_call, 1-based) or, when at_call
@@ -47,6 +53,9 @@ typedef enum FaultKind {
     FAULT_ENOSPC,       /* -1/ENOSPC (a read gets EIO: no disk is full there) */
     FAULT_EIO,          /* -1/EIO */
     FAULT_HOOK,         /* call hook(), then do the call as asked */
+    FAULT_EAGAIN,       /* -1/EAGAIN (a socket not ready); `times` calls in a row */
+    FAULT_ECONNRESET,   /* -1/ECONNRESET: the peer reset the connection */
+    FAULT_EPIPE,        /* -1/EPIPE (a read gets ECONNRESET: no read says EPIPE) */
     /*
      * Writeback of data already written failed, as the kernel reports it:
      * once, to the first call that waits for writeback on the file (fsync,
@@ -62,9 +71,11 @@ typedef struct FaultPlan {
     unsigned ops;               /* FaultOp mask: the calls that count */
     FaultKind kind;
     uint64_t at_call;           /* the counted call hit, from 1; 0: at_byte */
-    uint64_t at_byte;           /* ENOSPC by bytes: the disk holds exactly this */
-    unsigned times;             /* EINTR, SHORT: calls hit in a row (0 means 1) */
-    bool sticky;                /* ENOSPC, EIO: every counted call after fails too */
+    uint64_t at_byte;           /* at_call 0: hit the call that moves byte at_byte
+                                 * (ENOSPC: the disk holds exactly this) */
+    unsigned times;             /* EINTR, SHORT, EAGAIN: calls hit in a row (0 means 1) */
+    bool sticky;                /* ENOSPC, EIO, ECONNRESET, EPIPE: every counted call
+                                 * after fails too */
     void (*hook)(void *opaque);
     void *hook_opaque;
 } FaultPlan;

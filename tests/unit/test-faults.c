@@ -3,11 +3,17 @@
  * mapped-ram), the background snapshot with writer threads as the guest,
  * and the loads (plain stream, mapped-ram eager, lazy restore) meet EINTR,
  * short reads and writes, ENOSPC and EIO at seeded random points, and an
- * exec: child is SIGKILLed mid-save.  What a user would check:
+ * exec: child is SIGKILLed mid-save.  Over unix: and tcp: sockets
+ * (tests/faults/socket-cases.c) the stopped and background saves and the
+ * stream load meet EINTR, EAGAIN, short calls, ECONNRESET and EPIPE, and a
+ * peer process that is SIGKILLed, resets or shuts the connection down
+ * mid-stream.  This file is also the harness both share (harness.h).  What
+ * a user would check:
  *
- *   - EINTR and short I/O are retried: the result is byte for byte the
- *     result without them;
- *   - ENOSPC and EIO fail the save or load with a message naming them;
+ *   - EINTR, EAGAIN and short I/O are retried: the result is byte for byte
+ *     the result without them;
+ *   - ENOSPC and EIO fail the save or load with a message naming them, and
+ *     so do ECONNRESET, EPIPE and a peer that went away;
  *   - the guest keeps running: its writers advance during and after every
  *     save, and its RAM holds what they wrote (the wave: one edge per
  *     partition, at the position each writer recorded);
@@ -15,7 +21,10 @@
  *     userfaultfd;
  *   - a load gives the saved RAM or an error, never something else; a lazy
  *     restore that cannot read a page reports it, and every page a vCPU
- *     saw meanwhile was the saved one.
+ *     saw meanwhile was the saved one; a stream load from a socket that
+ *     failed left every page saved or as it was, but for the one it was
+ *     reading into (zeroed);
+ *   - a socket case leaves no descriptor open behind it.
  *
  * Each scenario first runs once without faults, counting the calls and
  * bytes its I/O makes, then picks its cases' injection points within them.
@@ -36,6 +45,8 @@
 #include <glib.h>
 
 #include "faults.h"
+#include "harness.h"
+#include "peer.h"
 #include "migration/bg-engine.h"
 #include "migration/channel.h"
 #include "migration/lazy-restore.h"
@@ -45,23 +56,11 @@
 #include "util/cutils.h"
 #include "util/uffd.h"
 
-#define PAGE            RAM_PAGE_SIZE
-#define MAIN_SIZE       (4u << 20)
-#define ROM_SIZE        (256u << 10)
-#define NWRITERS        2
-#define PART_PAGES      256             /* per writer, after pc.ram's page 0 */
 #define PROGRESS_GAP_S  5               /* a writer that does not advance in this is stuck */
 
 /* ---- the run's settings ----------------------------------------------------------------- */
 
-typedef struct Settings {
-    uint64_t seed;                  /* AMBER_FAULTS_SEED */
-    int cases;                      /* AMBER_FAULTS_CASES: 0, each scenario's own */
-    uint64_t only;                  /* AMBER_FAULTS_ONLY: one case seed, 0: all */
-    char *dir;
-} Settings;
-
-static Settings settings;
+Settings settings;
 
 static uint64_t env_u64(const char *name, uint64_t dflt)
 {
@@ -70,33 +69,31 @@ static uint64_t env_u64(const char *name, uint64_t dflt)
     return v && *v ? g_ascii_strtoull(v, NULL, 0) : dflt;
 }
 
-static uint64_t case_seed(const char *scenario, int i)
+uint64_t case_seed(const char *scenario, int i)
 {
     return settings.only ? settings.only :
            fault_mix(fault_mix(settings.seed ^ fault_mix(g_str_hash(scenario))) + i);
 }
 
-static int case_count(int dflt)
+int case_count(int dflt)
 {
     return settings.only ? 1 : settings.cases ? settings.cases : dflt;
 }
 
 /* ---- blocks ------------------------------------------------------------------------------- */
 
-typedef TestBlocks Blocks;
-
-static void blocks_new(Blocks *b, RamBackendKind kind)
+void blocks_new(Blocks *b, RamBackendKind kind)
 {
     test_blocks_new(b, kind, MAIN_SIZE, ROM_SIZE);
 }
 
-static void blocks_free(Blocks *b)
+void blocks_free(Blocks *b)
 {
     test_blocks_free(b);
 }
 
 /* Data pages, zero pages written, and pages never touched, from first on. */
-static void fill(RAMBlock *rb, uint64_t first, unsigned salt)
+void fill(RAMBlock *rb, uint64_t first, unsigned salt)
 {
     for (uint64_t p = first; p < rb->used_length / PAGE; p++) {
         uint64_t v = p * 1000 + salt;
@@ -125,7 +122,7 @@ static int64_t first_diff(const uint8_t *a, const uint8_t *b, uint64_t len)
     return -1;
 }
 
-static void assert_blocks_equal(const Blocks *a, const Blocks *b, const char *what)
+void assert_blocks_equal(const Blocks *a, const Blocks *b, const char *what)
 {
     for (int i = 0; i < 2; i++) {
         int64_t p = first_diff(a->rb[i]->host, b->rb[i]->host, a->rb[i]->used_length);
@@ -167,7 +164,7 @@ static bool uffd_registered(const void *host, uint64_t len)
     return found;
 }
 
-static void assert_released(const Blocks *b, const char *what)
+void assert_released(const Blocks *b, const char *what)
 {
     for (int i = 0; i < 2; i++) {
         const RAMBlock *rb = b->rb[i];
@@ -182,31 +179,6 @@ static void assert_released(const Blocks *b, const char *what)
 }
 
 /* ---- the guest: the wave ------------------------------------------------------------------- */
-
-/*
- * Writers play vCPUs: each owns PART_PAGES pages of pc.ram from page 1 and
- * writes them in order, pass after pass, stamping each page's first and
- * last 8 bytes and keeping (pass, index) of its latest store in page 0.
- * Parked (the test's "vCPUs paused") they stand between two stores.
- */
-typedef struct Wave Wave;
-
-typedef struct Writer {
-    Wave *w;
-    int id;
-    pthread_t tid;
-    uint64_t pages;                 /* atomic: stores made */
-} Writer;
-
-struct Wave {
-    uint8_t *base;
-    pthread_mutex_t lock;
-    pthread_cond_t cond;
-    int pause_req;                  /* atomic */
-    int parked;
-    int stop;                       /* atomic */
-    Writer writers[NWRITERS];
-};
 
 /*
  * The store a vCPU makes.  Not instrumented under ThreadSanitizer: guest
@@ -265,7 +237,7 @@ static void *writer_fn(void *opaque)
     }
 }
 
-static void wave_start(Wave *w, uint8_t *base)
+void wave_start(Wave *w, uint8_t *base)
 {
     memset(w, 0, sizeof(*w));
     w->base = base;
@@ -296,7 +268,7 @@ static void wave_resume(Wave *w)
     pthread_mutex_unlock(&w->lock);
 }
 
-static void wave_stop(Wave *w)
+void wave_stop(Wave *w)
 {
     __atomic_store_n(&w->stop, 1, __ATOMIC_RELEASE);
     wave_resume(w);
@@ -349,27 +321,6 @@ static void wave_assert_running(Wave *w, const char *what)
 }
 
 /* ---- saving, as the migration thread does ---------------------------------------------- */
-
-typedef enum SaveKind { SAVE_STOPPED, SAVE_BACKGROUND } SaveKind;
-
-typedef struct SaveJob {
-    Blocks *src;
-    const char *uri;
-    SaveKind kind;
-    bool mapped;
-    int threads;                    /* mapped-ram writer threads */
-    const FaultPlan *arm_on_open;   /* armed once the channel is open, its fd a target */
-    pid_t child;                    /* exec: the shell */
-
-    /* background */
-    Wave *wave;
-    uint8_t *ref[2];                /* the blocks at the instant */
-    bool check_registered;          /* once: the smaps check sees a registration */
-    BgSnapshot *ctx;
-    RamSaver *rs;
-    QEMUFile *f;
-    bool ram_done;
-} SaveJob;
 
 /* The engine's sink: as savers/background.c, the page into the stream or its place. */
 static bool bg_put(void *opaque, RAMBlock *rb, uint64_t offset, const uint8_t *data,
@@ -472,7 +423,7 @@ static bool save_register(SaveJob *j, RamSaver *rs, SaveStateRegistry *r, RamSto
 }
 
 /* One save of j->src to j->uri, in migration.c's outgoing_run() steps. */
-static bool save_run(SaveJob *j, Error **errp)
+bool save_run(SaveJob *j, Error **errp)
 {
     SaveStateRegistry *r = savevm_registry_new();
     RamSaver *rs = ram_saver_new(&j->src->l);
@@ -488,6 +439,7 @@ static bool save_run(SaveJob *j, Error **errp)
         goto out;
     }
     j->child = ch->child;
+    j->fd = ch->fd;
     if (j->arm_on_open) {
         faults_target_fd(ch->fd);
         faults_arm(j->arm_on_open);
@@ -531,21 +483,11 @@ out:
     ram_saver_free(rs);
     j->f = NULL;
     j->rs = NULL;
+    j->fd = -1;
     return ok;
 }
 
 /* ---- loading ---------------------------------------------------------------------------- */
-
-typedef enum LoadMode { LOAD_STREAM, LOAD_EAGER, LOAD_LAZY, LOAD_MAP } LoadMode;
-
-typedef struct LoadJob {
-    Blocks *src;                    /* what was saved */
-    Blocks *dst;
-    const char *path;
-    LoadMode mode;
-    int threads;
-    uint64_t seed;                  /* the touchers' */
-} LoadJob;
 
 /* As a vCPU on a lazily restored guest: every page it reads must be the saved one. */
 typedef struct Toucher {
@@ -629,22 +571,20 @@ static bool lazy_run(LoadJob *lj, RamLoader *ls, int fd, const char *what, Error
     return ok;
 }
 
-/* Load lj->path into lj->dst as incoming.c does for a file; false with errp. */
-static bool load_run(LoadJob *lj, const char *what, Error **errp)
+/* Load the stream on fd (named name) into lj->dst as incoming.c does; false with errp. */
+bool load_fd(LoadJob *lj, int fd, const char *name, const char *what, Error **errp)
 {
     SaveStateRegistry *r = savevm_registry_new();
     RamLoader *ls = ram_loader_new_memcpy(&lj->dst->l);
-    int fd = open(lj->path, O_RDONLY | O_CLOEXEC);
     MigrationIO io = { .saved_flags = -1 };
     SaveVMLoader *sl = NULL;
     QEMUFile *f = NULL;
     char *json = NULL;
     bool ok;
 
-    g_assert_cmpint(fd, >=, 0);
     ok = ram_loader_register(ls, r, errp) && migration_io_init(&io, fd, -1, errp);
     if (ok) {
-        f = migration_io_input(&io, lj->path);
+        f = migration_io_input(&io, name);
         sl = savevm_loader_new(r, f, NULL);
         ok = savevm_loader_read_header(sl, errp);
     }
@@ -664,6 +604,17 @@ static bool load_run(LoadJob *lj, const char *what, Error **errp)
     }
     ram_loader_free(ls);
     savevm_registry_free(r);
+    return ok;
+}
+
+/* Load lj->path into lj->dst as incoming.c does for a file; false with errp. */
+static bool load_run(LoadJob *lj, const char *what, Error **errp)
+{
+    int fd = open(lj->path, O_RDONLY | O_CLOEXEC);
+    bool ok;
+
+    g_assert_cmpint(fd, >=, 0);
+    ok = load_fd(lj, fd, lj->path, what, errp);
     close(fd);
     return ok;
 }
@@ -699,17 +650,13 @@ static void plan_for(FaultPlan *p, uint64_t seed, bool saving, const FaultStats 
 #undef PICK
 }
 
-typedef struct Tally {
-    int cases, injected, failed;
-} Tally;
-
 /*
- * What the user sees of a run under plan p: ENOSPC or EIO that hit must
- * fail it, naming the errno; anything else must succeed.  True when it
- * succeeded (the caller then checks the result).
+ * What the user sees of a run under plan p: ENOSPC, EIO, ECONNRESET or
+ * EPIPE that hit must fail it, naming the errno; anything else must
+ * succeed.  True when it succeeded (the caller then checks the result).
  */
-static bool verdict(const FaultPlan *p, const FaultStats *st, bool ok, Error **err,
-                    const char *what, Tally *t)
+bool verdict(const FaultPlan *p, const FaultStats *st, bool ok, Error **err, const char *what,
+             Tally *t)
 {
     int e = fault_kind_errno(p->kind, p->ops);
 
@@ -734,14 +681,14 @@ static bool verdict(const FaultPlan *p, const FaultStats *st, bool ok, Error **e
     return true;
 }
 
-static void tally_report(const char *scenario, const Tally *t)
+void tally_report(const char *scenario, const Tally *t)
 {
     g_test_message("%s: %d cases, %d injected, %d failed as they must", scenario, t->cases,
                    t->injected, t->failed);
     g_assert_cmpint(t->injected, >=, t->cases / 2);
 }
 
-static char *tmp_path(const char *name)
+char *tmp_path(const char *name)
 {
     g_autofree char *path = g_build_filename(settings.dir, name, NULL);
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -836,7 +783,7 @@ static void kill_child(void *opaque)
 }
 
 /* The snapshot's image loaded into dst must be the blocks at the instant. */
-static void check_bg_image(SaveJob *j, const char *path, const char *what)
+void check_bg_image(SaveJob *j, const char *path, const char *what)
 {
     Blocks dst;
     LoadJob lj = { .dst = &dst, .path = path, .threads = 2,
@@ -861,7 +808,7 @@ static void check_bg_image(SaveJob *j, const char *path, const char *what)
 }
 
 /* After every case: the guest runs, its RAM is the wave, nothing is protected. */
-static void check_guest(SaveJob *j, const char *what)
+void check_guest(SaveJob *j, const char *what)
 {
     wave_assert_running(j->wave, what);
     assert_released(j->src, what);
@@ -873,7 +820,7 @@ static void check_guest(SaveJob *j, const char *what)
     wave_resume(j->wave);
 }
 
-static bool bg_usable_or_skip(Blocks *b)
+bool bg_usable_or_skip(Blocks *b)
 {
     Error *err = NULL;
 
@@ -1253,6 +1200,9 @@ int main(int argc, char **argv)
     g_autofree char *dir = NULL;
     int ret;
 
+    if (argc > 1 && !strcmp(argv[1], PEER_ARG)) {
+        peer_main(argc - 2, argv + 2);      /* a socket test's other end */
+    }
     g_test_init(&argc, &argv, NULL);
     signal(SIGPIPE, SIG_IGN);       /* as amber's main does */
     settings.seed = env_u64("AMBER_FAULTS_SEED", 1);
@@ -1278,6 +1228,7 @@ int main(int argc, char **argv)
 
         g_test_add_data_func(name, &loads[i], test_load);
     }
+    faults_add_socket_tests();
     g_test_add_func("/faults/write-behind/writeback-error", test_write_behind_writeback);
     g_test_add_func("/faults/load/zero-copy/interrupted", test_zero_copy_interrupted);
     ret = g_test_run();
