@@ -91,14 +91,21 @@ static bool img_map(Img *img, const char *path, Error **errp)
  */
 static void img_find_vmdesc(Img *img)
 {
-    int64_t lowest = (int64_t)img->size - SAVEVM_VMDESC_MAX - 6;
+    int64_t lowest = MAX((int64_t)img->size - SAVEVM_VMDESC_MAX - 6, 0);
+    int64_t p = (int64_t)img->size - 6;
 
-    for (int64_t p = (int64_t)img->size - 6; p >= 0 && p >= lowest; p--) {
-        const uint8_t *d = img->data + p;
-        uint64_t left = img->size - p - 5;
+    /* memrchr: a file with no 0x06 near its end is scanned at memory speed. */
+    for (; p >= lowest; p--) {
+        const uint8_t *d = memrchr(img->data + lowest, QEMU_VM_VMDESCRIPTION, p - lowest + 1);
+        uint64_t left;
         uint32_t len;
 
-        if (d[0] != QEMU_VM_VMDESCRIPTION || d[5] != '{') {
+        if (!d) {
+            break;
+        }
+        p = d - img->data;
+        left = img->size - p - 5;
+        if (d[5] != '{') {
             continue;
         }
         len = be32_at(d + 1);
