@@ -34,6 +34,12 @@
 #include "postcopy/postcopy.h"
 #include "util/trace.h"
 
+/*
+ * How long a socket save waits after its last byte for the destination to
+ * close (amber and QEMU close as soon as they have read the stream).
+ */
+#define PEER_CLOSE_WAIT_MS  5000
+
 struct MainCall {
     MigrationMainFn fn;
     void *data;
@@ -412,7 +418,13 @@ out:
     direct_writer_free(io.direct);
     ram_saver_set_mapped(ms->ram, NULL);
     g_clear_pointer(&ms->mapped, mapped_ram_writer_free);
-    /* Closing is part of success: fsync of a file, an exec child's exit status. */
+    /*
+     * Closing is part of success: fsync of a file, an exec child's exit
+     * status, a socket's peer that read it all (postcopy's SHUT said so).
+     */
+    if (ok && !ms->postcopy) {
+        ok = channel_wait_peer_close(ms->ch, ms->cancel_fd, PEER_CLOSE_WAIT_MS, errp);
+    }
     if (ok) {
         ok = channel_close(ms->ch, errp);
     } else {

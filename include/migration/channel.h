@@ -86,6 +86,17 @@ Channel *channel_open_incoming(const char *uri, ChannelFdLookup lookup,
                                void *lookup_opaque, Error **errp);
 
 /*
+ * An outgoing socket's last act before channel_close(): half-close it and
+ * wait, at most timeout_ms or until cancel_fd is signalled, for the peer to
+ * close its end.  A peer that died with bytes of the stream unread resets
+ * the connection: false, saying so.  A peer that closes, or says nothing
+ * in time, is taken at its word (only a reply could tell a destination
+ * that read everything and then failed from one that finished).  Anything
+ * but a socket: true at once.
+ */
+bool channel_wait_peer_close(Channel *ch, int cancel_fd, int timeout_ms, Error **errp);
+
+/*
  * Close the descriptor, then: fsync (outgoing file, before the close) and
  * wait for an exec child.  Returns false with *errp set when any of that
  * failed.  Always frees ch.  NULL is a no-op that succeeds.

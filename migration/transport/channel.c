@@ -5,10 +5,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -443,6 +445,49 @@ ChannelListener *channel_listen(const char *uri, Error **errp)
     }
     channel_address_clear(&addr);
     return l;
+}
+
+bool channel_wait_peer_close(Channel *ch, int cancel_fd, int timeout_ms, Error **errp)
+{
+    int64_t deadline = g_get_monotonic_time() + (int64_t)timeout_ms * 1000;
+    struct stat st;
+    char buf[4096];
+
+    if (!ch || fstat(ch->fd, &st) < 0 || !S_ISSOCK(st.st_mode)) {
+        return true;
+    }
+    if (shutdown(ch->fd, SHUT_WR) < 0) {
+        /* The peer reset the connection already: that, not ENOTCONN, is the news. */
+        int e = errno, so = 0;
+        socklen_t len = sizeof(so);
+
+        if (getsockopt(ch->fd, SOL_SOCKET, SO_ERROR, &so, &len) == 0 && so) {
+            e = so;
+        }
+        error_setg_errno(errp, e == ENOTCONN ? ECONNRESET : e, "%s: the destination did not "
+                         "read the whole stream", ch->uri);
+        return false;
+    }
+    for (;;) {
+        struct pollfd p[2] = { { .fd = ch->fd, .events = POLLIN },
+                               { .fd = cancel_fd, .events = POLLIN } };
+        int64_t left = deadline - g_get_monotonic_time();
+        ssize_t n;
+
+        if (left <= 0 || poll(p, cancel_fd >= 0 ? 2 : 1, left / 1000 + 1) == 0 ||
+            (p[1].revents & POLLIN)) {
+            return true;            /* no word in time, or cancelled after the end */
+        }
+        n = recv(ch->fd, buf, sizeof(buf), MSG_DONTWAIT);
+        if (n == 0) {
+            return true;            /* it read everything and closed */
+        }
+        if (n < 0 && errno != EAGAIN && errno != EINTR) {
+            error_setg_errno(errp, errno, "%s: the destination did not read the whole "
+                             "stream", ch->uri);
+            return false;
+        }
+    }
 }
 
 bool channel_close(Channel *ch, Error **errp)

@@ -7,6 +7,8 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <glib.h>
@@ -431,6 +433,73 @@ static void rm_tmpdir(void)
     g_rmdir(tmpdir);
 }
 
+/* A TCP connection on loopback: *out is amber's end (a Channel), the return value the peer's. */
+static int tcp_pair(Channel **out)
+{
+    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    socklen_t len = sizeof(sa);
+    int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), c, peer;
+
+    g_assert_cmpint(bind(l, (struct sockaddr *)&sa, sizeof(sa)), ==, 0);
+    g_assert_cmpint(listen(l, 1), ==, 0);
+    g_assert_cmpint(getsockname(l, (struct sockaddr *)&sa, &len), ==, 0);
+    c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    g_assert_cmpint(connect(c, (struct sockaddr *)&sa, sizeof(sa)), ==, 0);
+    peer = accept(l, NULL, NULL);
+    g_assert_cmpint(peer, >=, 0);
+    close(l);
+    *out = channel_new(c, CHANNEL_TCP, true, "tcp:127.0.0.1:1");
+    return peer;
+}
+
+/*
+ * The end of a socket save: a peer that read everything and closed is a
+ * success; one that closed with bytes unread (it died) resets the
+ * connection, a failure that says so; a peer that says nothing is taken at
+ * its word after the wait; a file needs no wait.
+ */
+static void test_wait_peer_close(void)
+{
+    char buf[4096] = { 0 }, path[] = "/tmp/amber-peer-close-XXXXXX";
+    Error *err = NULL;
+    Channel *ch;
+    int peer, fd;
+    gint64 t0;
+
+    /* Read all, then closed. */
+    peer = tcp_pair(&ch);
+    g_assert_cmpint(write(ch->fd, buf, sizeof(buf)), ==, sizeof(buf));
+    g_assert_cmpint(read(peer, buf, sizeof(buf)), ==, sizeof(buf));
+    close(peer);
+    g_assert_true(channel_wait_peer_close(ch, -1, 10000, &error_abort));
+    g_assert_true(channel_close(ch, &error_abort));
+
+    /* Closed with the stream unread: the kernel resets the connection. */
+    peer = tcp_pair(&ch);
+    g_assert_cmpint(write(ch->fd, buf, sizeof(buf)), ==, sizeof(buf));
+    g_usleep(20000);
+    close(peer);
+    g_assert_false(channel_wait_peer_close(ch, -1, 10000, &err));
+    assert_error_contains(&err, "tcp:127.0.0.1:1: the destination did not read the whole "
+                          "stream: Connection reset by peer");
+    channel_abort(ch);
+
+    /* Silent: the wait ends, and the save stands. */
+    peer = tcp_pair(&ch);
+    t0 = g_get_monotonic_time();
+    g_assert_true(channel_wait_peer_close(ch, -1, 100, &error_abort));
+    g_assert_cmpint(g_get_monotonic_time() - t0, >=, 100000);
+    g_assert_true(channel_close(ch, &error_abort));
+    close(peer);
+
+    /* Not a socket: nothing to wait for. */
+    fd = g_mkstemp(path);
+    ch = channel_new(fd, CHANNEL_FILE, true, "file:x");
+    g_assert_true(channel_wait_peer_close(ch, -1, 10000, &error_abort));
+    channel_abort(ch);
+    unlink(path);
+}
+
 int main(int argc, char **argv)
 {
     signal(SIGPIPE, SIG_IGN);       /* as amber's main does */
@@ -447,6 +516,7 @@ int main(int argc, char **argv)
     g_test_add_func("/channel/file-offset", test_file_offset);
     g_test_add_func("/channel/file-errors", test_file_errors);
     g_test_add_func("/channel/fd", test_fd);
+    g_test_add_func("/channel/wait-peer-close", test_wait_peer_close);
     g_test_add_func("/channel/unix", test_unix);
     g_test_add_func("/channel/tcp", test_tcp);
     g_test_add_func("/channel/tcp-ipv6", test_tcp_ipv6);

@@ -473,6 +473,10 @@ out:
         migration_io_restore(&io);
     }
     mapped_ram_writer_free(w);
+    /* As migration.c ends a save: a socket's peer has read it all. */
+    if (ok) {
+        ok = channel_wait_peer_close(ch, -1, 5000, errp);
+    }
     if (ok) {
         ok = channel_close(ch, errp);
     } else {
