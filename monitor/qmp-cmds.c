@@ -13,6 +13,7 @@
 #include "qapi-config.h"
 #include "qapi-events.h"
 #include "qapi-introspect.h"
+#include "util/cutils.h"
 
 static Machine *need_machine(Amber *s, Error **errp)
 {
@@ -200,23 +201,6 @@ CpuInfoFastList *qmp_query_cpus_fast(Amber *s, Error **errp)
     return head;
 }
 
-static bool write_all(int fd, const uint8_t *buf, size_t len)
-{
-    while (len) {
-        ssize_t n = write(fd, buf, len);
-
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n <= 0) {
-            return false;
-        }
-        buf += n;
-        len -= n;
-    }
-    return true;
-}
-
 void qmp_pmemsave(Amber *s, int64_t val, int64_t size, const char *filename,
                   Error **errp)
 {
@@ -254,7 +238,7 @@ void qmp_pmemsave(Amber *s, int64_t val, int64_t size, const char *filename,
         if (!machine_read_phys(m, addr, buf, n, errp)) {
             break;
         }
-        if (!write_all(fd, buf, n)) {
+        if (!write_full(fd, buf, n)) {
             error_setg_errno(errp, errno, "Could not write to '%s'", filename);
             break;
         }

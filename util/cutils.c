@@ -41,6 +41,25 @@ bool pwrite_full(int fd, const void *buf, size_t len, uint64_t off)
     return true;
 }
 
+bool write_full(int fd, const void *buf, size_t len)
+{
+    const uint8_t *p = buf;
+
+    while (len) {
+        ssize_t n = write(fd, p, len);
+
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            return false;
+        }
+        p += n;
+        len -= n;
+    }
+    return true;
+}
+
 ssize_t pread_full(int fd, void *buf, size_t len, uint64_t off)
 {
     uint8_t *p = buf;

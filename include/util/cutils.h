@@ -18,6 +18,8 @@ bool buffer_is_zero(const void *buf, size_t len);
  * False with errno set (ENOSPC when the file takes no more bytes).
  */
 bool pwrite_full(int fd, const void *buf, size_t len, uint64_t off);
+/* write() all len bytes (a pipe, a socket), again after EINTR and short writes; false on error. */
+bool write_full(int fd, const void *buf, size_t len);
 
 /*
  * pread() len bytes at off, again after EINTR and short reads: returns len,

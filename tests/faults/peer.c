@@ -24,6 +24,7 @@
 
 #include "migration/channel.h"
 #include "peer.h"
+#include "util/cutils.h"
 
 #define FD_LISTEN   3
 #define FD_CTL      4
@@ -46,23 +47,6 @@ const char *peer_end_name(PeerEnd end)
 }
 
 /* ---- the peer process ----------------------------------------------------------------- */
-
-static bool write_all(int fd, const uint8_t *buf, size_t len)
-{
-    while (len) {
-        ssize_t n = write(fd, buf, len);
-
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n <= 0) {
-            return false;
-        }
-        buf += n;
-        len -= n;
-    }
-    return true;
-}
 
 static void answer(void)
 {
@@ -151,7 +135,7 @@ static void receiver(const char *path)
         if (n <= 0) {
             _exit(n < 0 ? 2 : 0);       /* amber's end closed (or reset) the connection */
         }
-        if (!write_all(out, buf, n)) {
+        if (!write_full(out, buf, n)) {
             _exit(6);
         }
     }
@@ -173,7 +157,7 @@ static void sender(const char *uri, const char *path, uint64_t cut, PeerEnd end)
         if (n <= 0) {
             _exit(3);
         }
-        if (!write_all(ch->fd, buf, n)) {
+        if (!write_full(ch->fd, buf, n)) {
             _exit(PEER_EXIT_DROPPED);   /* the loader gave up: it closed its end */
         }
         sent += n;
