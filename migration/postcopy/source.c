@@ -417,14 +417,17 @@ static bool send_package(PostcopySource *ps, QEMUFile *f, QEMUFile *pf, Error **
 /*
  * A huge page whose first page is `first`, taken whole from `todo` (under
  * todo_lock): after widen_todo() its pages are marked together
- * and leave together, so it goes out whole on one channel.
+ * and leave together, so it goes out whole on one channel.  Its bits are
+ * all set, so they are dropped: 2 MiB at a time, no allocation under the lock.
  */
 static void take_huge_page(PostcopySource *ps, int b, uint64_t first)
 {
     uint64_t unit = ram_block_host_pages(ps->ram->blocks[b]);
-    g_autofree unsigned long *bits = g_new(unsigned long, BITS_TO_LONGS(unit));
+    unsigned long bits[BITS_TO_LONGS(512)];
 
-    ram_dirty_take(ps->todo, b, first, unit, bits, NULL);
+    for (uint64_t off = 0; off < unit; off += 512) {
+        ram_dirty_take(ps->todo, b, first + off, MIN(512, unit - off), bits, NULL);
+    }
 }
 
 /* Its pages in order, with nothing between them: the destination gathers them. */

@@ -59,6 +59,19 @@ struct RamUffdStage {
     uint64_t first, next;           /* its first 4 KiB page, the next one due */
 };
 
+/* The largest huge page of any block (what a stage or a zero page must hold), or 0. */
+static size_t largest_huge_page(const RamBlockList *ram)
+{
+    size_t len = 0;
+
+    for (int i = 0; i < ram->nblocks; i++) {
+        if (ram_block_host_pages(ram->blocks[i]) > 1) {
+            len = MAX(len, ram->blocks[i]->page_size);
+        }
+    }
+    return len;
+}
+
 /* Features a block's registration needs beyond anonymous memory's. */
 static uint64_t block_features(const RAMBlock *rb)
 {
@@ -176,8 +189,8 @@ static RamUffd *ram_uffd_create(RamBlockList *ram, uint64_t features, bool minor
         u->registered[i] = true;
         u->minor[i] = m && (ioctls & (1ULL << _UFFDIO_CONTINUE));
         u->placed[i] = bitmap_new(rb->used_length / RAM_PAGE_SIZE);
-        u->zeros_len = MAX(u->zeros_len, rb->hugetlbfs ? rb->page_size : 0);
     }
+    u->zeros_len = largest_huge_page(ram);
     if (u->zeros_len) {
         /* Never written: every read of it is the kernel's zero page, nothing allocated. */
         void *z = mmap(NULL, u->zeros_len, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS |
@@ -356,11 +369,7 @@ RamUffdStage *ram_uffd_stage_new(RamUffd *u, Error **errp)
     st->u = u;
     st->b = -1;
     st->small = g_malloc(RAM_PAGE_SIZE);
-    for (int i = 0; i < u->ram->nblocks; i++) {
-        if (ram_block_host_pages(u->ram->blocks[i]) > 1) {
-            st->len = MAX(st->len, u->ram->blocks[i]->page_size);
-        }
-    }
+    st->len = largest_huge_page(u->ram);
     if (st->len) {
         /* Touched only as pages come: a huge page's worth of memory at most. */
         st->buf = mmap(NULL, st->len, PROT_READ | PROT_WRITE,

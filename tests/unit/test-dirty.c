@@ -173,21 +173,32 @@ static void test_dirty_log(void)
     machine_destroy(m);
 }
 
-/* A page given back after a take is sent later: marked again. */
-static void test_put_back(void)
+/* A machine's dirty pages, every one marked; NULL (the test skipped) without KVM. */
+static RamDirty *dirty_of_new_machine(Machine **m)
 {
     Error *err = NULL;
-    unsigned long bits;
-    Machine *m;
     RamDirty *d;
 
     if (!kvm_usable()) {
         g_test_skip("/dev/kvm is not available");
+        return NULL;
+    }
+    *m = payload_machine(kernel, RAM_SIZE);
+    d = ram_dirty_new(*m, &err);
+    g_assert_null(err);
+    return d;
+}
+
+/* A page given back after a take is sent later: marked again. */
+static void test_put_back(void)
+{
+    unsigned long bits;
+    Machine *m;
+    RamDirty *d = dirty_of_new_machine(&m);
+
+    if (!d) {
         return;
     }
-    m = payload_machine(kernel, RAM_SIZE);
-    d = ram_dirty_new(m, &err);
-    g_assert_null(err);
     g_assert_true(ram_dirty_take(d, 0, 128, 64, &bits, NULL));
     g_assert_cmphex(bits, ==, ~0UL);
     g_assert_cmpuint(ram_dirty_pending(d), ==, RAM_SIZE / PAGE - 64);
@@ -206,18 +217,13 @@ static void test_put_back(void)
 static void test_widen(void)
 {
     uint64_t np = RAM_SIZE / PAGE;
-    Error *err = NULL;
     unsigned long bits;
     Machine *m;
-    RamDirty *d;
+    RamDirty *d = dirty_of_new_machine(&m);
 
-    if (!kvm_usable()) {
-        g_test_skip("/dev/kvm is not available");
+    if (!d) {
         return;
     }
-    m = payload_machine(kernel, RAM_SIZE);
-    d = ram_dirty_new(m, &err);
-    g_assert_null(err);
     take_all(d);
     /* One page of the first huge page, none of the second: the first goes whole. */
     bits = 1UL << 5;
