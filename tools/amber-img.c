@@ -84,24 +84,19 @@ static bool img_map(Img *img, const char *path, Error **errp)
 }
 
 /*
- * The VMDESCRIPTION is the last thing in the file: u8 0x06, be32 len,
- * len bytes of JSON that start with '{'.  JSON text never holds a raw
- * 0x06, so the last 0x06 whose length reaches exactly to the end of the
- * file is it.  Without it the device sections cannot be stepped over.
+ * Looks for the VMDESCRIPTION's start in [lo, hi]: true when found or
+ * found truncated (img says which), false to search further down.
  */
-static void img_find_vmdesc(Img *img)
+static bool img_vmdesc_in(Img *img, int64_t lo, int64_t hi)
 {
-    int64_t lowest = MAX((int64_t)img->size - SAVEVM_VMDESC_MAX - 6, 0);
-    int64_t p = (int64_t)img->size - 6;
-
-    /* memrchr: a file with no 0x06 near its end is scanned at memory speed. */
-    for (; p >= lowest; p--) {
-        const uint8_t *d = memrchr(img->data + lowest, QEMU_VM_VMDESCRIPTION, p - lowest + 1);
+    /* memrchr: a range with no 0x06 is scanned at memory speed. */
+    for (int64_t p = hi; p >= lo; p--) {
+        const uint8_t *d = memrchr(img->data + lo, QEMU_VM_VMDESCRIPTION, p - lo + 1);
         uint64_t left;
         uint32_t len;
 
         if (!d) {
-            break;
+            return false;
         }
         p = d - img->data;
         left = img->size - p - 5;
@@ -113,12 +108,57 @@ static void img_find_vmdesc(Img *img)
         if (len == left || (uint64_t)len + 4 == left) {
             img->vmdesc_offset = p;
             img->vmdesc_len = len;
-            return;
+            return true;
         }
         if (len > left && len <= SAVEVM_VMDESC_MAX) {
             img->vmdesc_problem = g_strdup_printf(
                 "the VMDESCRIPTION at offset %" PRId64 " is truncated: %" PRIu64
                 " of its %u bytes are in the file", p, left, len);
+            return true;
+        }
+    }
+    return false;
+}
+
+/*
+ * The VMDESCRIPTION is the last thing in the file: u8 0x06, be32 len,
+ * len bytes of JSON that start with '{'.  JSON text never holds a raw
+ * 0x06, so the last 0x06 whose length reaches exactly to the end of the
+ * file is it.  Without it the device sections cannot be stepped over.
+ *
+ * A hole holds no 0x06, and reading one through the mapping faults in a
+ * page of zeros: a cut-off mapped-ram image (mostly holes) would fault in
+ * up to 16 MiB to say it has no description.  So only the data extents
+ * (SEEK_DATA/SEEK_HOLE; a file system without them reports one extent,
+ * the whole file) are searched, last first.
+ */
+static void img_find_vmdesc(Img *img)
+{
+    int64_t lowest = MAX((int64_t)img->size - SAVEVM_VMDESC_MAX - 6, 0);
+    int64_t top = (int64_t)img->size - 6;
+    g_autoptr(GArray) ext = g_array_new(FALSE, FALSE, sizeof(int64_t));
+
+    for (int64_t off = lowest; off <= top;) {
+        int64_t data = lseek(img->fd, off, SEEK_DATA);
+        int64_t hole = data < 0 ? -1 : lseek(img->fd, data, SEEK_HOLE);
+
+        if (data < 0 || hole < 0) {
+            /* ENXIO: no data past off.  Anything else: search it all. */
+            if (data < 0 && errno == ENXIO) {
+                break;
+            }
+            data = off;
+            hole = img->size;
+        }
+        g_array_append_val(ext, data);
+        g_array_append_val(ext, hole);
+        off = hole;
+    }
+    for (int i = (int)ext->len - 2; i >= 0; i -= 2) {
+        int64_t lo = g_array_index(ext, int64_t, i);
+        int64_t hi = MIN(g_array_index(ext, int64_t, i + 1) - 1, top);
+
+        if (lo <= hi && img_vmdesc_in(img, lo, hi)) {
             return;
         }
     }

@@ -263,3 +263,48 @@ def test_damaged(good, tmp_path, damage):
     # Nothing half-written is left behind.
     assert os.listdir(out) == []
     shutil.rmtree(out)
+
+
+# ---- holes read as zeros ----
+
+def write_sparse(path, data):
+    """data with every all-zero page left as a hole (where the file system can)."""
+    with open(path, "wb") as f:
+        for at in range(0, len(data), PAGE):
+            page = data[at:at + PAGE]
+            if page.count(0) != len(page):
+                f.seek(at)
+                f.write(page)
+        f.truncate(len(data))
+
+
+@pytest.mark.parametrize("tail", [0, 3 * MIB + 5], ids=["whole", "zeros-after"])
+def test_sparse_and_dense_read_alike(good, tmp_path, tail):
+    """The description is searched in the file's data only; holes must not change a verdict.
+
+    "whole" is the good image with every zero page a hole, so its description
+    sits in the last of many data extents; "zeros-after" adds zeros past its
+    end, which must be reported as a missing description either way.
+    """
+    data = good[0] + bytes(tail)
+    dense, sparse = tmp_path / "dense.img", tmp_path / "sparse.img"
+    dense.write_bytes(data)
+    write_sparse(sparse, data)
+    assert read(sparse) == data
+    if sparse_files_work(str(tmp_path)):
+        assert os.stat(sparse).st_blocks * 512 < len(data) // 2
+    verdicts = []
+    for img in (dense, sparse):
+        p = run(AMBER_IMG, "verify", img, check=False)
+        verdicts.append((p.returncode, p.stdout, p.stderr.replace(str(img), "IMG")))
+    assert verdicts[0] == verdicts[1]
+    if tail:
+        assert verdicts[0][0] == 1 and "no VMDESCRIPTION at the end of the file" in verdicts[0][2]
+    else:
+        assert verdicts[0] == (0, "OK\n", "")
+        infos = [json.loads(run(AMBER_IMG, "info", "--json", img).stdout)
+                 for img in (dense, sparse)]
+        assert infos[0].pop("file") == str(dense) and infos[1].pop("file") == str(sparse)
+        assert infos[0] == infos[1]
+        desc = infos[0]["vmdesc"]
+        assert desc["offset"] + 5 + desc["size"] == len(data), desc
