@@ -1,6 +1,6 @@
 /*
  * Chardev internals shared by the backends (char.c: common code, null,
- * stdio and file; char-socket.c: unix sockets).
+ * stdio and file; char-socket.c: unix sockets; char-pty.c: pseudo-terminals).
  */
 #ifndef AMBER_CHARDEV_CHAR_INTERNAL_H
 #define AMBER_CHARDEV_CHAR_INTERNAL_H
@@ -17,6 +17,7 @@ typedef enum ChardevKind {
     CHARDEV_STDIO,
     CHARDEV_FILE,
     CHARDEV_UNIX,
+    CHARDEV_PTY,
 } ChardevKind;
 
 typedef struct ChardevConfig {
@@ -60,6 +61,10 @@ struct Chardev {
     int nfds;
 
     int stdout_saved_flags;     /* stdio: restored at free, -1 if untouched */
+
+    int pty_master;             /* pty: the master side, -1 otherwise */
+    char *pty_path;             /* pty: its slave, /dev/pts/N */
+    guint pty_timer;            /* pty: looking for a user to attach */
 };
 
 bool chardev_parse_config(const char *spec, ChardevConfig *cfg, Error **errp);
@@ -81,5 +86,11 @@ void chardev_unix_close(Chardev *chr);
 /* A peer left: a server starts accepting the next client. */
 void chardev_unix_peer_gone(Chardev *chr);
 ssize_t chardev_unix_recv(Chardev *chr, uint8_t *buf, size_t len);
+
+/* char-pty.c */
+bool chardev_pty_open(Chardev *chr, Error **errp);
+void chardev_pty_close(Chardev *chr);
+/* The slave closed: watch for the next user. */
+void chardev_pty_peer_gone(Chardev *chr);
 
 #endif

@@ -1,6 +1,7 @@
 /*
  * Character devices: spec parsing, the shared output path, and the null,
- * stdio and file backends.  Unix sockets live in char-socket.c.
+ * stdio and file backends.  Unix sockets live in char-socket.c,
+ * pseudo-terminals in char-pty.c.
  *
  * Output may come from any thread (the serial port writes from vCPU
  * threads), so it goes through one lock and never blocks: what the peer
@@ -10,6 +11,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -131,7 +133,7 @@ bool chardev_parse_config(const char *spec, ChardevConfig *cfg, Error **errp)
     memset(cfg, 0, sizeof(*cfg));
     cfg->fd = -1;
     if (!spec || !*spec) {
-        error_setg(errp, "empty chardev spec (use stdio, null, file:PATH or unix:PATH)");
+        error_setg(errp, "empty chardev spec (use stdio, null, pty, file:PATH or unix:PATH)");
         return false;
     }
     const char *colon = strchr(spec, ':');
@@ -143,6 +145,10 @@ bool chardev_parse_config(const char *spec, ChardevConfig *cfg, Error **errp)
     }
     if (!strcmp(backend, "stdio")) {
         cfg->kind = CHARDEV_STDIO;
+        return no_argument(backend, colon, errp);
+    }
+    if (!strcmp(backend, "pty")) {
+        cfg->kind = CHARDEV_PTY;
         return no_argument(backend, colon, errp);
     }
     if (!strcmp(backend, "file")) {
@@ -166,7 +172,7 @@ bool chardev_parse_config(const char *spec, ChardevConfig *cfg, Error **errp)
         cfg->kind = CHARDEV_UNIX;
         return parse_fd(cfg, colon ? colon + 1 : "", errp);
     }
-    error_setg(errp, "unknown chardev backend '%s' (use stdio, null, file:PATH or "
+    error_setg(errp, "unknown chardev backend '%s' (use stdio, null, pty, file:PATH or "
                "unix:PATH[,server=on,wait=off])", backend);
     return false;
 }
@@ -230,6 +236,9 @@ char *chardev_spec_filename(const char *spec)
     case CHARDEV_FILE:
         name = g_strdup("file");        /* QEMU does not show the path */
         break;
+    case CHARDEV_PTY:
+        name = g_strdup("pty");         /* the path exists once it is open */
+        break;
     default:
         if (cfg.fd >= 0) {
             name = g_strdup_printf("fd:%d,server=on", cfg.fd);
@@ -242,6 +251,95 @@ char *chardev_spec_filename(const char *spec)
     return name;
 }
 
+/* ---- what a chardev is connected to ---------------------------------------------- */
+
+static bool is_socket_spec(const char *spec)
+{
+    ChardevConfig cfg;
+    bool socket;
+
+    if (!chardev_parse_config(spec, &cfg, NULL)) {
+        return false;
+    }
+    socket = cfg.kind == CHARDEV_UNIX;
+    chardev_config_clear(&cfg);
+    return socket;
+}
+
+/* A passed listening socket's client: the path it was bound to, as QEMU shows it. */
+static char *passed_socket_filename(Chardev *chr)
+{
+    struct sockaddr_un sa;
+    socklen_t len = sizeof(sa);
+
+    memset(&sa, 0, sizeof(sa));
+    if (chr->in_fd < 0 || getsockname(chr->in_fd, (struct sockaddr *)&sa, &len) < 0 ||
+        sa.sun_family != AF_UNIX || !sa.sun_path[0]) {
+        return NULL;
+    }
+    return g_strdup_printf("unix:%.*s,server=on", (int)sizeof(sa.sun_path), sa.sun_path);
+}
+
+char *chardev_filename(Chardev *chr)
+{
+    g_autofree char *name = chardev_spec_filename(chr->spec);
+    char *passed;
+
+    if (chr->cfg.kind == CHARDEV_PTY) {
+        return g_strdup_printf("pty:%s", chr->pty_path);
+    }
+    if (chr->cfg.kind != CHARDEV_UNIX) {
+        return g_steal_pointer(&name);
+    }
+    if (!chardev_is_connected(chr)) {
+        return g_strdup_printf("disconnected:%s", name);
+    }
+    if (chr->cfg.fd >= 0 && (passed = passed_socket_filename(chr))) {
+        return passed;
+    }
+    return g_steal_pointer(&name);
+}
+
+void chardev_labels_bind(GPtrArray *labels, Chardev *chr)
+{
+    for (guint i = 0; labels && i < labels->len; i++) {
+        ChardevLabel *l = labels->pdata[i];
+
+        if (l->frontend_open && !l->chr && !g_strcmp0(l->spec, chr->spec)) {
+            l->chr = chr;
+            if (chr->cfg.kind == CHARDEV_PTY) {
+                printf("char device redirected to %s (label %s)\n", chr->pty_path, l->label);
+                fflush(stdout);
+            }
+            return;
+        }
+    }
+}
+
+void chardev_labels_unbind(GPtrArray *labels, Chardev *chr)
+{
+    for (guint i = 0; labels && i < labels->len; i++) {
+        ChardevLabel *l = labels->pdata[i];
+
+        if (l->chr == chr) {
+            l->chr = NULL;
+        }
+    }
+}
+
+char *chardev_label_filename(const ChardevLabel *l)
+{
+    g_autofree char *name = NULL;
+
+    if (l->chr) {
+        return chardev_filename(l->chr);
+    }
+    name = chardev_spec_filename(l->spec);
+    /* Nobody opened it, so nobody is connected to it either. */
+    return is_socket_spec(l->spec) ? g_strdup_printf("disconnected:%s", name)
+                                   : g_steal_pointer(&name);
+}
+
 const char *chardev_spec_type(const char *spec)
 {
     ChardevConfig cfg;
@@ -252,7 +350,8 @@ const char *chardev_spec_type(const char *spec)
     }
     type = cfg.kind == CHARDEV_NULL ? "chardev-null" :
            cfg.kind == CHARDEV_STDIO ? "chardev-stdio" :
-           cfg.kind == CHARDEV_FILE ? "chardev-file" : "chardev-socket";
+           cfg.kind == CHARDEV_FILE ? "chardev-file" :
+           cfg.kind == CHARDEV_PTY ? "chardev-pty" : "chardev-socket";
     chardev_config_clear(&cfg);
     return type;
 }
@@ -449,6 +548,8 @@ static void input_gone(Chardev *chr)
     }
     if (chr->cfg.kind == CHARDEV_UNIX) {
         chardev_unix_peer_gone(chr);
+    } else if (chr->cfg.kind == CHARDEV_PTY) {
+        chardev_pty_peer_gone(chr);
     }
 }
 
@@ -600,6 +701,8 @@ static bool open_backend(Chardev *chr, Error **errp)
         return open_file(chr, errp);
     case CHARDEV_UNIX:
         return chardev_unix_open(chr, errp);
+    case CHARDEV_PTY:
+        return chardev_pty_open(chr, errp);
     }
     g_assert_not_reached();
 }
@@ -610,7 +713,7 @@ Chardev *chardev_new(const char *spec, Error **errp)
 
     pthread_mutex_init(&chr->lock, NULL);
     chr->out_buf = g_byte_array_new();
-    chr->in_fd = chr->out_fd = chr->listen_fd = -1;
+    chr->in_fd = chr->out_fd = chr->listen_fd = chr->pty_master = -1;
     chr->stdout_saved_flags = -1;
     chr->spec = g_strdup(spec);
     if (!chardev_parse_config(spec, &chr->cfg, errp) || !open_backend(chr, errp)) {
@@ -655,6 +758,8 @@ void chardev_free(Chardev *chr)
     }
     if (chr->cfg.kind == CHARDEV_UNIX) {
         chardev_unix_close(chr);
+    } else if (chr->cfg.kind == CHARDEV_PTY) {
+        chardev_pty_close(chr);
     }
     close_received_fds(chr);
     chardev_config_clear(&chr->cfg);

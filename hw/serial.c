@@ -296,6 +296,11 @@ void serial_free(SerialDevice *s)
     }
 }
 
+Chardev *serial_chardev(SerialDevice *s)
+{
+    return s->chr;
+}
+
 SerialState *serial_state(SerialDevice *s)
 {
     return &s->st;

@@ -106,6 +106,16 @@ static void hmp_info_name(Hmp *h, int argc, char **argv)
     qapi_free_NameInfo(info);
 }
 
+static void hmp_info_chardev(Hmp *h, int argc, char **argv)
+{
+    ChardevInfoList *list = qmp_query_chardev(hmp_amber(h), NULL);
+
+    for (ChardevInfoList *l = list; l; l = l->next) {
+        hmp_printf(h, "%s: filename=%s\n", l->value->label, l->value->filename);
+    }
+    qapi_free_ChardevInfoList(list);
+}
+
 static const HmpCommand stop_cmd = {
     .name = "stop", .help = "stop emulation", .fn = hmp_stop,
 };
@@ -133,6 +143,10 @@ static const HmpCommand info_version_cmd = {
 static const HmpCommand info_cpus_cmd = {
     .name = "cpus", .info = true, .help = "show infos for each CPU", .fn = hmp_info_cpus,
 };
+static const HmpCommand info_chardev_cmd = {
+    .name = "chardev", .info = true, .help = "show the character devices",
+    .fn = hmp_info_chardev,
+};
 static const HmpCommand info_name_cmd = {
     .name = "name", .info = true, .help = "show the name of the VM", .fn = hmp_info_name,
 };
@@ -146,3 +160,4 @@ HMP_REGISTER(info_status_cmd)
 HMP_REGISTER(info_version_cmd)
 HMP_REGISTER(info_cpus_cmd)
 HMP_REGISTER(info_name_cmd)
+HMP_REGISTER(info_chardev_cmd)

@@ -79,6 +79,7 @@ static void monitor_free(Monitor *mon)
         amber_remove_event_sink(mon->s, monitor_event, mon);
     }
     if (mon->chr) {
+        chardev_labels_unbind(mon->s->chardevs, mon->chr);
         chardev_set_handlers(mon->chr, NULL, NULL);
         chardev_free(mon->chr);
     }
@@ -110,6 +111,7 @@ bool monitor_add(Amber *s, MonitorKind kind, const char *spec, Error **errp)
         monitor_free(mon);
         return false;
     }
+    chardev_labels_bind(s->chardevs, mon->chr);
     g_ptr_array_add(set->mons, mon);
     amber_add_event_sink(s, monitor_event, mon);
     mon->sink_added = true;

@@ -380,11 +380,20 @@ static char *socket_spec(GPtrArray *props, Error **errp)
 
 static char *chardev_spec_of(const char *backend, GPtrArray *props, Error **errp)
 {
-    static const char *const known[] = { "backend", "id", "path", "fd", "server", "wait",
-                                         NULL };
+    static const char *const socket[] = { "backend", "id", "path", "fd", "server", "wait",
+                                          NULL };
+    static const char *const file[] = { "backend", "id", "path", NULL };
+    static const char *const bare[] = { "backend", "id", NULL };
+    static const char *const backends[] = { "socket", "file", "pty", "null", "stdio", NULL };
     g_autofree char *what = g_strdup_printf("-chardev %s", backend);
 
-    if (!props_known(props, what, known, errp)) {
+    if (!g_strv_contains(backends, backend)) {
+        error_setg(errp, "amber has no '%s' chardev backend (socket, file, pty, null, stdio)",
+                   backend);
+        return NULL;
+    }
+    if (!props_known(props, what, !strcmp(backend, "socket") ? socket :
+                                  !strcmp(backend, "file") ? file : bare, errp)) {
         return NULL;
     }
     if (!strcmp(backend, "socket")) {
@@ -397,12 +406,7 @@ static char *chardev_spec_of(const char *backend, GPtrArray *props, Error **errp
         error_setg(errp, "a file chardev needs path=");
         return NULL;
     }
-    if (!strcmp(backend, "null") || !strcmp(backend, "stdio")) {
-        return g_strdup(backend);
-    }
-    error_setg(errp, "amber has no '%s' chardev backend (socket, file, null, stdio)",
-               backend);
-    return NULL;
+    return g_strdup(backend);           /* pty, null, stdio */
 }
 
 static bool opt_chardev(CliParse *p, const char *arg, Error **errp)
@@ -744,7 +748,7 @@ const CliOption cli_qemu_options[] = {
     { "global", "kvm-pit.lost_tick_policy=delay", "accepted: what the in-kernel PIT does",
       opt_global },
     { "chardev", "socket,id=ID,path=PATH|fd=N[,server=on][,wait=off] | file,id=ID,path=P "
-      "| null,id=ID | stdio,id=ID", "a chardev for -mon or -device isa-serial", opt_chardev },
+      "| pty,id=ID | null,id=ID | stdio,id=ID", "a chardev for -mon or -device isa-serial", opt_chardev },
     { "mon", "chardev=ID[,id=NAME][,mode=control|readline]",
       "a monitor on a -chardev (control: QMP, readline: HMP)", opt_mon },
     { "device", "isa-serial,chardev=ID[,id=NAME][,index=0]",

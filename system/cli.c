@@ -611,7 +611,7 @@ static const CliOption options[] = {
     { "append", "CMDLINE", "guest command line (built-in guest: workload=, report=, ...)",
       opt_append },
     { "initrd", "FILE", "initial ramdisk, with -kernel", opt_initrd },
-    { "serial", "SPEC", "COM1 backend: stdio, null, file:PATH, unix:PATH[,server=on,"
+    { "serial", "SPEC", "COM1 backend: stdio, null, pty, file:PATH, unix:PATH[,server=on,"
       "wait=off]; default null", opt_serial },
     { "qmp", "SPEC", "QMP monitor on a chardev (repeatable)", opt_qmp },
     { "monitor", "SPEC", "human monitor on a chardev (repeatable)", opt_monitor },

@@ -17,7 +17,7 @@ ChardevInfoList *qmp_query_chardev(Amber *s, Error **errp)
         ChardevInfo *info = g_new0(ChardevInfo, 1);
 
         info->label = g_strdup(c->label);
-        info->filename = chardev_spec_filename(c->spec);
+        info->filename = chardev_label_filename(c);
         info->frontend_open = c->frontend_open;
         *tail = g_new0(ChardevInfoList, 1);
         (*tail)->value = info;

@@ -16,6 +16,8 @@
 #include <unistd.h>
 #include <glib-unix.h>
 
+#include "chardev/char.h"
+#include "hw/serial.h"
 #include "migration/migration.h"
 #include "monitor/monitor.h"
 #include "system/amber.h"
@@ -229,6 +231,14 @@ static bool add_monitors(Vl *vl, Error **errp)
     return true;
 }
 
+/* COM1's chardev is the machine's; query-chardev describes it by its label. */
+static Chardev *com1_chardev(Vl *vl)
+{
+    SerialDevice *com1 = vl->s->machine ? machine_find_device(vl->s->machine, "serial") : NULL;
+
+    return com1 ? serial_chardev(com1) : NULL;
+}
+
 /*
  * -machine none, as QEMU's none machine: monitors and nothing else, so no
  * KVM either (libvirt probes an emulator this way, on hosts without KVM too).
@@ -277,6 +287,9 @@ static bool setup(Vl *vl, Error **errp)
     if (cli->incoming) {
         migration_incoming_prepare(vl->s);
     }
+    if (com1_chardev(vl)) {
+        chardev_labels_bind(vl->s->chardevs, com1_chardev(vl));
+    }
     if (!add_monitors(vl, errp) || !machine_start(vl->s->machine, errp)) {
         return false;
     }
@@ -293,6 +306,9 @@ static void teardown(Vl *vl)
         remove_signals(vl);
         migration_shutdown(vl->s);
         monitor_cleanup_all(vl->s);
+        if (com1_chardev(vl)) {
+            chardev_labels_unbind(vl->s->chardevs, com1_chardev(vl));
+        }
         machine_destroy(vl->s->machine);
         vl->s->machine = NULL;
         amber_free(vl->s);

@@ -1,7 +1,7 @@
 /*
  * Character devices: the byte pipes that the serial port and the
  * monitors talk through.  Specs follow QEMU's words:
- *   stdio | null | file:PATH | unix:PATH[,server=on][,wait=off]
+ *   stdio | null | pty | file:PATH | unix:PATH[,server=on][,wait=off]
  * A unix server accepts one client at a time; a new client may connect
  * after the previous one left.  All I/O is driven by the GLib main loop
  * of the main thread (the default GMainContext).
@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <glib.h>
 
 #include "util/error.h"
 
@@ -41,6 +42,14 @@ bool chardev_write(Chardev *chr, const void *buf, size_t len);
 int chardev_take_fd(Chardev *chr);
 bool chardev_is_connected(Chardev *chr);
 const char *chardev_spec(Chardev *chr);
+/* pty: the slave a user opens (/dev/pts/N); NULL for other backends. */
+const char *chardev_pty_path(Chardev *chr);
+/*
+ * What the chardev is connected to now, in QEMU's words: "pty:/dev/pts/N",
+ * "unix:PATH,server=on" with a client, "disconnected:unix:PATH,server=on"
+ * without one, else as chardev_spec_filename().  A new string.
+ */
+char *chardev_filename(Chardev *chr);
 
 /*
  * Check a spec's syntax without opening anything (the command line does
@@ -62,10 +71,21 @@ typedef struct ChardevLabel {
     char *label;
     char *spec;
     bool frontend_open;
+    Chardev *chr;               /* the open chardev, not owned; NULL until its user opens it */
 } ChardevLabel;
 
 ChardevLabel *chardev_label_new(const char *label, const char *spec, bool frontend_open);
 void chardev_label_free(void *label);
+/*
+ * chr was opened for a monitor or COM1: the first frontend-open label of
+ * its spec not yet bound now describes it.  A pty says where it is, as
+ * QEMU does: "char device redirected to /dev/pts/N (label LABEL)" on stdout.
+ * Unbind before chr is freed.  labels may be NULL.
+ */
+void chardev_labels_bind(GPtrArray *labels, Chardev *chr);
+void chardev_labels_unbind(GPtrArray *labels, Chardev *chr);
+/* query-chardev's filename: chardev_filename() once bound, else from the spec. */
+char *chardev_label_filename(const ChardevLabel *l);
 /*
  * QEMU's words for what a valid spec connects to ("null", "stdio",
  * "file", "unix:PATH,server=on"), as a new string; and the QOM type of

@@ -84,6 +84,8 @@ SerialDevice *serial_new(Machine *m, Chardev *chr, SerialIrqFn irq, void *irq_op
 void serial_free(SerialDevice *s);
 void serial_reset(SerialDevice *s);
 SerialState *serial_state(SerialDevice *s);
+/* The chardev COM1 talks through (owned by s). */
+Chardev *serial_chardev(SerialDevice *s);
 /* Bytes from the outside world into the receive FIFO; caller holds the device lock. */
 void serial_receive(SerialDevice *s, const uint8_t *buf, size_t len);
 

@@ -105,6 +105,9 @@ def test_qmp_on_passed_listening_fd(none_vm, tmp_path):
         assert c.ok("query-target") == {"arch": "x86_64"}
         e = c.error("pmemsave", {"val": 0, "size": 1, "filename": str(tmp_path / "x")})
         assert e == {"class": "GenericError", "desc": "Machine 'none' runs no guest"}
+        # Connected through the passed socket: QEMU names the path it was bound to.
+        chardevs = {d["label"]: d["filename"] for d in c.ok("query-chardev")}
+        assert chardevs["charmonitor"] == "unix:%s,server=on" % path
         c.ok("quit")
     assert p.wait(timeout=10) == 0
 
@@ -129,6 +132,54 @@ def test_hmp_on_chardev_path(none_vm, tmp_path):
     text = got.decode()
     assert "VM status: paused (prelaunch)" in text
     assert "7.2.0 (amber-" in text
+    assert p.wait(timeout=10) == 0
+
+
+def read_until(fd, needle, timeout=10):
+    got = b""
+    deadline = time.monotonic() + timeout
+    while needle not in got and time.monotonic() < deadline:
+        try:
+            got += os.read(fd, 4096)
+        except BlockingIOError:
+            time.sleep(0.02)
+    return got.decode(errors="replace")
+
+
+def test_hmp_on_pty(none_vm, tmp_path):
+    """-chardev pty: amber says where its slave is, query-chardev names it, a user
+    who opens it gets the monitor; after they leave, the next one does too."""
+    qmp = str(tmp_path / "qmp.sock")
+    p = none_vm(["-qmp", "unix:%s,server=on,wait=off" % qmp,
+                 "-chardev", "pty,id=hmp", "-mon", "chardev=hmp,mode=readline"])
+    out = str(tmp_path / "out0.log")
+    deadline = time.monotonic() + 10
+    printed = None
+    while printed is None and time.monotonic() < deadline:
+        with open(out) as f:
+            printed = re.search(r"^char device redirected to (/dev/pts/\d+) \(label hmp\)$",
+                                f.read(), re.M)
+        time.sleep(0.05)
+    assert printed, open(out).read()
+    pts = printed.group(1)
+    with Qmp.connect(qmp) as c:
+        c.negotiate()
+        chardevs = {d["label"]: d for d in c.ok("query-chardev")}
+        assert chardevs["hmp"] == {"label": "hmp", "filename": "pty:" + pts,
+                                   "frontend-open": True}
+        for user in range(2):
+            fd = os.open(pts, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+            try:
+                # The next user may come before amber saw the first leave: no greeting then.
+                if user == 0:
+                    assert "(amber) " in read_until(fd, b"(amber) ")
+                os.write(fd, b"info status\r")
+                assert "VM status: paused (prelaunch)" in read_until(fd, b"prelaunch")
+                os.write(fd, b"info chardev\r")
+                assert "hmp: filename=pty:%s\r\n" % pts in read_until(fd, pts.encode() + b"\r\n")
+            finally:
+                os.close(fd)
+        c.ok("quit")
     assert p.wait(timeout=10) == 0
 
 
@@ -178,8 +229,8 @@ REFUSED = [
     (["-device", '{"driver":"piix3-usb-uhci","id":"usb","bus":"pci.0","addr":"0x1.0x2"}'],
      "amber: -device {\"driver\":\"piix3-usb-uhci\",\"id\":\"usb\",\"bus\":\"pci.0\","
      "\"addr\":\"0x1.0x2\"}: amber's machine has no device 'piix3-usb-uhci'"),
-    (["-chardev", "pty,id=charserial0"], "amber: -chardev pty,id=charserial0: amber has no "
-     "'pty' chardev backend"),
+    (["-chardev", "spicevmc,id=charchannel0,name=vdagent"], "amber: -chardev "
+     "spicevmc,id=charchannel0,name=vdagent: amber has no 'spicevmc' chardev backend"),
     (["-audiodev", "pa,id=audio1"], "amber: -audiodev pa,id=audio1: amber's machine has no "
      "sound device"),
     (["-display", "vnc=:0"], "amber: -display vnc=:0: amber has no display"),

@@ -1,6 +1,7 @@
 /*
  * Chardev backends: spec errors, file output, unix server and client,
- * fd passing, and that a slow or absent peer never blocks a writer.
+ * fd passing, pseudo-terminals, and that a slow or absent peer never
+ * blocks a writer; what query-chardev says of each.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -8,6 +9,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <termios.h>
 #include <unistd.h>
 #include <glib.h>
 #include <glib/gstdio.h>
@@ -401,6 +403,166 @@ static void remove_tmpdir(void)
     g_free(tmpdir);
 }
 
+/* ---- pty ---- */
+
+static int open_slave(const char *path)
+{
+    int fd = open(path, O_RDWR | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
+
+    g_assert_cmpint(fd, >=, 0);
+    return fd;
+}
+
+/* Bytes the slave can read now (the pty may hand them over a little later). */
+static void slave_expect(int fd, const char *want)
+{
+    g_autoptr(GString) got = g_string_new("");
+    gint64 end = g_get_monotonic_time() + 5 * G_USEC_PER_SEC;
+    char buf[64];
+
+    while (got->len < strlen(want) && g_get_monotonic_time() < end) {
+        ssize_t n = read(fd, buf, sizeof(buf));
+        if (n > 0) {
+            g_string_append_len(got, buf, n);
+        } else {
+            g_usleep(1000);
+        }
+    }
+    g_assert_cmpstr(got->str, ==, want);
+}
+
+static void test_pty(void)
+{
+    Events ev = { .data = g_string_new("") };
+    Chardev *chr = chardev_new("pty", &error_abort);
+    const char *path = chardev_pty_path(chr);
+    g_autofree char *name = g_strdup_printf("pty:%s", path);
+    g_autofree char *filename = chardev_filename(chr);
+    struct termios t;
+    char buf[16];
+    int fd;
+
+    chardev_set_handlers(chr, &ev_handlers, &ev);
+    g_assert_true(g_str_has_prefix(path, "/dev/pts/"));
+    g_assert_cmpstr(filename, ==, name);
+    g_assert_cmpstr(chardev_spec_type("pty"), ==, "chardev-pty");
+
+    /* Nobody attached: output is dropped, not left for a later reader. */
+    for (int i = 0; i < 50; i++) {
+        g_main_context_iteration(NULL, FALSE);
+        g_usleep(1000);
+    }
+    g_assert_false(chardev_is_connected(chr));
+    g_assert_true(chardev_write(chr, "stale", 5));
+
+    for (int round = 1; round <= 2; round++) {
+        fd = open_slave(path);
+        LOOP_UNTIL(ev.opened == round);
+        g_assert_true(chardev_is_connected(chr));
+        g_assert_cmpint(read(fd, buf, sizeof(buf)), ==, -1);    /* nothing stale */
+        g_assert_cmpint(errno, ==, EAGAIN);
+        /* Raw: no echo, no CR/LF translation either way, no line editing. */
+        g_assert_cmpint(tcgetattr(fd, &t), ==, 0);
+        g_assert_false(t.c_lflag & (ECHO | ICANON));
+        g_assert_true(chardev_write(chr, "a\nb\r\x7f", 5));
+        slave_expect(fd, "a\nb\r\x7f");
+        g_assert_cmpint(write(fd, "typed\r\n", 7), ==, 7);
+        LOOP_UNTIL(ev.data->len == 7 * (gsize)round);
+        close(fd);
+        LOOP_UNTIL(ev.closed == round);
+        g_assert_false(chardev_is_connected(chr));
+        g_assert_true(chardev_write(chr, "stale", 5));
+    }
+    g_assert_cmpstr(ev.data->str, ==, "typed\r\ntyped\r\n");
+    chardev_free(chr);
+    g_string_free(ev.data, TRUE);
+}
+
+/* ---- what query-chardev says ---- */
+
+static char *label_filename(GPtrArray *labels, guint i)
+{
+    return chardev_label_filename(labels->pdata[i]);
+}
+
+static void test_labels(void)
+{
+    g_autofree char *path = tmp_path("label.sock");
+    g_autofree char *spec = g_strdup_printf("unix:%s,server=on,wait=off", path);
+    g_autofree char *unix_name = g_strdup_printf("unix:%s,server=on", path);
+    g_autofree char *gone_name = g_strdup_printf("disconnected:%s", unix_name);
+    g_autoptr(GPtrArray) labels = g_ptr_array_new_with_free_func(chardev_label_free);
+    g_autofree char *out_path = tmp_path("stdout.txt");
+    g_autofree char *printed = NULL, *want = NULL;
+    Chardev *sock, *pty;
+    char *s;
+    int fd, saved;
+
+    g_ptr_array_add(labels, chardev_label_new("unused", spec, false));
+    g_ptr_array_add(labels, chardev_label_new("mon", spec, true));
+    g_ptr_array_add(labels, chardev_label_new("serial0", "pty", true));
+    g_ptr_array_add(labels, chardev_label_new("log", "null", true));
+
+    /* Before anything is open: sockets are disconnected, a pty has no path yet. */
+    s = label_filename(labels, 1);
+    g_assert_cmpstr(s, ==, gone_name);
+    g_free(s);
+    s = label_filename(labels, 2);
+    g_assert_cmpstr(s, ==, "pty");
+    g_free(s);
+
+    sock = chardev_new(spec, &error_abort);
+    pty = chardev_new("pty", &error_abort);
+    chardev_labels_bind(labels, sock);
+    /* A pty says where it is on stdout, as QEMU does. */
+    fflush(stdout);
+    saved = dup(STDOUT_FILENO);
+    fd = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    dup2(fd, STDOUT_FILENO);
+    close(fd);
+    chardev_labels_bind(labels, pty);
+    fflush(stdout);
+    dup2(saved, STDOUT_FILENO);
+    close(saved);
+    g_assert_true(g_file_get_contents(out_path, &printed, NULL, NULL));
+    want = g_strdup_printf("char device redirected to %s (label serial0)\n",
+                           chardev_pty_path(pty));
+    g_assert_cmpstr(printed, ==, want);
+
+    /* The frontend-open label of the spec is bound, not the unused one. */
+    g_assert_null(((ChardevLabel *)labels->pdata[0])->chr);
+    g_assert_true(((ChardevLabel *)labels->pdata[1])->chr == sock);
+    s = label_filename(labels, 1);
+    g_assert_cmpstr(s, ==, gone_name);
+    g_free(s);
+    fd = connect_unix(path);
+    LOOP_UNTIL(chardev_is_connected(sock));
+    s = label_filename(labels, 1);
+    g_assert_cmpstr(s, ==, unix_name);
+    g_free(s);
+    s = label_filename(labels, 0);
+    g_assert_cmpstr(s, ==, gone_name);
+    g_free(s);
+    s = label_filename(labels, 2);
+    g_assert_true(g_str_has_prefix(s, "pty:/dev/pts/"));
+    g_free(s);
+    s = label_filename(labels, 3);
+    g_assert_cmpstr(s, ==, "null");
+    g_free(s);
+    close(fd);
+    LOOP_UNTIL(!chardev_is_connected(sock));
+    s = label_filename(labels, 1);
+    g_assert_cmpstr(s, ==, gone_name);
+    g_free(s);
+
+    chardev_labels_unbind(labels, sock);
+    chardev_labels_unbind(labels, pty);
+    g_assert_null(((ChardevLabel *)labels->pdata[1])->chr);
+    g_assert_null(((ChardevLabel *)labels->pdata[2])->chr);
+    chardev_free(sock);
+    chardev_free(pty);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -415,6 +577,8 @@ int main(int argc, char **argv)
     g_test_add_func("/chardev/slow-peer", test_slow_peer);
     g_test_add_func("/chardev/unix-client", test_unix_client);
     g_test_add_func("/chardev/unix-path-taken", test_unix_path_taken);
+    g_test_add_func("/chardev/pty", test_pty);
+    g_test_add_func("/chardev/labels", test_labels);
     int ret = g_test_run();
     remove_tmpdir();
     return ret;

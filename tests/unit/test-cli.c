@@ -306,8 +306,8 @@ static void test_chardevs(void)
     g_assert_cmpuint(cli.hmp->len, ==, 1);
     cli_options_clear(&cli);
 
-    PARSE_FAILS("-serial foo:bar: unknown chardev backend 'foo' (use stdio, null, file:PATH "
-                "or unix:PATH[,server=on,wait=off])", "-serial", "foo:bar");
+    PARSE_FAILS("-serial foo:bar: unknown chardev backend 'foo' (use stdio, null, pty, "
+                "file:PATH or unix:PATH[,server=on,wait=off])", "-serial", "foo:bar");
     PARSE_FAILS("-monitor stdio: stdio is already used by -serial",
                 "-serial", "stdio", "-monitor", "stdio");
     PARSE_FAILS("-qmp stdio: stdio is already used by -serial",
@@ -490,8 +490,13 @@ static void test_chardev_mon(void)
     g_assert_cmpstr(cli.machine->serial, ==, "null");
     cli_options_clear(&cli);
 
-    PARSE_FAILS("-chardev pty,id=c: amber has no 'pty' chardev backend (socket, file, null, "
-                "stdio)", "-chardev", "pty,id=c");
+    PARSE_OK(&cli, "-chardev", "pty,id=c", "-device", "isa-serial,chardev=c");
+    g_assert_cmpstr(cli.machine->serial, ==, "pty");
+    cli_options_clear(&cli);
+    PARSE_FAILS("-chardev pty,id=c,path=/dev/pts/9: -chardev pty has no property 'path' "
+                "that amber supports", "-chardev", "pty,id=c,path=/dev/pts/9");
+    PARSE_FAILS("-chardev spicevmc,id=c,name=vdagent: amber has no 'spicevmc' chardev "
+                "backend (socket, file, pty, null, stdio)", "-chardev", "spicevmc,id=c,name=vdagent");
     PARSE_FAILS("-chardev socket,path=/x: -chardev needs a backend and an id "
                 "(socket,id=ID,...)", "-chardev", "socket,path=/x");
     PARSE_FAILS("-chardev socket,id=c: a socket chardev needs path= or fd= (one of them)",

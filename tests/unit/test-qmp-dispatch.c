@@ -328,11 +328,15 @@ static void test_probe_replies(void)
     g_free(r);
 }
 
-/* What libvirt asks once a guest is started, answered under -machine none. */
+/*
+ * What libvirt asks once a guest is started, answered under -machine none.
+ * No chardev is open here, so nobody is connected to a socket one.
+ */
 static const Case libvirt_start[] = {
     { "{\"execute\": \"query-chardev\"}",
-      "{\"return\": [{\"label\": \"charmonitor\", \"filename\": \"fd:23,server=on\", "
-      "\"frontend-open\": true}, {\"label\": \"spare\", \"filename\": \"unix:/s,server=on\", "
+      "{\"return\": [{\"label\": \"charmonitor\", \"filename\": "
+      "\"disconnected:fd:23,server=on\", \"frontend-open\": true}, {\"label\": \"spare\", "
+      "\"filename\": \"disconnected:unix:/s,server=on\", "
       "\"frontend-open\": false}, {\"label\": \"log\", \"filename\": \"file\", "
       "\"frontend-open\": true}]}" },
     { "{\"execute\": \"query-iothreads\"}", "{\"return\": []}" },
