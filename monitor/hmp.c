@@ -129,6 +129,14 @@ static const HmpCommand info_row = {
     .help = "show various information about the system state (help info: the subcommands)",
 };
 
+static void print_row(Hmp *h, const HmpCommand *cmd, bool info)
+{
+    g_autofree char *usage = g_strdup_printf("%s%s%s%s", info ? "info " : "", cmd->name,
+                                             cmd->args ? " " : "", cmd->args ? cmd->args : "");
+
+    hmp_printf(h, "%-32s -- %s\n", usage, cmd->help);
+}
+
 static void print_list(Hmp *h, bool info)
 {
     g_autoptr(GPtrArray) sorted = g_ptr_array_new();
@@ -145,13 +153,27 @@ static void print_list(Hmp *h, bool info)
     }
     g_ptr_array_sort(sorted, cmp_cmd);
     for (guint i = 0; i < sorted->len; i++) {
-        const HmpCommand *cmd = g_ptr_array_index(sorted, i);
-        g_autofree char *usage = g_strdup_printf("%s%s%s%s", info ? "info " : "",
-                                                 cmd->name, cmd->args ? " " : "",
-                                                 cmd->args ? cmd->args : "");
-
-        hmp_printf(h, "%-32s -- %s\n", usage, cmd->help);
+        print_row(h, g_ptr_array_index(sorted, i), info);
     }
+}
+
+/* help, help CMD, help info, help info SUB: as QEMU answers them. */
+static void help(Hmp *h, int argc, char **argv)
+{
+    bool info = argc > 1 && strcmp(argv[1], "info") == 0;
+    const char *name = argc > (info ? 2 : 1) ? argv[info ? 2 : 1] : NULL;
+    const HmpCommand *cmd;
+
+    if (!name) {
+        print_list(h, info);
+        return;
+    }
+    cmd = find(name, info);
+    if (!cmd) {
+        hmp_printf(h, "unknown command: '%s%s'\n", info ? "info " : "", name);
+        return;
+    }
+    print_row(h, cmd, info);
 }
 
 static void run_words(Hmp *h, int argc, char **argv)
@@ -160,7 +182,7 @@ static void run_words(Hmp *h, int argc, char **argv)
     const HmpCommand *cmd;
 
     if (strcmp(argv[0], "help") == 0 || strcmp(argv[0], "?") == 0) {
-        print_list(h, argc > 1 && strcmp(argv[1], "info") == 0);
+        help(h, argc, argv);
         return;
     }
     if (info) {

@@ -122,7 +122,8 @@ def test_hmp_on_chardev_path(none_vm, tmp_path):
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     s.connect(path)
     s.settimeout(10)
-    s.sendall(b"info status\ninfo version\nq\n")
+    s.sendall(b"info status\ninfo version\nhelp migrate_set_parameter\nhelp info status\n"
+              b"help nope\nhelp info nope\nq\n")
     got = b""
     while True:
         chunk = s.recv(4096)
@@ -132,6 +133,13 @@ def test_hmp_on_chardev_path(none_vm, tmp_path):
     text = got.decode()
     assert "VM status: paused (prelaunch)" in text
     assert "7.2.0 (amber-" in text
+    # help CMD: that command's line only, as QEMU's.
+    blocks = text.split("(amber) ")
+    assert blocks[3].startswith("migrate_set_parameter NAME VALUE -- set a migration parameter")
+    assert blocks[3].count("\n") == 1
+    assert blocks[4].startswith("info status") and blocks[4].count("\n") == 1
+    assert blocks[5] == "unknown command: 'nope'\r\n"
+    assert blocks[6] == "unknown command: 'info nope'\r\n"
     assert p.wait(timeout=10) == 0
 
 
