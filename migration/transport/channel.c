@@ -342,16 +342,25 @@ static Channel *file_open(const ChannelAddress *addr, const char *uri, bool outg
 
 /* ---- fd: ----------------------------------------------------------------- */
 
+/*
+ * QEMU's rule: a name that starts with a digit is the number of a
+ * descriptor the process inherited (libvirt restores with
+ * `migrate-incoming fd:N` this way; getfd refuses such names), any other
+ * is one passed with getfd.
+ */
 static int fd_resolve(const ChannelAddress *addr, ChannelFdLookup lookup, void *opaque,
                       Error **errp)
 {
     uint64_t n;
 
-    if (lookup) {
+    if (lookup && !g_ascii_isdigit(addr->fd_name[0])) {
         return lookup(opaque, addr->fd_name, errp);
     }
     if (!parse_u64(addr->fd_name, &n) || n > INT32_MAX) {
-        error_setg(errp, "fd:%s: no descriptor of that name (pass it with getfd first)",
+        error_setg(errp, g_ascii_isdigit(addr->fd_name[0])
+                   ? "fd:%s: not a descriptor number (a name passed with getfd cannot start "
+                     "with a digit)"
+                   : "fd:%s: no descriptor of that name (pass it with getfd first)",
                    addr->fd_name);
         return -1;
     }

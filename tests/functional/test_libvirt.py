@@ -52,13 +52,9 @@ def kvm_usable_by(uid, gids):
     return st.st_mode & 0o006 == 0o006
 
 
-@pytest.fixture
-def embed(amber_bin):
-    """(run, root, kvm): run(args) runs virsh on a private embedded driver."""
-    why = qemu_driver_missing()
-    if why:
-        pytest.skip(why)
-    root = tempfile.mkdtemp(prefix="amber-libvirt-")
+def unprivileged(root, amber_bin):
+    """(prefix, uid, gids): how to run libvirt as nobody when we are root (else as
+    ourselves, prefix empty), with /dev/kvm's group; root is made theirs."""
     prefix, uid, gids = [], os.geteuid(), set(os.getgroups())
     if uid == 0:
         if not shutil.which("setpriv"):
@@ -76,6 +72,17 @@ def embed(amber_bin):
             (groups or ["--clear-groups"])
         if subprocess.run(prefix + ["test", "-x", amber_bin]).returncode != 0:
             pytest.skip("nobody cannot run %s (a parent directory is closed to it)" % amber_bin)
+    return prefix, uid, gids
+
+
+@pytest.fixture
+def embed(amber_bin):
+    """(run, root, kvm): run(args) runs virsh on a private embedded driver."""
+    why = qemu_driver_missing()
+    if why:
+        pytest.skip(why)
+    root = tempfile.mkdtemp(prefix="amber-libvirt-")
+    prefix, uid, gids = unprivileged(root, amber_bin)
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": root, "LC_ALL": "C"}
 
     def run(args):

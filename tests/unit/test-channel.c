@@ -310,6 +310,16 @@ static void test_fd(void)
     ch = channel_open_outgoing(numeric, NULL, NULL, &err);
     g_assert_nonnull(ch);
     g_assert_true(channel_close(ch, &err));
+    /* ... and from a monitor, which libvirt's restore does (migrate-incoming fd:N). */
+    g_free(numeric);
+    numeric = g_strdup_printf("fd:%d", dup(p[1]));
+    ch = channel_open_incoming(numeric, lookup_fd, &p[1], &err);
+    g_assert_nonnull(ch);
+    g_assert_true(channel_close(ch, &err));
+    g_assert_null(channel_open_incoming("fd:999", lookup_fd, &p[1], &err));
+    assert_error_contains(&err, "not an open file descriptor");
+    g_assert_null(channel_open_incoming("fd:9x", lookup_fd, &p[1], &err));
+    assert_error_contains(&err, "fd:9x: not a descriptor number");
     close(p[0]);
     close(p[1]);
 }
