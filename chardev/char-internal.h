@@ -23,7 +23,8 @@ typedef enum ChardevKind {
 typedef struct ChardevConfig {
     ChardevKind kind;
     char *path;                 /* file: and unix: */
-    int fd;                     /* fd:N, a listening socket handed over; else -1 */
+    int fd;                     /* fd:N, a listening socket handed over; filefd:N; else -1 */
+    bool append;                /* file-append: */
     bool server;
     bool wait;                  /* server: block in chardev_new until a client comes */
 } ChardevConfig;

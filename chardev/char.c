@@ -151,13 +151,26 @@ bool chardev_parse_config(const char *spec, ChardevConfig *cfg, Error **errp)
         cfg->kind = CHARDEV_PTY;
         return no_argument(backend, colon, errp);
     }
-    if (!strcmp(backend, "file")) {
+    if (!strcmp(backend, "file") || !strcmp(backend, "file-append")) {
         cfg->kind = CHARDEV_FILE;
+        cfg->append = backend[4] != 0;
         if (!colon || !colon[1]) {
-            error_setg(errp, "file: needs a path (file:PATH)");
+            error_setg(errp, "%s: needs a path (%s:PATH)", backend, backend);
             return false;
         }
         cfg->path = g_strdup(colon + 1);
+        return true;
+    }
+    if (!strcmp(backend, "filefd")) {
+        guint64 fd;
+
+        /* A descriptor open for writing that the command line was handed (-add-fd). */
+        cfg->kind = CHARDEV_FILE;
+        if (!colon || !g_ascii_string_to_unsigned(colon + 1, 10, 0, G_MAXINT, &fd, NULL)) {
+            error_setg(errp, "filefd: needs a descriptor number (filefd:N)");
+            return false;
+        }
+        cfg->fd = (int)fd;
         return true;
     }
     if (!strcmp(backend, "unix")) {
@@ -680,8 +693,20 @@ static bool open_stdio(Chardev *chr, Error **errp)
 
 static bool open_file(Chardev *chr, Error **errp)
 {
-    int fd = open(chr->cfg.path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+    int fd;
 
+    if (chr->cfg.fd >= 0) {
+        /* Its own copy: the descriptor handed over stays where it was (its fd set). */
+        fd = fcntl(chr->cfg.fd, F_DUPFD_CLOEXEC, 0);
+        if (fd < 0) {
+            error_setg_errno(errp, errno, "cannot use descriptor %d", chr->cfg.fd);
+            return false;
+        }
+        chardev_attach_peer(chr, -1, fd, false);
+        return true;
+    }
+    fd = open(chr->cfg.path, O_WRONLY | O_CREAT | O_CLOEXEC |
+              (chr->cfg.append ? O_APPEND : O_TRUNC), 0666);
     if (fd < 0) {
         error_setg_errno(errp, errno, "cannot open '%s' for writing", chr->cfg.path);
         return false;

@@ -58,5 +58,6 @@ void cli_label_chardevs(CliParse *p);
 void cli_chardev_use_free(gpointer p);
 void cli_chardev_free(gpointer p);
 void cli_secret_free(gpointer p);
+void cli_fd_free(gpointer p);
 
 #endif

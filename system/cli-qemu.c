@@ -10,7 +10,9 @@
  * dotted key=value list and the JSON object newer libvirt writes; both
  * become one list of properties first.
  */
+#include <fcntl.h>
 #include <string.h>
+#include <unistd.h>
 #include <json-glib/json-glib.h>
 
 #include "chardev/char.h"
@@ -382,7 +384,7 @@ static char *chardev_spec_of(const char *backend, GPtrArray *props, Error **errp
 {
     static const char *const socket[] = { "backend", "id", "path", "fd", "server", "wait",
                                           NULL };
-    static const char *const file[] = { "backend", "id", "path", NULL };
+    static const char *const file[] = { "backend", "id", "path", "append", NULL };
     static const char *const bare[] = { "backend", "id", NULL };
     static const char *const backends[] = { "socket", "file", "pty", "null", "stdio", NULL };
     g_autofree char *what = g_strdup_printf("-chardev %s", backend);
@@ -400,7 +402,15 @@ static char *chardev_spec_of(const char *backend, GPtrArray *props, Error **errp
         return socket_spec(props, errp);
     }
     if (!strcmp(backend, "file") && prop_get(props, "path")) {
-        return g_strdup_printf("file:%s", prop_get(props, "path"));
+        bool append = false;
+
+        if (prop_get(props, "append") &&
+            !cli_parse_bool("append", prop_get(props, "append"), &append, errp)) {
+            return NULL;
+        }
+        /* A /dev/fdset/N path becomes a descriptor once every -add-fd is read. */
+        return g_strdup_printf("%s:%s", append ? "file-append" : "file",
+                               prop_get(props, "path"));
     }
     if (!strcmp(backend, "file")) {
         error_setg(errp, "a file chardev needs path=");
@@ -529,9 +539,117 @@ static bool opt_audiodev(CliParse *p, const char *arg, Error **errp)
 }
 
 /* The commands and devices that name a -chardev, once every -chardev is known. */
+/* ---- -add-fd and /dev/fdset/N ---------------------------------------------------- */
+
+void cli_fd_free(gpointer p)
+{
+    CliFd *f = p;
+
+    g_free(f->opaque);
+    g_free(f);
+}
+
+static bool fd_number(GPtrArray *props, const char *key, int *out)
+{
+    const char *val = prop_get(props, key);
+    guint64 n;
+
+    if (!val || !g_ascii_string_to_unsigned(val, 10, 0, G_MAXINT, &n, NULL)) {
+        return false;
+    }
+    *out = (int)n;
+    return true;
+}
+
+/*
+ * -add-fd fd=N,set=S[,opaque=TEXT]: libvirt opens what amber may not be
+ * allowed to (a console log, a file chardev) and hands the descriptor over
+ * in a set that a path /dev/fdset/S then names.
+ */
+static bool opt_add_fd(CliParse *p, const char *arg, Error **errp)
+{
+    static const char *const known[] = { "fd", "set", "opaque", NULL };
+    g_autoptr(GPtrArray) props = read_props(arg, NULL, errp);
+    CliFd *f;
+    int fd, set;
+
+    if (!props || !props_known(props, "-add-fd", known, errp)) {
+        return false;
+    }
+    if (!fd_number(props, "fd", &fd) || !fd_number(props, "set", &set)) {
+        error_setg(errp, "-add-fd needs fd=N and set=N, both non-negative numbers");
+        return false;
+    }
+    if (fd <= STDERR_FILENO) {
+        error_setg(errp, "fd=%d: a standard stream cannot go into an fd set", fd);
+        return false;
+    }
+    if (fcntl(fd, F_GETFD) < 0) {
+        error_setg(errp, "fd=%d: not an open file descriptor", fd);
+        return false;
+    }
+    for (guint i = 0; i < p->cli->fds->len; i++) {
+        if (((CliFd *)p->cli->fds->pdata[i])->fd == fd) {
+            error_setg(errp, "fd=%d is already in fd set %d", fd,
+                       ((CliFd *)p->cli->fds->pdata[i])->set);
+            return false;
+        }
+    }
+    /* Kept for this process: no exec: child of a migration inherits it. */
+    fcntl(fd, F_SETFD, FD_CLOEXEC);
+    f = g_new0(CliFd, 1);
+    f->fd = fd;
+    f->set = set;
+    f->opaque = g_strdup(prop_get(props, "opaque"));
+    g_ptr_array_add(p->cli->fds, f);
+    return true;
+}
+
+#define FDSET_PREFIX "/dev/fdset/"
+
+/* A file chardev's /dev/fdset/S: a descriptor of set S open for writing. */
+static bool resolve_fdset(CliOptions *cli, CliChardev *c, Error **errp)
+{
+    const char *colon = strchr(c->spec, ':');
+    const char *path = colon ? colon + 1 : "";
+    guint64 set;
+
+    if (!g_str_has_prefix(c->spec, "file") || !g_str_has_prefix(path, FDSET_PREFIX)) {
+        return true;
+    }
+    if (!g_ascii_string_to_unsigned(path + strlen(FDSET_PREFIX), 10, 0, G_MAXINT, &set,
+                                    NULL)) {
+        error_setg(errp, "-chardev id=%s: path=%s: not an fd set number", c->id, path);
+        return false;
+    }
+    bool seen = false;
+
+    for (guint i = 0; i < cli->fds->len; i++) {
+        CliFd *f = cli->fds->pdata[i];
+        int mode = fcntl(f->fd, F_GETFL) & O_ACCMODE;
+
+        seen |= f->set == (int)set;
+        if (f->set == (int)set && (mode == O_WRONLY || mode == O_RDWR)) {
+            g_free(c->spec);
+            c->spec = g_strdup_printf("filefd:%d", f->fd);
+            return true;
+        }
+    }
+    error_setg(errp, "-chardev id=%s: path=%s: %s", c->id, path,
+               seen ? "that fd set has no descriptor open for writing"
+                    : "no -add-fd made that fd set");
+    return false;
+}
+
 bool cli_resolve_chardevs(CliParse *p, Error **errp)
 {
     CliOptions *cli = p->cli;
+
+    for (guint i = 0; i < cli->chardevs->len; i++) {
+        if (!resolve_fdset(cli, cli->chardevs->pdata[i], errp)) {
+            return false;
+        }
+    }
 
     /* What the lists hold before -mon and -device add theirs was given bare. */
     p->bare_qmp = cli->qmp->len;
@@ -747,7 +865,8 @@ const CliOption cli_qemu_options[] = {
       "start amber's messages with the time (UTC) and/or the -name", opt_msg },
     { "global", "kvm-pit.lost_tick_policy=delay", "accepted: what the in-kernel PIT does",
       opt_global },
-    { "chardev", "socket,id=ID,path=PATH|fd=N[,server=on][,wait=off] | file,id=ID,path=P "
+    { "chardev", "socket,id=ID,path=PATH|fd=N[,server=on][,wait=off] | file,id=ID,path=P"
+      "[,append=on] "
       "| pty,id=ID | null,id=ID | stdio,id=ID", "a chardev for -mon or -device isa-serial", opt_chardev },
     { "mon", "chardev=ID[,id=NAME][,mode=control|readline]",
       "a monitor on a -chardev (control: QMP, readline: HMP)", opt_mon },
@@ -755,6 +874,8 @@ const CliOption cli_qemu_options[] = {
       "COM1 on a -chardev; any other device is refused", opt_device },
     { "audiodev", "none,id=ID", "accepted: amber's machine has no sound device",
       opt_audiodev },
+    { "add-fd", "fd=N,set=S[,opaque=TEXT]",
+      "put inherited descriptor N in fd set S, for a path /dev/fdset/S", opt_add_fd },
 };
 
 const size_t cli_qemu_options_count = G_N_ELEMENTS(cli_qemu_options);

@@ -27,10 +27,11 @@ static const CliParamList cli_param_lists[] = {
     { "overcommit", { { "mem-lock", B }, { "cpu-pm", B } } },
     { "msg", { { "timestamp", B }, { "guest-name", B } } },
     { "chardev", { { "backend", S }, { "id", S }, { "path", S }, { "fd", S },
-                   { "server", B }, { "wait", B } } },
+                   { "server", B }, { "wait", B }, { "append", B } } },
     { "mon", { { "chardev", S }, { "id", S }, { "mode", S }, { "pretty", B } } },
     { "device", { { "driver", S }, { "chardev", S }, { "id", S }, { "index", N } } },
     { "audiodev", { { "driver", S }, { "id", S } } },
+    { "add-fd", { { "fd", N }, { "set", N }, { "opaque", S } } },
 };
 
 const CliParamList *cli_param_list_nth(size_t i)

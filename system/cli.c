@@ -771,6 +771,7 @@ static void cli_init(CliOptions *cli)
     cli->hmp = g_ptr_array_new_with_free_func(g_free);
     cli->trace = g_ptr_array_new_with_free_func(g_free);
     cli->chardevs = g_ptr_array_new_with_free_func(cli_chardev_free);
+    cli->fds = g_ptr_array_new_with_free_func(cli_fd_free);
     cli->secrets = g_ptr_array_new_with_free_func(cli_secret_free);
     cli->labels = g_ptr_array_new_with_free_func(chardev_label_free);
     cli->kvm_allowed = true;
@@ -886,6 +887,9 @@ void cli_options_clear(CliOptions *cli)
     }
     if (cli->trace) {
         g_ptr_array_unref(cli->trace);
+    }
+    if (cli->fds) {
+        g_ptr_array_unref(cli->fds);
     }
     if (cli->chardevs) {
         g_ptr_array_unref(cli->chardevs);

@@ -2,6 +2,8 @@
  * Character devices: the byte pipes that the serial port and the
  * monitors talk through.  Specs follow QEMU's words:
  *   stdio | null | pty | file:PATH | unix:PATH[,server=on][,wait=off]
+ * and two of amber's own for the file backend: file-append:PATH (QEMU's
+ * append=on) and filefd:N (a descriptor open for writing, from -add-fd).
  * A unix server accepts one client at a time; a new client may connect
  * after the previous one left.  All I/O is driven by the GLib main loop
  * of the main thread (the default GMainContext).

@@ -22,6 +22,13 @@ typedef struct CliChardev {
     bool used;                  /* named by a -mon or -device already */
 } CliChardev;
 
+/* -add-fd: a descriptor the parent handed over, in fd set `set` (QEMU's fd sets). */
+typedef struct CliFd {
+    int set;
+    int fd;
+    char *opaque;               /* the parent's note on it, or NULL */
+} CliFd;
+
 /* -object secret: kept for the commands that name it (libvirt's master key). */
 typedef struct CliSecret {
     char *id;
@@ -40,6 +47,7 @@ typedef struct CliOptions {
     char *uuid;                 /* -uuid */
     GPtrArray *chardevs;        /* -chardev (CliChardev *) */
     GPtrArray *secrets;         /* -object secret (CliSecret *) */
+    GPtrArray *fds;             /* -add-fd (CliFd *), in command-line order */
     GPtrArray *labels;          /* every chardev (ChardevLabel *), for query-chardev */
     char *serial_id;            /* -device isa-serial id=, or NULL */
     GPtrArray *qmp;             /* -qmp specs (char *) */

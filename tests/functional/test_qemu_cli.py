@@ -191,6 +191,29 @@ def test_hmp_on_pty(none_vm, tmp_path):
     assert p.wait(timeout=10) == 0
 
 
+def test_file_chardev_from_an_fd_set(none_vm, tmp_path):
+    """libvirt's file console: it opens the file and passes it (-add-fd), the chardev
+    names the set (path=/dev/fdset/0,append=on; no such path exists). Here an HMP
+    monitor writes its greeting through it, after what the file held."""
+    log = tmp_path / "console.log"
+    log.write_text("before\n")
+    fd = os.open(str(log), os.O_WRONLY | os.O_APPEND)
+    qmp = str(tmp_path / "qmp.sock")
+    p = none_vm(["-qmp", "unix:%s,server=on,wait=off" % qmp,
+                 "-add-fd", "set=0,fd=%d,opaque=serial0-source" % fd,
+                 "-chardev", "file,id=charlog,path=/dev/fdset/0,append=on",
+                 "-mon", "chardev=charlog,mode=readline"], pass_fds=(fd,))
+    os.close(fd)
+    with Qmp.connect(qmp) as c:
+        c.negotiate()
+        assert {"label": "charlog", "filename": "file", "frontend-open": True} in \
+            c.ok("query-chardev")
+        c.ok("quit")
+    assert p.wait(timeout=10) == 0
+    text = log.read_text()
+    assert text.startswith("before\namber ") and "monitor - type 'help'" in text, text
+
+
 def test_probe_replies_over_the_wire(none_vm, tmp_path):
     path = str(tmp_path / "qmp.sock")
     none_vm(["-qmp", "unix:%s,server=on,wait=off" % path])

@@ -126,6 +126,37 @@ static void test_file_truncates(void)
     g_assert_cmpstr(contents, ==, "hello\n");
 }
 
+/* file-append:PATH keeps what is there; filefd:N writes through its own copy of N. */
+static void test_file_append_and_fd(void)
+{
+    g_autofree char *path = tmp_path("append.txt");
+    g_autofree char *spec = g_strdup_printf("file-append:%s", path);
+    g_autofree char *fd_spec = NULL;
+    g_autofree char *contents = NULL;
+    Chardev *chr;
+    int fd;
+
+    g_assert_true(g_file_set_contents(path, "old\n", -1, NULL));
+    chr = chardev_new(spec, &error_abort);
+    g_assert_true(chardev_write(chr, "new\n", 4));
+    chardev_free(chr);
+
+    fd = open(path, O_WRONLY | O_APPEND);
+    fd_spec = g_strdup_printf("filefd:%d", fd);
+    chr = chardev_new(fd_spec, &error_abort);
+    g_assert_true(chardev_is_connected(chr));
+    g_assert_true(chardev_write(chr, "via fd\n", 7));
+    chardev_free(chr);
+    g_assert_cmpint(fcntl(fd, F_GETFD), >=, 0);     /* the handed-over one stays open */
+    close(fd);
+    g_assert_true(g_file_get_contents(path, &contents, NULL, NULL));
+    g_assert_cmpstr(contents, ==, "old\nnew\nvia fd\n");
+
+    expect_error("filefd:x", "filefd: needs a descriptor number");
+    expect_error("file-append:", "file-append: needs a path");
+    expect_error_kind("filefd:987", "cannot use descriptor 987", false);
+}
+
 typedef struct WriterArgs {
     Chardev *chr;
     int id;
@@ -571,6 +602,7 @@ int main(int argc, char **argv)
     g_test_add_func("/chardev/null", test_null);
     g_test_add_func("/chardev/file-truncates", test_file_truncates);
     g_test_add_func("/chardev/file-threads", test_file_threads);
+    g_test_add_func("/chardev/file-append-and-fd", test_file_append_and_fd);
     g_test_add_func("/chardev/unix-server", test_unix_server);
     g_test_add_func("/chardev/unix-one-client", test_unix_one_client);
     g_test_add_func("/chardev/unix-fd-passing", test_unix_fd_passing);

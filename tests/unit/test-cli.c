@@ -5,6 +5,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <fcntl.h>
 #include <unistd.h>
 #include <glib.h>
 
@@ -561,6 +562,61 @@ static void test_objects(void)
                 "-object", "secret,id=k,data=x", "-object", "memory-backend-ram,id=k,size=1M");
 }
 
+/* -add-fd, and a file chardev's /dev/fdset/N, as libvirt writes a file console. */
+static void test_add_fd(void)
+{
+    CliOptions cli;
+    int ro = open("/dev/null", O_RDONLY), wr = open("/dev/null", O_WRONLY);
+    g_autofree char *ro_arg = g_strdup_printf("set=0,fd=%d,opaque=serial0-ro", ro);
+    g_autofree char *wr_arg = g_strdup_printf("set=0,fd=%d,opaque=serial0-source", wr);
+    g_autofree char *wr_set1 = g_strdup_printf("set=1,fd=%d", wr);
+    g_autofree char *want = g_strdup_printf("filefd:%d", wr);
+    g_autofree char *msg = NULL;
+    CliFd *f;
+
+    /* Either order: the set is looked up once every option is read. */
+    PARSE_OK(&cli, "-chardev", "file,id=charserial0,path=/dev/fdset/0,append=on",
+             "-add-fd", ro_arg, "-add-fd", wr_arg,
+             "-device", "isa-serial,chardev=charserial0,id=serial0,index=0");
+    g_assert_cmpstr(cli.machine->serial, ==, want);     /* the one open for writing */
+    g_assert_cmpuint(cli.fds->len, ==, 2);
+    f = cli.fds->pdata[1];
+    g_assert_cmpint(f->set, ==, 0);
+    g_assert_cmpint(f->fd, ==, wr);
+    g_assert_cmpstr(f->opaque, ==, "serial0-source");
+    g_assert_cmpint(fcntl(wr, F_GETFD) & FD_CLOEXEC, ==, FD_CLOEXEC);
+    cli_options_clear(&cli);
+
+    /* A path and append=on: appended to, not truncated. */
+    PARSE_OK(&cli, "-chardev", "file,id=c,path=/tmp/log,append=on", "-device",
+             "isa-serial,chardev=c");
+    g_assert_cmpstr(cli.machine->serial, ==, "file-append:/tmp/log");
+    cli_options_clear(&cli);
+
+    PARSE_FAILS("-add-fd set=0: -add-fd needs fd=N and set=N, both non-negative numbers",
+                "-add-fd", "set=0");
+    PARSE_FAILS("-add-fd fd=1,set=0: fd=1: a standard stream cannot go into an fd set",
+                "-add-fd", "fd=1,set=0");
+    PARSE_FAILS("-add-fd fd=987,set=0: fd=987: not an open file descriptor",
+                "-add-fd", "fd=987,set=0");
+    PARSE_FAILS("-add-fd fd=3,set=0,flags=x: -add-fd has no property 'flags' that amber "
+                "supports", "-add-fd", "fd=3,set=0,flags=x");
+    msg = g_strdup_printf("-add-fd %s: fd=%d is already in fd set 0", wr_set1, wr);
+    PARSE_FAILS(msg, "-add-fd", wr_arg, "-add-fd", wr_set1);
+    PARSE_FAILS("-chardev id=c: path=/dev/fdset/0: no -add-fd made that fd set",
+                "-chardev", "file,id=c,path=/dev/fdset/0");
+    PARSE_FAILS("-chardev id=c: path=/dev/fdset/0: that fd set has no descriptor open for "
+                "writing", "-chardev", "file,id=c,path=/dev/fdset/0", "-add-fd", ro_arg);
+    PARSE_FAILS("-chardev id=c: path=/dev/fdset/1: no -add-fd made that fd set",
+                "-chardev", "file,id=c,path=/dev/fdset/1", "-add-fd", wr_arg);
+    PARSE_FAILS("-chardev id=c: path=/dev/fdset/x: not an fd set number",
+                "-chardev", "file,id=c,path=/dev/fdset/x");
+    PARSE_FAILS("-chardev file,id=c,path=/p,append=maybe: append=maybe: expected on or off",
+                "-chardev", "file,id=c,path=/p,append=maybe");
+    close(ro);
+    close(wr);
+}
+
 /* Every parameter query-command-line-options reports is one the parser takes. */
 static void test_query_options(void)
 {
@@ -573,6 +629,7 @@ static void test_query_options(void)
         { "mon", "-mon", "chardev=c,%s=%s" },
         { "device", "-device", "isa-serial,chardev=c,%s=%s" },
         { "audiodev", "-audiodev", "none,id=a,%s=%s" },
+        { "add-fd", "-add-fd", "set=1,fd=100,%s=%s" },
     };
     /* A value each parameter takes (the first parameter of a list keys it). */
     static const struct { const char *name, *val; } vals[] = {
@@ -586,10 +643,14 @@ static void test_query_options(void)
         { "chardev", "c" }, { "mode", "control" }, { "pretty", "off" },
         { "driver", "none" }, { "index", "0" }, { "cpus", "1" }, { "sockets", "1" },
         { "dies", "1" }, { "clusters", "1" }, { "cores", "1" }, { "threads", "1" },
-        { "maxcpus", "1" }, { "fd", NULL },
+        { "maxcpus", "1" }, { "fd", NULL }, { "append", "on" }, { "set", "1" },
+        { "opaque", "serial0-source" },
     };
     size_t n = 0;
+    int null = open("/dev/null", O_WRONLY);
 
+    g_assert_cmpint(dup2(null, 100), ==, 100);     /* -add-fd's descriptor */
+    close(null);
     for (const CliParamList *l; (l = cli_param_list_nth(n)); n++) {
         const char *word = NULL, *fmt = NULL;
         for (size_t i = 0; i < G_N_ELEMENTS(opts); i++) {
@@ -613,7 +674,9 @@ static void test_query_options(void)
                 (!strcmp(name, "backend") || !strcmp(name, "id"))) {
                 continue;       /* fd needs a real socket; the list's key is in fmt */
             }
-            g_autofree char *arg = g_strdup_printf(fmt, name, val);
+            /* append= is the file backend's. */
+            g_autofree char *arg = g_strdup_printf(strcmp(name, "append") ? fmt
+                                                   : "file,id=c,path=/p,%s=%s", name, val);
             CliOptions cli;
             const char *extra = !strcmp(word, "-mon") || !strcmp(word, "-device")
                                 ? "-chardev" : NULL;
@@ -628,12 +691,14 @@ static void test_query_options(void)
         }
     }
     g_assert_cmpuint(n, ==, G_N_ELEMENTS(opts));
+    close(100);
 }
 
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
     g_test_add_func("/cli/defaults", test_defaults);
+    g_test_add_func("/cli/add-fd", test_add_fd);
     g_test_add_func("/cli/memory-size", test_memory_size);
     g_test_add_func("/cli/smp", test_smp);
     g_test_add_func("/cli/smp-topology", test_smp_topology);
