@@ -405,6 +405,17 @@ static bool backend_property(RamBackendOptions *b, const char *type, const char 
     if (!strcmp(key, "hugetlb") && b->kind == RAM_BACKEND_MEMFD) {
         return cli_parse_bool(key, val, &b->hugetlb, errp);
     }
+    if (!strcmp(key, "hugetlbsize") && b->kind == RAM_BACKEND_MEMFD) {
+        if (!parse_size_bytes(val, &b->hugetlbsize, errp)) {
+            return false;
+        }
+        if (b->hugetlbsize < (2u << 20) || (b->hugetlbsize & (b->hugetlbsize - 1))) {
+            error_setg(errp, "hugetlbsize=%s: not a huge page size (a power of two, at "
+                       "least 2 MiB)", val);
+            return false;
+        }
+        return true;
+    }
     error_setg(errp, "%s has no property '%s'", type, key);
     return false;
 }
@@ -424,6 +435,10 @@ static bool backend_check(CliParse *p, const RamBackendOptions *b, const char *t
     }
     if (b->size == 0) {
         error_setg(errp, "size must be greater than zero");
+        return false;
+    }
+    if (b->hugetlbsize && !b->hugetlb) {
+        error_setg(errp, "hugetlbsize= needs hugetlb=on");
         return false;
     }
     if (b->kind == RAM_BACKEND_FILE && (!b->mem_path || !*b->mem_path)) {
@@ -604,7 +619,7 @@ static const CliOption options[] = {
       "machine type (none: no guest, QMP only); back guest RAM with the -object ID",
       opt_machine },
     { "object", "memory-backend-ram|memfd|file,id=ID,size=SIZE[,share=on|off]"
-      "[,prealloc=on|off][,dump=on|off][,mem-path=PATH][,hugetlb=on|off] | secret,id=ID,"
+      "[,prealloc=on|off][,dump=on|off][,mem-path=PATH][,hugetlb=on|off][,hugetlbsize=SIZE] | secret,id=ID,"
       "format=raw|base64,data=D|file=F[,keyid=ID,iv=IV]",
       "define a RAM backend (mem-path for file, hugetlb for memfd) or a secret", opt_object },
     { "kernel", "FILE", "multiboot guest image (default: the built-in guest)", opt_kernel },

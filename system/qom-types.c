@@ -45,6 +45,7 @@ static const TypeProp memfd_props[] = {
     { "prealloc", "bool", "preallocate memory" },
     { "dump", "bool", "include memory in a core dump" },
     { "hugetlb", "bool", "use huge pages" },
+    { "hugetlbsize", "int", "huge page size (2M, 1G; with hugetlb)" },
     { NULL },
 };
 

@@ -116,12 +116,38 @@ static int open_mem_path(const char *label, const char *path, Error **errp)
     return fd;
 }
 
+#ifndef MFD_HUGE_SHIFT
+#define MFD_HUGE_SHIFT 26       /* linux/memfd.h, which clashes with glibc's <sys/mman.h> */
+#endif
+
+/* hugetlbsize=: a size the kernel has a pool for, or an error naming it. */
+static bool host_has_huge_page_size(const char *label, uint64_t size, Error **errp)
+{
+    g_autofree char *dir = g_strdup_printf("/sys/kernel/mm/hugepages/hugepages-%" PRIu64
+                                           "kB", size >> 10);
+
+    if (access(dir, F_OK) == 0) {
+        return true;
+    }
+    error_setg(errp, "%s: hugetlbsize=%" PRIu64 ": this host has no huge pages of that "
+               "size (%s)", label, size, dir);
+    return false;
+}
+
 static int open_backend_fd(RAMBlock *rb, const char *label, const RamBackendOptions *o,
                            Error **errp)
 {
     int fd;
     if (o->kind == RAM_BACKEND_MEMFD) {
         unsigned flags = MFD_CLOEXEC | (o->hugetlb ? MFD_HUGETLB : 0);
+
+        if (o->hugetlb && o->hugetlbsize) {
+            if (!host_has_huge_page_size(label, o->hugetlbsize, errp)) {
+                return -1;
+            }
+            /* memfd_create(2) takes the size as its log2 in the flags. */
+            flags |= (unsigned)__builtin_ctzll(o->hugetlbsize) << MFD_HUGE_SHIFT;
+        }
         fd = memfd_create(rb->idstr, flags);
         if (fd < 0) {
             error_setg_errno(errp, errno, "%s: memfd_create failed", label);
@@ -149,7 +175,7 @@ static bool map_fd_backend(RAMBlock *rb, const char *label, const RamBackendOpti
     }
     if (o->kind == RAM_BACKEND_MEMFD && o->hugetlb) {
         if (!rb->hugetlbfs) {
-            rb->page_size = hugetlb_default_page_size();
+            rb->page_size = o->hugetlbsize ? o->hugetlbsize : hugetlb_default_page_size();
         }
         rb->hugetlbfs = true;
     }

@@ -36,6 +36,7 @@ typedef struct RamBackendOptions {
     bool prealloc;
     char *mem_path;             /* file: required */
     bool hugetlb;               /* memfd: hugetlb=on */
+    uint64_t hugetlbsize;       /* memfd: hugetlbsize=, a power of two; 0: the host's default */
     RamDump dump;               /* dump=on|off; unset: -machine dump-guest-core */
 } RamBackendOptions;
 

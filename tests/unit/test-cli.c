@@ -533,6 +533,24 @@ static void test_objects(void)
 {
     CliOptions cli;
     CliSecret *sec;
+    RamBackendOptions *ram;
+
+    /* libvirt's memfd on huge pages: hugetlb and hugetlbsize together, in JSON. */
+    PARSE_OK(&cli, "-object", "{\"qom-type\":\"memory-backend-memfd\",\"id\":\"pc.ram\","
+             "\"hugetlb\":true,\"hugetlbsize\":2097152,\"prealloc\":true,"
+             "\"size\":268435456}", "-machine", "memory-backend=pc.ram");
+    ram = cli.machine->backends->pdata[0];
+    g_assert_true(ram->hugetlb);
+    g_assert_cmpuint(ram->hugetlbsize, ==, 2u << 20);
+    cli_options_clear(&cli);
+    PARSE_FAILS("-object memory-backend-memfd,id=m,size=4M,hugetlbsize=2M: hugetlbsize= "
+                "needs hugetlb=on", "-object", "memory-backend-memfd,id=m,size=4M,hugetlbsize=2M");
+    PARSE_FAILS("-object memory-backend-memfd,id=m,size=4M,hugetlb=on,hugetlbsize=4K: "
+                "hugetlbsize=4K: not a huge page size (a power of two, at least 2 MiB)",
+                "-object", "memory-backend-memfd,id=m,size=4M,hugetlb=on,hugetlbsize=4K");
+    PARSE_FAILS("-object memory-backend-ram,id=m,size=4M,hugetlbsize=2M: memory-backend-ram "
+                "has no property 'hugetlbsize'",
+                "-object", "memory-backend-ram,id=m,size=4M,hugetlbsize=2M");
 
     PARSE_OK(&cli, "-object", "secret,id=k0,data=c2VjcmV0,format=base64",
              "-object", "{\"qom-type\":\"secret\",\"id\":\"k1\",\"data\":\"x\","

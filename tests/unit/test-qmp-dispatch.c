@@ -276,7 +276,9 @@ static const struct {
       "\"mark the memory as private to QEMU or shared\"}, {\"name\": \"prealloc\", \"type\": "
       "\"bool\", \"description\": \"preallocate memory\"}, {\"name\": \"dump\", \"type\": "
       "\"bool\", \"description\": \"include memory in a core dump\"}, {\"name\": "
-      "\"hugetlb\", \"type\": \"bool\", \"description\": \"use huge pages\"}]}" },
+      "\"hugetlb\", \"type\": \"bool\", \"description\": \"use huge pages\"}, {\"name\": "
+      "\"hugetlbsize\", \"type\": \"int\", \"description\": \"huge page size (2M, 1G; with "
+      "hugetlb)\"}]}" },
     { "{\"execute\": \"qom-list-properties\", \"arguments\": {\"typename\": \"pc-q35-7.2-machine\"}}",
       "{\"error\": {\"class\": \"DeviceNotFound\", \"desc\": \"Class 'pc-q35-7.2-machine' not "
       "found\"}}" },

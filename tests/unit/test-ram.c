@@ -169,6 +169,29 @@ static void test_hugetlb(void)
     ram_block_free(rb);
 }
 
+/* hugetlbsize= picks the pool (libvirt writes it with every hugetlb memfd). */
+static void test_hugetlbsize(void)
+{
+    RamBackendOptions odd = { .kind = RAM_BACKEND_MEMFD, .id = "h", .size = 512 * MIB,
+                              .share = true, .hugetlb = true, .hugetlbsize = 512 * MIB };
+
+    expect_error(&odd, "memory-backend-memfd 'h': hugetlbsize=536870912: this host has no "
+                 "huge pages of that size (/sys/kernel/mm/hugepages/hugepages-524288kB)");
+    if (!huge_pages_reserved() ||
+        access("/sys/kernel/mm/hugepages/hugepages-2048kB", F_OK) != 0) {
+        g_test_skip("no 2 MiB huge pages reserved (/proc/sys/vm/nr_hugepages is 0)");
+        return;
+    }
+    RamBackendOptions o = { .kind = RAM_BACKEND_MEMFD, .id = "h", .size = 4 * MIB,
+                            .share = true, .hugetlb = true, .hugetlbsize = 2 * MIB,
+                            .prealloc = true };
+    RAMBlock *rb = new_block(&o);
+    check_usable(rb);
+    g_assert_true(rb->hugetlbfs);
+    g_assert_cmpuint(rb->page_size, ==, 2 * MIB);
+    ram_block_free(rb);
+}
+
 /* The size check comes before any huge page is needed, so it runs everywhere. */
 static void test_hugetlb_size_multiple(void)
 {
@@ -337,6 +360,7 @@ int main(int argc, char **argv)
     g_test_add_func("/ram/prealloc", test_prealloc);
     g_test_add_func("/ram/dump", test_dump);
     g_test_add_func("/ram/hugetlb", test_hugetlb);
+    g_test_add_func("/ram/hugetlbsize", test_hugetlbsize);
     g_test_add_func("/ram/hugetlb-size-multiple", test_hugetlb_size_multiple);
     g_test_add_func("/ram/bad-options", test_bad_options);
     g_test_add_func("/ram/layout-across-hole", test_layout_across_hole);
