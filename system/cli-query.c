@@ -16,7 +16,8 @@
 
 static const CliParamList cli_param_lists[] = {
     { "machine", { { "type", S }, { "memory-backend", S }, { "accel", S }, { "usb", B },
-                   { "acpi", B }, { "vmport", B }, { "dump-guest-core", B } } },
+                   { "acpi", B }, { "vmport", B }, { "mem-merge", B },
+                   { "dump-guest-core", B } } },
     { "smp-opts", { { "cpus", N }, { "sockets", N }, { "dies", N }, { "clusters", N },
                     { "cores", N }, { "threads", N }, { "maxcpus", N } } },
     { "memory", { { "size", Z } } },

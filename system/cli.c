@@ -319,6 +319,11 @@ static bool machine_property(CliParse *p, const char *key, const char *val, Erro
     if (!strcmp(key, "vmport")) {
         return machine_fixed(key, val, "off", "amber's machine has no VMware port", errp);
     }
+    if (!strcmp(key, "mem-merge")) {
+        /* libvirt's <nosharepages/>: amber never offers guest RAM to KSM anyway. */
+        return machine_fixed(key, val, "off", "amber does not offer guest RAM to KSM "
+                             "(mem-merge=off is what it does)", errp);
+    }
     if (!strcmp(key, "dump-guest-core")) {
         bool on;        /* amber's core dumps only: the guest sees no difference */
 
@@ -329,7 +334,8 @@ static bool machine_property(CliParse *p, const char *key, const char *val, Erro
         return true;
     }
     error_setg(errp, "unsupported machine property '%s' (-machine accepts type, "
-               "memory-backend, accel, usb=off, acpi=off, vmport=off, dump-guest-core)", key);
+               "memory-backend, accel, usb=off, acpi=off, vmport=off, mem-merge=off, "
+               "dump-guest-core)", key);
     return false;
 }
 
@@ -615,7 +621,7 @@ static const CliOption options[] = {
     { "accel", "kvm", "accelerator (kvm; tcg only with -machine none)", opt_accel },
     { "enable-kvm", NULL, "same as -accel kvm", opt_enable_kvm },
     { "machine", "[pc|pc-i440fx-7.2|none][,memory-backend=ID][,accel=kvm[:tcg]][,usb=off]"
-      "[,acpi=off][,vmport=off][,dump-guest-core=on|off]",
+      "[,acpi=off][,vmport=off][,mem-merge=off][,dump-guest-core=on|off]",
       "machine type (none: no guest, QMP only); back guest RAM with the -object ID",
       opt_machine },
     { "object", "memory-backend-ram|memfd|file,id=ID,size=SIZE[,share=on|off]"

@@ -256,10 +256,13 @@ static void test_machine(void)
                 "-machine", "pc,usb=on");
     PARSE_FAILS("-machine pc,acpi=on: acpi=on: amber's machine has no ACPI",
                 "-machine", "pc,acpi=on");
+    PARSE_FAILS("-machine pc,mem-merge=on: mem-merge=on: amber does not offer guest RAM to "
+                "KSM (mem-merge=off is what it does)", "-machine", "pc,mem-merge=on");
     PARSE_FAILS("-machine pc,dump-guest-core=maybe: dump-guest-core=maybe: expected on or off",
                 "-machine", "pc,dump-guest-core=maybe");
     PARSE_FAILS("-machine pc,smm=off: unsupported machine property 'smm' (-machine accepts "
-                "type, memory-backend, accel, usb=off, acpi=off, vmport=off, dump-guest-core)",
+                "type, memory-backend, accel, usb=off, acpi=off, vmport=off, mem-merge=off, "
+                "dump-guest-core)",
                 "-machine", "pc,smm=off");
     PARSE_FAILS("-machine pc,usb: machine property 'usb' needs a value (usb=...)",
                 "-machine", "pc,usb");
@@ -652,7 +655,8 @@ static void test_query_options(void)
     /* A value each parameter takes (the first parameter of a list keys it). */
     static const struct { const char *name, *val; } vals[] = {
         { "type", "pc" }, { "memory-backend", "m" }, { "accel", "kvm" }, { "usb", "off" },
-        { "acpi", "off" }, { "vmport", "off" }, { "dump-guest-core", "on" },
+        { "acpi", "off" }, { "vmport", "off" }, { "mem-merge", "off" },
+        { "dump-guest-core", "on" },
         { "size", "64M" }, { "guest", "g" }, { "debug-threads", "on" }, { "process", "p" },
         { "strict", "on" }, { "menu", "off" }, { "base", "utc" }, { "clock", "host" },
         { "driftfix", "none" }, { "mem-lock", "off" }, { "cpu-pm", "off" },
