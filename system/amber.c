@@ -67,6 +67,9 @@ void amber_free(Amber *s)
         g_ptr_array_unref(s->chardevs);
     }
     g_free(s->serial_id);
+    if (s->fds) {
+        g_ptr_array_unref(s->fds);
+    }
     if (s->objects) {
         g_ptr_array_unref(s->objects);
     }

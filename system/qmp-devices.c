@@ -7,6 +7,7 @@
  */
 #include "chardev/char.h"
 #include "qapi-commands.h"
+#include "system/cli.h"
 
 ChardevInfoList *qmp_query_chardev(Amber *s, Error **errp)
 {
@@ -22,6 +23,37 @@ ChardevInfoList *qmp_query_chardev(Amber *s, Error **errp)
         *tail = g_new0(ChardevInfoList, 1);
         (*tail)->value = info;
         tail = &(*tail)->next;
+    }
+    return head;
+}
+
+/* As QEMU lists them: each set where its first -add-fd was, its fds in order. */
+FdsetInfoList *qmp_query_fdsets(Amber *s, Error **errp)
+{
+    FdsetInfoList *head = NULL, **tail = &head;
+
+    for (guint i = 0; s->fds && i < s->fds->len; i++) {
+        const CliFd *f = s->fds->pdata[i];
+        FdsetFdInfo *info = g_new0(FdsetFdInfo, 1);
+        FdsetInfoList *l = head;
+        FdsetFdInfoList **fds;
+
+        while (l && l->value->fdset_id != f->set) {
+            l = l->next;
+        }
+        if (!l) {
+            l = *tail = g_new0(FdsetInfoList, 1);
+            l->value = g_new0(FdsetInfo, 1);
+            l->value->fdset_id = f->set;
+            tail = &l->next;
+        }
+        for (fds = &l->value->fds; *fds; fds = &(*fds)->next) {
+        }
+        info->fd = f->fd;
+        info->has_opaque = f->opaque != NULL;
+        info->opaque = g_strdup(f->opaque);
+        *fds = g_new0(FdsetFdInfoList, 1);
+        (*fds)->value = info;
     }
     return head;
 }

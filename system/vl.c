@@ -273,6 +273,7 @@ static bool setup(Vl *vl, Error **errp)
     vl->s->chardevs = g_steal_pointer(&cli->labels);
     vl->s->serial_id = g_steal_pointer(&cli->serial_id);
     vl->s->objects = cli_objects(cli);
+    vl->s->fds = g_steal_pointer(&cli->fds);
     install_signals(vl);
     if (cli->machine_none) {
         return setup_no_guest(vl, errp);

@@ -29,6 +29,7 @@ struct Amber {
     GPtrArray *chardevs;            /* ChardevLabel *, command-line order; NULL: none */
     char *serial_id;                /* -device isa-serial id=: COM1's /machine/peripheral name */
     GPtrArray *objects;             /* CliObject *: each -object, for /objects */
+    GPtrArray *fds;                 /* CliFd *: each -add-fd, for query-fdsets */
     GMainLoop *loop;
     GPtrArray *event_sinks;         /* of AmberEventSinkEntry, see amber.c */
     pthread_mutex_t event_lock;

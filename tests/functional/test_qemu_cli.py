@@ -208,6 +208,8 @@ def test_file_chardev_from_an_fd_set(none_vm, tmp_path):
         c.negotiate()
         assert {"label": "charlog", "filename": "file", "frontend-open": True} in \
             c.ok("query-chardev")
+        assert c.ok("query-fdsets") == [
+            {"fdset-id": 0, "fds": [{"fd": fd, "opaque": "serial0-source"}]}]
         c.ok("quit")
     assert p.wait(timeout=10) == 0
     text = log.read_text()
