@@ -161,13 +161,14 @@ bool chardev_parse_config(const char *spec, ChardevConfig *cfg, Error **errp)
         cfg->path = g_strdup(colon + 1);
         return true;
     }
-    if (!strcmp(backend, "filefd")) {
+    if (!strcmp(backend, "filefd") || !strcmp(backend, "filefd-append")) {
         guint64 fd;
 
         /* A descriptor open for writing that the command line was handed (-add-fd). */
         cfg->kind = CHARDEV_FILE;
+        cfg->append = backend[6] != 0;
         if (!colon || !g_ascii_string_to_unsigned(colon + 1, 10, 0, G_MAXINT, &fd, NULL)) {
-            error_setg(errp, "filefd: needs a descriptor number (filefd:N)");
+            error_setg(errp, "%s: needs a descriptor number (%s:N)", backend, backend);
             return false;
         }
         cfg->fd = (int)fd;
@@ -231,6 +232,20 @@ void chardev_label_free(void *label)
     }
 }
 
+/* A passed listening socket, as QEMU names it once it listens: by the path it is bound to. */
+static char *passed_socket_filename(int fd)
+{
+    struct sockaddr_un sa;
+    socklen_t len = sizeof(sa);
+
+    memset(&sa, 0, sizeof(sa));
+    if (getsockname(fd, (struct sockaddr *)&sa, &len) < 0 || sa.sun_family != AF_UNIX ||
+        !sa.sun_path[0]) {
+        return g_strdup_printf("fd:%d,server=on", fd);      /* unnamed or gone */
+    }
+    return g_strdup_printf("unix:%.*s,server=on", (int)sizeof(sa.sun_path), sa.sun_path);
+}
+
 char *chardev_spec_filename(const char *spec)
 {
     ChardevConfig cfg;
@@ -254,7 +269,7 @@ char *chardev_spec_filename(const char *spec)
         break;
     default:
         if (cfg.fd >= 0) {
-            name = g_strdup_printf("fd:%d,server=on", cfg.fd);
+            name = passed_socket_filename(cfg.fd);
         } else {
             name = g_strdup_printf("unix:%s%s", cfg.path, cfg.server ? ",server=on" : "");
         }
@@ -279,24 +294,9 @@ static bool is_socket_spec(const char *spec)
     return socket;
 }
 
-/* A passed listening socket's client: the path it was bound to, as QEMU shows it. */
-static char *passed_socket_filename(Chardev *chr)
-{
-    struct sockaddr_un sa;
-    socklen_t len = sizeof(sa);
-
-    memset(&sa, 0, sizeof(sa));
-    if (chr->in_fd < 0 || getsockname(chr->in_fd, (struct sockaddr *)&sa, &len) < 0 ||
-        sa.sun_family != AF_UNIX || !sa.sun_path[0]) {
-        return NULL;
-    }
-    return g_strdup_printf("unix:%.*s,server=on", (int)sizeof(sa.sun_path), sa.sun_path);
-}
-
 char *chardev_filename(Chardev *chr)
 {
     g_autofree char *name = chardev_spec_filename(chr->spec);
-    char *passed;
 
     if (chr->cfg.kind == CHARDEV_PTY) {
         return g_strdup_printf("pty:%s", chr->pty_path);
@@ -307,18 +307,15 @@ char *chardev_filename(Chardev *chr)
     if (!chardev_is_connected(chr)) {
         return g_strdup_printf("disconnected:%s", name);
     }
-    if (chr->cfg.fd >= 0 && (passed = passed_socket_filename(chr))) {
-        return passed;
-    }
     return g_steal_pointer(&name);
 }
 
-void chardev_labels_bind(GPtrArray *labels, Chardev *chr)
+void chardev_labels_bind(GPtrArray *labels, Chardev *chr, const char *label)
 {
     for (guint i = 0; labels && i < labels->len; i++) {
         ChardevLabel *l = labels->pdata[i];
 
-        if (l->frontend_open && !l->chr && !g_strcmp0(l->spec, chr->spec)) {
+        if (!g_strcmp0(l->label, label)) {
             l->chr = chr;
             if (chr->cfg.kind == CHARDEV_PTY) {
                 printf("char device redirected to %s (label %s)\n", chr->pty_path, l->label);
@@ -696,10 +693,22 @@ static bool open_file(Chardev *chr, Error **errp)
     int fd;
 
     if (chr->cfg.fd >= 0) {
+        struct stat st;
+
         /* Its own copy: the descriptor handed over stays where it was (its fd set). */
         fd = fcntl(chr->cfg.fd, F_DUPFD_CLOEXEC, 0);
         if (fd < 0) {
             error_setg_errno(errp, errno, "cannot use descriptor %d", chr->cfg.fd);
+            return false;
+        }
+        /* As a path would be opened: appended to, or emptied (a regular file). */
+        if (chr->cfg.append) {
+            fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_APPEND);
+        } else if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
+                   (ftruncate(fd, 0) < 0 || lseek(fd, 0, SEEK_SET) < 0)) {
+            error_setg_errno(errp, errno, "cannot empty the file of descriptor %d",
+                             chr->cfg.fd);
+            close(fd);
             return false;
         }
         chardev_attach_peer(chr, -1, fd, false);

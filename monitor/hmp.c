@@ -123,7 +123,10 @@ static gint cmp_cmd(gconstpointer a, gconstpointer b)
     return strcmp(x->name, y->name);
 }
 
-/* `help` lists `info` itself among the commands, as QEMU's does. */
+/* `help` lists `help` and `info` themselves among the commands, as QEMU's does. */
+static const HmpCommand help_row = {
+    .name = "help|?", .args = "[cmd]", .help = "show the help",
+};
 static const HmpCommand info_row = {
     .name = "info", .args = "[subcommand]",
     .help = "show various information about the system state (help info: the subcommands)",
@@ -149,6 +152,7 @@ static void print_list(Hmp *h, bool info)
         }
     }
     if (!info) {
+        g_ptr_array_add(sorted, (gpointer)&help_row);
         g_ptr_array_add(sorted, (gpointer)&info_row);
     }
     g_ptr_array_sort(sorted, cmp_cmd);
@@ -168,7 +172,8 @@ static void help(Hmp *h, int argc, char **argv)
         print_list(h, info);
         return;
     }
-    cmd = find(name, info);
+    cmd = !info && (!strcmp(name, "help") || !strcmp(name, "?")) ? &help_row
+                                                                  : find(name, info);
     if (!cmd) {
         hmp_printf(h, "unknown command: '%s%s'\n", info ? "info " : "", name);
         return;

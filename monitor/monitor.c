@@ -92,7 +92,8 @@ static void monitor_free(Monitor *mon)
     g_free(mon);
 }
 
-bool monitor_add(Amber *s, MonitorKind kind, const char *spec, Error **errp)
+bool monitor_add(Amber *s, MonitorKind kind, const char *spec, const char *label,
+                 Error **errp)
 {
     MonitorSet *set = monitor_set(s);
     Monitor *mon = g_new0(Monitor, 1);
@@ -111,7 +112,7 @@ bool monitor_add(Amber *s, MonitorKind kind, const char *spec, Error **errp)
         monitor_free(mon);
         return false;
     }
-    chardev_labels_bind(s->chardevs, mon->chr);
+    chardev_labels_bind(s->chardevs, mon->chr, label);
     g_ptr_array_add(set->mons, mon);
     amber_add_event_sink(s, monitor_event, mon);
     mon->sink_added = true;

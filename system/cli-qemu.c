@@ -607,19 +607,24 @@ static bool opt_add_fd(CliParse *p, const char *arg, Error **errp)
 
 #define FDSET_PREFIX "/dev/fdset/"
 
-/* A file chardev's /dev/fdset/S: a descriptor of set S open for writing. */
-static bool resolve_fdset(CliOptions *cli, CliChardev *c, Error **errp)
+/*
+ * A file chardev's /dev/fdset/S (a -chardev, -serial, -qmp or -monitor
+ * spec): a descriptor of set S open for writing.  what names the option.
+ */
+static bool resolve_fdset(CliOptions *cli, char **spec, const char *what, Error **errp)
 {
-    const char *colon = strchr(c->spec, ':');
+    const char *colon = strchr(*spec, ':');
     const char *path = colon ? colon + 1 : "";
+    bool append = g_str_has_prefix(*spec, "file-append:");
     guint64 set;
 
-    if (!g_str_has_prefix(c->spec, "file") || !g_str_has_prefix(path, FDSET_PREFIX)) {
+    if (!(append || g_str_has_prefix(*spec, "file:")) ||
+        !g_str_has_prefix(path, FDSET_PREFIX)) {
         return true;
     }
     if (!g_ascii_string_to_unsigned(path + strlen(FDSET_PREFIX), 10, 0, G_MAXINT, &set,
                                     NULL)) {
-        error_setg(errp, "-chardev id=%s: path=%s: not an fd set number", c->id, path);
+        error_setg(errp, "%s: path=%s: not an fd set number", what, path);
         return false;
     }
     bool seen = false;
@@ -630,31 +635,63 @@ static bool resolve_fdset(CliOptions *cli, CliChardev *c, Error **errp)
 
         seen |= f->set == (int)set;
         if (f->set == (int)set && (mode == O_WRONLY || mode == O_RDWR)) {
-            g_free(c->spec);
-            c->spec = g_strdup_printf("filefd:%d", f->fd);
+            g_free(*spec);
+            *spec = g_strdup_printf("%s:%d", append ? "filefd-append" : "filefd", f->fd);
             return true;
         }
     }
-    error_setg(errp, "-chardev id=%s: path=%s: %s", c->id, path,
+    error_setg(errp, "%s: path=%s: %s", what, path,
                seen ? "that fd set has no descriptor open for writing"
                     : "no -add-fd made that fd set");
     return false;
+}
+
+static bool resolve_fdsets(CliOptions *cli, Error **errp)
+{
+    for (guint i = 0; i < cli->chardevs->len; i++) {
+        CliChardev *c = cli->chardevs->pdata[i];
+        g_autofree char *what = g_strdup_printf("-chardev id=%s", c->id);
+
+        if (!resolve_fdset(cli, &c->spec, what, errp)) {
+            return false;
+        }
+    }
+    for (guint i = 0; i < cli->qmp->len; i++) {
+        if (!resolve_fdset(cli, (char **)&cli->qmp->pdata[i], "-qmp", errp)) {
+            return false;
+        }
+    }
+    for (guint i = 0; i < cli->hmp->len; i++) {
+        if (!resolve_fdset(cli, (char **)&cli->hmp->pdata[i], "-monitor", errp)) {
+            return false;
+        }
+    }
+    return !cli->machine->serial ||
+           resolve_fdset(cli, &cli->machine->serial, "-serial", errp);
 }
 
 bool cli_resolve_chardevs(CliParse *p, Error **errp)
 {
     CliOptions *cli = p->cli;
 
-    for (guint i = 0; i < cli->chardevs->len; i++) {
-        if (!resolve_fdset(cli, cli->chardevs->pdata[i], errp)) {
-            return false;
-        }
+    if (!resolve_fdsets(cli, errp)) {
+        return false;
     }
 
     /* What the lists hold before -mon and -device add theirs was given bare. */
     p->bare_qmp = cli->qmp->len;
     p->bare_hmp = cli->hmp->len;
     p->bare_serial = cli->machine->serial != NULL;
+    /*
+     * QEMU's names for chardevs that -qmp, -monitor and -serial made; a
+     * frontend on a -chardev (below) goes by its id.  query-chardev finds
+     * each open chardev by this name, not by its spec: two ptys share one.
+     */
+    for (guint i = 0; i < p->bare_qmp + p->bare_hmp; i++) {
+        g_ptr_array_add(i < p->bare_qmp ? cli->qmp_labels : cli->hmp_labels,
+                        g_strdup_printf("compat_monitor%u", i));
+    }
+    cli->serial_label = g_strdup("serial0");
 
     for (guint i = 0; i < p->uses->len; i++) {
         CliChardevUse *u = p->uses->pdata[i];
@@ -676,9 +713,12 @@ bool cli_resolve_chardevs(CliParse *p, Error **errp)
         }
         if (u->kind == CLI_USE_SERIAL) {
             cli->machine->serial = g_strdup(c->spec);
+            cli_replace_str(&cli->serial_label, c->id);
         } else {
             g_ptr_array_add(u->kind == CLI_USE_QMP ? cli->qmp : cli->hmp,
                             g_strdup(c->spec));
+            g_ptr_array_add(u->kind == CLI_USE_QMP ? cli->qmp_labels : cli->hmp_labels,
+                            g_strdup(c->id));
         }
     }
     return true;
@@ -702,17 +742,18 @@ static bool serial_on_chardev(CliParse *p)
 void cli_label_chardevs(CliParse *p)
 {
     CliOptions *cli = p->cli;
-    guint n = 0;
 
     for (guint i = 0; i < cli->chardevs->len; i++) {
         CliChardev *c = cli->chardevs->pdata[i];
         g_ptr_array_add(cli->labels, chardev_label_new(c->id, c->spec, c->used));
     }
-    for (guint i = 0; i < p->bare_qmp + p->bare_hmp; i++, n++) {
-        const char *spec = i < p->bare_qmp ? cli->qmp->pdata[i]
-                                           : cli->hmp->pdata[i - p->bare_qmp];
-        g_autofree char *label = g_strdup_printf("compat_monitor%u", n);
-        g_ptr_array_add(cli->labels, chardev_label_new(label, spec, true));
+    for (guint i = 0; i < p->bare_qmp; i++) {
+        g_ptr_array_add(cli->labels, chardev_label_new(cli->qmp_labels->pdata[i],
+                                                       cli->qmp->pdata[i], true));
+    }
+    for (guint i = 0; i < p->bare_hmp; i++) {
+        g_ptr_array_add(cli->labels, chardev_label_new(cli->hmp_labels->pdata[i],
+                                                       cli->hmp->pdata[i], true));
     }
     if (!cli->machine_none && !serial_on_chardev(p) && cli->machine->serial) {
         g_ptr_array_add(cli->labels,

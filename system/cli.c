@@ -790,6 +790,8 @@ static void cli_init(CliOptions *cli)
     cli->machine->backends = g_ptr_array_new();
     cli->qmp = g_ptr_array_new_with_free_func(g_free);
     cli->hmp = g_ptr_array_new_with_free_func(g_free);
+    cli->qmp_labels = g_ptr_array_new_with_free_func(g_free);
+    cli->hmp_labels = g_ptr_array_new_with_free_func(g_free);
     cli->trace = g_ptr_array_new_with_free_func(g_free);
     cli->chardevs = g_ptr_array_new_with_free_func(cli_chardev_free);
     cli->fds = g_ptr_array_new_with_free_func(cli_fd_free);
@@ -922,6 +924,13 @@ void cli_options_clear(CliOptions *cli)
         g_ptr_array_unref(cli->labels);
     }
     g_free(cli->serial_id);
+    g_free(cli->serial_label);
+    if (cli->qmp_labels) {
+        g_ptr_array_unref(cli->qmp_labels);
+    }
+    if (cli->hmp_labels) {
+        g_ptr_array_unref(cli->hmp_labels);
+    }
     g_free(cli->uuid);
     g_free(cli->logfile);
     g_free(cli->pidfile);

@@ -27,27 +27,29 @@ ChardevInfoList *qmp_query_chardev(Amber *s, Error **errp)
     return head;
 }
 
-/* As QEMU lists them: each set where its first -add-fd was, its fds in order. */
+/* As QEMU lists them: the sets by descending id, each one's fds in -add-fd order. */
 FdsetInfoList *qmp_query_fdsets(Amber *s, Error **errp)
 {
-    FdsetInfoList *head = NULL, **tail = &head;
+    FdsetInfoList *head = NULL;
 
     for (guint i = 0; s->fds && i < s->fds->len; i++) {
         const CliFd *f = s->fds->pdata[i];
         FdsetFdInfo *info = g_new0(FdsetFdInfo, 1);
-        FdsetInfoList *l = head;
+        FdsetInfoList **at = &head;
         FdsetFdInfoList **fds;
 
-        while (l && l->value->fdset_id != f->set) {
-            l = l->next;
+        while (*at && (*at)->value->fdset_id > f->set) {
+            at = &(*at)->next;
         }
-        if (!l) {
-            l = *tail = g_new0(FdsetInfoList, 1);
+        if (!*at || (*at)->value->fdset_id != f->set) {
+            FdsetInfoList *l = g_new0(FdsetInfoList, 1);
+
             l->value = g_new0(FdsetInfo, 1);
             l->value->fdset_id = f->set;
-            tail = &l->next;
+            l->next = *at;
+            *at = l;
         }
-        for (fds = &l->value->fds; *fds; fds = &(*fds)->next) {
+        for (fds = &(*at)->value->fds; *fds; fds = &(*fds)->next) {
         }
         info->fd = f->fd;
         info->has_opaque = f->opaque != NULL;

@@ -219,12 +219,14 @@ static void on_machine_request(Machine *m, void *opaque)
 static bool add_monitors(Vl *vl, Error **errp)
 {
     for (guint i = 0; i < vl->cli->qmp->len; i++) {
-        if (!monitor_add(vl->s, MONITOR_QMP, vl->cli->qmp->pdata[i], errp)) {
+        if (!monitor_add(vl->s, MONITOR_QMP, vl->cli->qmp->pdata[i],
+                         vl->cli->qmp_labels->pdata[i], errp)) {
             return false;
         }
     }
     for (guint i = 0; i < vl->cli->hmp->len; i++) {
-        if (!monitor_add(vl->s, MONITOR_HMP, vl->cli->hmp->pdata[i], errp)) {
+        if (!monitor_add(vl->s, MONITOR_HMP, vl->cli->hmp->pdata[i],
+                         vl->cli->hmp_labels->pdata[i], errp)) {
             return false;
         }
     }
@@ -289,7 +291,7 @@ static bool setup(Vl *vl, Error **errp)
         migration_incoming_prepare(vl->s);
     }
     if (com1_chardev(vl)) {
-        chardev_labels_bind(vl->s->chardevs, com1_chardev(vl));
+        chardev_labels_bind(vl->s->chardevs, com1_chardev(vl), vl->cli->serial_label);
     }
     if (!add_monitors(vl, errp) || !machine_start(vl->s->machine, errp)) {
         return false;

@@ -2,8 +2,9 @@
  * Character devices: the byte pipes that the serial port and the
  * monitors talk through.  Specs follow QEMU's words:
  *   stdio | null | pty | file:PATH | unix:PATH[,server=on][,wait=off]
- * and two of amber's own for the file backend: file-append:PATH (QEMU's
- * append=on) and filefd:N (a descriptor open for writing, from -add-fd).
+ * and amber's own for the file backend: file-append:PATH (QEMU's
+ * append=on), filefd:N and filefd-append:N (a descriptor open for writing,
+ * from -add-fd; emptied, or appended to).
  * A unix server accepts one client at a time; a new client may connect
  * after the previous one left.  All I/O is driven by the GLib main loop
  * of the main thread (the default GMainContext).
@@ -79,12 +80,12 @@ typedef struct ChardevLabel {
 ChardevLabel *chardev_label_new(const char *label, const char *spec, bool frontend_open);
 void chardev_label_free(void *label);
 /*
- * chr was opened for a monitor or COM1: the first frontend-open label of
- * its spec not yet bound now describes it.  A pty says where it is, as
- * QEMU does: "char device redirected to /dev/pts/N (label LABEL)" on stdout.
- * Unbind before chr is freed.  labels may be NULL.
+ * chr was opened for a monitor or COM1: the label named `label` now
+ * describes it.  A pty says where it is, as QEMU does: "char device
+ * redirected to /dev/pts/N (label LABEL)" on stdout.  Unbind before chr is
+ * freed.  labels may be NULL.
  */
-void chardev_labels_bind(GPtrArray *labels, Chardev *chr);
+void chardev_labels_bind(GPtrArray *labels, Chardev *chr, const char *label);
 void chardev_labels_unbind(GPtrArray *labels, Chardev *chr);
 /* query-chardev's filename: chardev_filename() once bound, else from the spec. */
 char *chardev_label_filename(const ChardevLabel *l);

@@ -12,8 +12,12 @@
 
 typedef enum MonitorKind { MONITOR_QMP, MONITOR_HMP } MonitorKind;
 
-/* Create a monitor on `spec` and register it as an event sink of s. */
-bool monitor_add(Amber *s, MonitorKind kind, const char *spec, Error **errp);
+/*
+ * Create a monitor on a new chardev of `spec` and register it as an event
+ * sink of s; label: that chardev's name in query-chardev.
+ */
+bool monitor_add(Amber *s, MonitorKind kind, const char *spec, const char *label,
+                 Error **errp);
 /* Close every monitor (at exit). */
 void monitor_cleanup_all(Amber *s);
 

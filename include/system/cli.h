@@ -52,6 +52,9 @@ typedef struct CliOptions {
     char *serial_id;            /* -device isa-serial id=, or NULL */
     GPtrArray *qmp;             /* -qmp specs (char *) */
     GPtrArray *hmp;             /* -monitor specs (char *) */
+    GPtrArray *qmp_labels;      /* the chardev label of each qmp[i] (char *) */
+    GPtrArray *hmp_labels;      /* the chardev label of each hmp[i] (char *) */
+    char *serial_label;         /* COM1's chardev label: "serial0" or a -chardev id */
     GPtrArray *trace;           /* -trace patterns (char *) */
     char *logfile;              /* -D */
     char *pidfile;              /* -pidfile */

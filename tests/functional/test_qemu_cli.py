@@ -8,6 +8,7 @@ refusals of what amber cannot honour.
 import json
 import re
 import os
+import shutil
 import socket
 import subprocess
 import time
@@ -88,26 +89,34 @@ def test_qmp_on_passed_listening_fd(none_vm, tmp_path):
     path = str(tmp_path / "monitor.sock")
     ls = listening_socket(path)
     fd = ls.fileno()
+    # A second passed socket, for an HMP nobody connects to.
+    hpath = str(tmp_path / "hmp.sock")
+    hs = listening_socket(hpath)
+    hfd = hs.fileno()
     p = none_vm(["-S", "-no-user-config", "-nodefaults", "-nographic",
                  "-name", "guest=demo,debug-threads=on",
                  "-object", "secret,id=masterKey0,format=raw,file=%s" % (tmp_path / "key"),
                  "-uuid", "c7a5fdbd-edaf-9455-926a-d65c16db1809",
                  "-chardev", "socket,id=charmonitor,fd=%d,server=on,wait=off" % fd,
                  "-mon", "chardev=charmonitor,id=monitor,mode=control",
+                 "-chardev", "socket,id=charhmp,fd=%d,server=on,wait=off" % hfd,
+                 "-mon", "chardev=charhmp,mode=readline",
                  "-rtc", "base=utc", "-no-shutdown", "-boot", "strict=on",
                  "-msg", "timestamp=on", "-overcommit", "mem-lock=off",
                  "-audiodev", '{"id":"audio1","driver":"none"}', "-display", "none"],
-                pass_fds=(fd,))
+                pass_fds=(fd, hfd))
     ls.close()              # amber holds its own copy now
+    hs.close()
     with Qmp.connect(path) as c:
         c.negotiate()
         assert c.ok("query-name") == {"name": "demo"}
         assert c.ok("query-target") == {"arch": "x86_64"}
         e = c.error("pmemsave", {"val": 0, "size": 1, "filename": str(tmp_path / "x")})
         assert e == {"class": "GenericError", "desc": "Machine 'none' runs no guest"}
-        # Connected through the passed socket: QEMU names the path it was bound to.
+        # A passed socket goes by the path it was bound to, as QEMU names it.
         chardevs = {d["label"]: d["filename"] for d in c.ok("query-chardev")}
         assert chardevs["charmonitor"] == "unix:%s,server=on" % path
+        assert chardevs["charhmp"] == "disconnected:unix:%s,server=on" % hpath
         c.ok("quit")
     assert p.wait(timeout=10) == 0
 
@@ -123,7 +132,7 @@ def test_hmp_on_chardev_path(none_vm, tmp_path):
     s.connect(path)
     s.settimeout(10)
     s.sendall(b"info status\ninfo version\nhelp migrate_set_parameter\nhelp info status\n"
-              b"help nope\nhelp info nope\nq\n")
+              b"help nope\nhelp info nope\nhelp ?\nq\n")
     got = b""
     while True:
         chunk = s.recv(4096)
@@ -140,6 +149,7 @@ def test_hmp_on_chardev_path(none_vm, tmp_path):
     assert blocks[4].startswith("info status") and blocks[4].count("\n") == 1
     assert blocks[5] == "unknown command: 'nope'\r\n"
     assert blocks[6] == "unknown command: 'info nope'\r\n"
+    assert blocks[7].startswith("help|? [cmd]") and blocks[7].endswith("-- show the help\r\n")
     assert p.wait(timeout=10) == 0
 
 
@@ -214,6 +224,57 @@ def test_file_chardev_from_an_fd_set(none_vm, tmp_path):
     assert p.wait(timeout=10) == 0
     text = log.read_text()
     assert text.startswith("before\namber ") and "monitor - type 'help'" in text, text
+
+
+def fdsets_of(argv):
+    """query-fdsets of argv (QMP on stdio) with four descriptors in sets 1, 5, 0, 1."""
+    fds = [os.open(os.devnull, os.O_WRONLY) for _ in range(4)]
+    try:
+        for n, (fd, s) in enumerate(zip(fds, (1, 5, 0, 1))):
+            argv += ["-add-fd", "fd=%d,set=%d,opaque=n%d" % (fd, s, n)]
+        text = "".join(json.dumps({"execute": e}) + "\n"
+                       for e in ("qmp_capabilities", "query-fdsets", "quit"))
+        p = subprocess.run(argv + ["-qmp", "stdio"], input=text, capture_output=True,
+                           text=True, timeout=30, pass_fds=fds)
+    finally:
+        for fd in fds:
+            os.close(fd)
+    replies = [json.loads(l) for l in p.stdout.splitlines() if l.startswith("{")]
+    sets = [r["return"] for r in replies if isinstance(r.get("return"), list)][0]
+    return [(s["fdset-id"], [f["opaque"] for f in s["fds"]]) for s in sets]
+
+
+def test_query_fdsets_as_qemu(amber_bin):
+    """The sets by descending id, each one's fds in -add-fd order: QEMU 7.2's reply."""
+    ours = fdsets_of([amber_bin, "-machine", "none", "-nodefaults"])
+    assert ours == [(5, ["n1"]), (1, ["n0", "n3"]), (0, ["n2"])]
+    qemu = shutil.which("qemu-system-x86_64")
+    if qemu:
+        assert fdsets_of([qemu, "-machine", "none", "-nodefaults", "-display", "none"]) == ours
+
+
+def test_two_ptys_each_under_its_own_label(none_vm, tmp_path):
+    """Two pty chardevs: each label in query-chardev leads to its own monitor."""
+    qmp = str(tmp_path / "qmp.sock")
+    p = none_vm(["-qmp", "unix:%s,server=on,wait=off" % qmp,
+                 "-chardev", "pty,id=hmpchr", "-mon", "chardev=hmpchr,mode=readline",
+                 "-chardev", "pty,id=qmpchr", "-mon", "chardev=qmpchr,mode=control"])
+    with Qmp.connect(qmp) as c:
+        c.negotiate()
+        paths = {d["label"]: d["filename"] for d in c.ok("query-chardev")}
+        for label, needle in (("hmpchr", b"(amber) "), ("qmpchr", b'{"QMP"')):
+            assert paths[label].startswith("pty:/dev/pts/"), paths
+            fd = os.open(paths[label][4:], os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+            try:
+                assert needle.decode() in read_until(fd, needle), label
+            finally:
+                os.close(fd)
+        c.ok("quit")
+    assert p.wait(timeout=10) == 0
+    with open(str(tmp_path / "out0.log")) as f:
+        printed = dict(re.findall(r"^char device redirected to (\S+) \(label (\w+)\)$",
+                                  f.read(), re.M))
+    assert printed == {paths["hmpchr"][4:]: "hmpchr", paths["qmpchr"][4:]: "qmpchr"}
 
 
 def test_probe_replies_over_the_wire(none_vm, tmp_path):

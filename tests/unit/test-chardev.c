@@ -141,8 +141,8 @@ static void test_file_append_and_fd(void)
     g_assert_true(chardev_write(chr, "new\n", 4));
     chardev_free(chr);
 
-    fd = open(path, O_WRONLY | O_APPEND);
-    fd_spec = g_strdup_printf("filefd:%d", fd);
+    fd = open(path, O_WRONLY);
+    fd_spec = g_strdup_printf("filefd-append:%d", fd);
     chr = chardev_new(fd_spec, &error_abort);
     g_assert_true(chardev_is_connected(chr));
     g_assert_true(chardev_write(chr, "via fd\n", 7));
@@ -151,6 +151,18 @@ static void test_file_append_and_fd(void)
     close(fd);
     g_assert_true(g_file_get_contents(path, &contents, NULL, NULL));
     g_assert_cmpstr(contents, ==, "old\nnew\nvia fd\n");
+
+    /* Without append, as a path without append=on: the file is emptied first. */
+    g_free(fd_spec);
+    g_free(contents);
+    fd = open(path, O_WRONLY);
+    fd_spec = g_strdup_printf("filefd:%d", fd);
+    chr = chardev_new(fd_spec, &error_abort);
+    g_assert_true(chardev_write(chr, "only\n", 5));
+    chardev_free(chr);
+    close(fd);
+    g_assert_true(g_file_get_contents(path, &contents, NULL, NULL));
+    g_assert_cmpstr(contents, ==, "only\n");
 
     expect_error("filefd:x", "filefd: needs a descriptor number");
     expect_error("file-append:", "file-append: needs a path");
@@ -544,14 +556,14 @@ static void test_labels(void)
 
     sock = chardev_new(spec, &error_abort);
     pty = chardev_new("pty", &error_abort);
-    chardev_labels_bind(labels, sock);
+    chardev_labels_bind(labels, sock, "mon");
     /* A pty says where it is on stdout, as QEMU does. */
     fflush(stdout);
     saved = dup(STDOUT_FILENO);
     fd = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
     dup2(fd, STDOUT_FILENO);
     close(fd);
-    chardev_labels_bind(labels, pty);
+    chardev_labels_bind(labels, pty, "serial0");
     fflush(stdout);
     dup2(saved, STDOUT_FILENO);
     close(saved);
@@ -560,7 +572,7 @@ static void test_labels(void)
                            chardev_pty_path(pty));
     g_assert_cmpstr(printed, ==, want);
 
-    /* The frontend-open label of the spec is bound, not the unused one. */
+    /* The named label is bound, not another one of the same spec. */
     g_assert_null(((ChardevLabel *)labels->pdata[0])->chr);
     g_assert_true(((ChardevLabel *)labels->pdata[1])->chr == sock);
     s = label_filename(labels, 1);

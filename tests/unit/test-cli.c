@@ -496,6 +496,19 @@ static void test_chardev_mon(void)
 
     PARSE_OK(&cli, "-chardev", "pty,id=c", "-device", "isa-serial,chardev=c");
     g_assert_cmpstr(cli.machine->serial, ==, "pty");
+    g_assert_cmpstr(cli.serial_label, ==, "c");
+    cli_options_clear(&cli);
+    /* Each frontend knows its chardev's name: two ptys have one spec. */
+    PARSE_OK(&cli, "-qmp", "unix:/tmp/q,server=on,wait=off", "-monitor", "stdio",
+             "-chardev", "pty,id=h", "-mon", "chardev=h,mode=readline",
+             "-chardev", "pty,id=q", "-mon", "chardev=q,mode=control", "-serial", "pty");
+    g_assert_cmpuint(cli.qmp_labels->len, ==, 2);
+    g_assert_cmpstr(cli.qmp_labels->pdata[0], ==, "compat_monitor0");
+    g_assert_cmpstr(cli.qmp_labels->pdata[1], ==, "q");
+    g_assert_cmpuint(cli.hmp_labels->len, ==, 2);
+    g_assert_cmpstr(cli.hmp_labels->pdata[0], ==, "compat_monitor1");
+    g_assert_cmpstr(cli.hmp_labels->pdata[1], ==, "h");
+    g_assert_cmpstr(cli.serial_label, ==, "serial0");
     cli_options_clear(&cli);
     PARSE_FAILS("-chardev pty,id=c,path=/dev/pts/9: -chardev pty has no property 'path' "
                 "that amber supports", "-chardev", "pty,id=c,path=/dev/pts/9");
@@ -591,7 +604,8 @@ static void test_add_fd(void)
     g_autofree char *ro_arg = g_strdup_printf("set=0,fd=%d,opaque=serial0-ro", ro);
     g_autofree char *wr_arg = g_strdup_printf("set=0,fd=%d,opaque=serial0-source", wr);
     g_autofree char *wr_set1 = g_strdup_printf("set=1,fd=%d", wr);
-    g_autofree char *want = g_strdup_printf("filefd:%d", wr);
+    g_autofree char *want = g_strdup_printf("filefd-append:%d", wr);
+    g_autofree char *want_trunc = g_strdup_printf("filefd:%d", wr);
     g_autofree char *msg = NULL;
     CliFd *f;
 
@@ -607,6 +621,16 @@ static void test_add_fd(void)
     g_assert_cmpstr(f->opaque, ==, "serial0-source");
     g_assert_cmpint(fcntl(wr, F_GETFD) & FD_CLOEXEC, ==, FD_CLOEXEC);
     cli_options_clear(&cli);
+
+    /* -serial and a monitor take a set too; without append=on the file is emptied. */
+    PARSE_OK(&cli, "-serial", "file:/dev/fdset/0", "-add-fd", wr_arg);
+    g_assert_cmpstr(cli.machine->serial, ==, want_trunc);
+    cli_options_clear(&cli);
+    PARSE_OK(&cli, "-monitor", "file:/dev/fdset/0", "-add-fd", wr_arg);
+    g_assert_cmpstr(cli.hmp->pdata[0], ==, want_trunc);
+    cli_options_clear(&cli);
+    PARSE_FAILS("-serial: path=/dev/fdset/4: no -add-fd made that fd set",
+                "-serial", "file:/dev/fdset/4");
 
     /* A path and append=on: appended to, not truncated. */
     PARSE_OK(&cli, "-chardev", "file,id=c,path=/tmp/log,append=on", "-device",

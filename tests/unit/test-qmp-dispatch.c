@@ -332,7 +332,8 @@ static void test_probe_replies(void)
 
 /*
  * What libvirt asks once a guest is started, answered under -machine none.
- * No chardev is open here, so nobody is connected to a socket one.
+ * No chardev is open here, so nobody is connected to a socket one; fd 23
+ * is not a socket in this process, so it keeps its number.
  */
 static const Case libvirt_start[] = {
     { "{\"execute\": \"query-chardev\"}",
