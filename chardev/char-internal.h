@@ -75,6 +75,8 @@ void chardev_config_clear(ChardevConfig *cfg);
 void chardev_attach_peer(Chardev *chr, int in_fd, int out_fd, bool is_socket);
 /* Drop the peer: stop reading, discard pending output, close it. */
 void chardev_detach_peer(Chardev *chr);
+/* A peer came (a client accepted, a pty's slave opened): attach fd and say so. */
+void chardev_peer_arrived(Chardev *chr, int fd, bool is_socket);
 /* Run the opened handler from the main loop if a peer is there. */
 void chardev_schedule_opened(Chardev *chr);
 

@@ -22,7 +22,6 @@
 #include <unistd.h>
 
 #include "char-internal.h"
-#include "util/trace.h"
 
 #define PTY_POLL_MS 100
 
@@ -47,11 +46,7 @@ static gboolean pty_poll(gpointer opaque)
         return G_SOURCE_CONTINUE;
     }
     chr->pty_timer = 0;
-    trace(chardev_accept, "%s", chr->spec);
-    chardev_attach_peer(chr, fd, fd, false);
-    if (chr->h.opened) {
-        chr->h.opened(chr->opaque);
-    }
+    chardev_peer_arrived(chr, fd, false);
     return G_SOURCE_REMOVE;
 }
 

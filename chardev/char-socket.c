@@ -16,7 +16,6 @@
 #include <glib-unix.h>
 
 #include "char-internal.h"
-#include "util/trace.h"
 
 static void fill_addr(struct sockaddr_un *sa, const char *path)
 {
@@ -34,11 +33,7 @@ static gboolean on_accept(gint fd, GIOCondition cond, gpointer opaque)
         return G_SOURCE_CONTINUE;   /* the client gave up already, or EINTR */
     }
     chr->listen_watch = 0;
-    trace(chardev_accept, "%s", chr->spec);
-    chardev_attach_peer(chr, cfd, cfd, true);
-    if (chr->h.opened) {
-        chr->h.opened(chr->opaque);
-    }
+    chardev_peer_arrived(chr, cfd, true);
     return G_SOURCE_REMOVE;
 }
 

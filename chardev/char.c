@@ -629,6 +629,15 @@ void chardev_detach_peer(Chardev *chr)
     close_received_fds(chr);
 }
 
+void chardev_peer_arrived(Chardev *chr, int fd, bool is_socket)
+{
+    trace(chardev_accept, "%s", chr->spec);
+    chardev_attach_peer(chr, fd, fd, is_socket);
+    if (chr->h.opened) {
+        chr->h.opened(chr->opaque);
+    }
+}
+
 static gboolean opened_idle(gpointer opaque)
 {
     Chardev *chr = opaque;
