@@ -226,6 +226,9 @@ void chardev_label_free(void *label)
     ChardevLabel *l = label;
 
     if (l) {
+        if (l->owned) {
+            chardev_free(l->chr);
+        }
         g_free(l->label);
         g_free(l->spec);
         g_free(l);
@@ -310,20 +313,47 @@ char *chardev_filename(Chardev *chr)
     return g_steal_pointer(&name);
 }
 
+static void label_bind(ChardevLabel *l, Chardev *chr)
+{
+    l->chr = chr;
+    if (chr->cfg.kind == CHARDEV_PTY) {
+        printf("char device redirected to %s (label %s)\n", chr->pty_path, l->label);
+        fflush(stdout);
+    }
+}
+
 void chardev_labels_bind(GPtrArray *labels, Chardev *chr, const char *label)
 {
     for (guint i = 0; labels && i < labels->len; i++) {
         ChardevLabel *l = labels->pdata[i];
 
         if (!g_strcmp0(l->label, label)) {
-            l->chr = chr;
-            if (chr->cfg.kind == CHARDEV_PTY) {
-                printf("char device redirected to %s (label %s)\n", chr->pty_path, l->label);
-                fflush(stdout);
-            }
+            label_bind(l, chr);
             return;
         }
     }
+}
+
+bool chardev_labels_open_unused(GPtrArray *labels, Error **errp)
+{
+    for (guint i = 0; labels && i < labels->len; i++) {
+        ChardevLabel *l = labels->pdata[i];
+        bool is_stdio;
+        Chardev *chr;
+
+        if (l->frontend_open || l->chr || !chardev_check_spec(l->spec, &is_stdio, NULL) ||
+            is_stdio) {
+            continue;
+        }
+        chr = chardev_new(l->spec, errp);
+        if (!chr) {
+            error_prepend(errp, "-chardev id=%s: ", l->label);
+            return false;
+        }
+        l->owned = true;
+        label_bind(l, chr);
+    }
+    return true;
 }
 
 void chardev_labels_unbind(GPtrArray *labels, Chardev *chr)

@@ -248,7 +248,7 @@ static Chardev *com1_chardev(Vl *vl)
 static bool setup_no_guest(Vl *vl, Error **errp)
 {
     vl->s->name = g_strdup(vl->cli->machine->name);
-    if (!add_monitors(vl, errp)) {
+    if (!add_monitors(vl, errp) || !chardev_labels_open_unused(vl->s->chardevs, errp)) {
         return false;
     }
     daemonize_finish(vl);
@@ -293,7 +293,8 @@ static bool setup(Vl *vl, Error **errp)
     if (com1_chardev(vl)) {
         chardev_labels_bind(vl->s->chardevs, com1_chardev(vl), vl->cli->serial_label);
     }
-    if (!add_monitors(vl, errp) || !machine_start(vl->s->machine, errp)) {
+    if (!add_monitors(vl, errp) || !chardev_labels_open_unused(vl->s->chardevs, errp) ||
+        !machine_start(vl->s->machine, errp)) {
         return false;
     }
     if (cli->incoming && !migration_incoming_begin(vl->s, cli->incoming, errp)) {

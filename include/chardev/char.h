@@ -74,7 +74,8 @@ typedef struct ChardevLabel {
     char *label;
     char *spec;
     bool frontend_open;
-    Chardev *chr;               /* the open chardev, not owned; NULL until its user opens it */
+    Chardev *chr;               /* the open chardev; NULL until it is opened */
+    bool owned;                 /* chr was opened for no user and is freed with the label */
 } ChardevLabel;
 
 ChardevLabel *chardev_label_new(const char *label, const char *spec, bool frontend_open);
@@ -87,6 +88,12 @@ void chardev_label_free(void *label);
  */
 void chardev_labels_bind(GPtrArray *labels, Chardev *chr, const char *label);
 void chardev_labels_unbind(GPtrArray *labels, Chardev *chr);
+/*
+ * Open each -chardev nothing uses, as QEMU does (a socket listens, a pty
+ * has its path); they belong to their labels.  Not stdio, which only one
+ * chardev may have and a user of it would then lose.
+ */
+bool chardev_labels_open_unused(GPtrArray *labels, Error **errp);
 /* query-chardev's filename: chardev_filename() once bound, else from the spec. */
 char *chardev_label_filename(const ChardevLabel *l);
 /*

@@ -254,13 +254,18 @@ def test_query_fdsets_as_qemu(amber_bin):
 
 
 def test_two_ptys_each_under_its_own_label(none_vm, tmp_path):
-    """Two pty chardevs: each label in query-chardev leads to its own monitor."""
+    """Two pty chardevs: each label in query-chardev leads to its own monitor.
+    A socket chardev nothing uses listens all the same, as QEMU's does."""
     qmp = str(tmp_path / "qmp.sock")
+    spare = str(tmp_path / "spare.sock")
     p = none_vm(["-qmp", "unix:%s,server=on,wait=off" % qmp,
                  "-chardev", "pty,id=hmpchr", "-mon", "chardev=hmpchr,mode=readline",
-                 "-chardev", "pty,id=qmpchr", "-mon", "chardev=qmpchr,mode=control"])
+                 "-chardev", "pty,id=qmpchr", "-mon", "chardev=qmpchr,mode=control",
+                 "-chardev", "socket,id=spare,path=%s,server=on,wait=off" % spare])
     with Qmp.connect(qmp) as c:
         c.negotiate()
+        with socket.socket(socket.AF_UNIX) as s:
+            s.connect(spare)
         paths = {d["label"]: d["filename"] for d in c.ok("query-chardev")}
         for label, needle in (("hmpchr", b"(amber) "), ("qmpchr", b'{"QMP"')):
             assert paths[label].startswith("pty:/dev/pts/"), paths

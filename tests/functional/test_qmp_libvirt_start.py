@@ -120,18 +120,23 @@ def test_objects_as_qemu_lists_them(amber_bin):
 
 def test_query_chardev_as_libvirt_writes_them(amber_bin, tmp_path):
     sock = str(tmp_path / "mon.sock")
+    spare = str(tmp_path / "spare.sock")
     extra = ["-chardev", "socket,id=charmonitor,path=%s,server=on,wait=off" % sock,
              "-mon", "chardev=charmonitor,id=monitor,mode=control",
              "-chardev", "null,id=spare",
              "-chardev", "file,id=log,path=%s" % (tmp_path / "log"),
-             "-chardev", "pty,id=console", "-mon", "chardev=console,mode=readline"]
+             "-chardev", "pty,id=console", "-mon", "chardev=console,mode=readline",
+             # Nothing uses these two: QEMU opens them all the same.
+             "-chardev", "pty,id=sparepty",
+             "-chardev", "socket,id=sparesock,path=%s,server=on,wait=off" % spare]
     ours = amber_session(amber_bin, extra, [("query-chardev", None)])[0]["return"]
-    if os.path.exists(sock):
-        os.unlink(sock)
+    for path in (sock, spare):
+        if os.path.exists(path):
+            os.unlink(path)
     theirs = qemu_session(extra, [("query-chardev", None)])[0]["return"]
     by_label = {c["label"]: c for c in theirs}
     assert [c["label"] for c in ours] == ["charmonitor", "spare", "log", "console",
-                                          "compat_monitor0"]
+                                          "sparepty", "sparesock", "compat_monitor0"]
     assert set(by_label) == {c["label"] for c in ours}
     for c in ours:
         q = by_label[c["label"]]
@@ -142,6 +147,8 @@ def test_query_chardev_as_libvirt_writes_them(amber_bin, tmp_path):
     # Nobody connected to the monitor socket (the session talks over stdio).
     assert by_label["charmonitor"]["filename"] == "disconnected:unix:%s,server=on" % sock
     assert re.match(r"pty:/dev/pts/\d+$", by_label["console"]["filename"])
+    assert re.match(r"pty:/dev/pts/\d+$", by_label["sparepty"]["filename"])
+    assert by_label["sparesock"]["filename"] == "disconnected:unix:%s,server=on" % spare
 
 
 def test_display_passwords_refused(amber_bin):
