@@ -91,12 +91,17 @@ bool hmp_parse_bool(Hmp *h, const char *word, const char *what, bool *out)
     return false;
 }
 
+/* word is one of the command's "|"-separated names (looked up on every line: no copies). */
 static bool name_matches(const HmpCommand *cmd, const char *word)
 {
-    g_auto(GStrv) names = g_strsplit(cmd->name, "|", -1);
+    size_t len = strlen(word);
 
-    for (int i = 0; names[i]; i++) {
-        if (strcmp(names[i], word) == 0) {
+    if (!len || strchr(word, '|')) {
+        return false;
+    }
+    for (const char *name = cmd->name; name; name = strchr(name, '|')) {
+        name += *name == '|';
+        if (strncmp(name, word, len) == 0 && (name[len] == '|' || name[len] == 0)) {
             return true;
         }
     }

@@ -132,7 +132,7 @@ def test_hmp_on_chardev_path(none_vm, tmp_path):
     s.connect(path)
     s.settimeout(10)
     s.sendall(b"info status\ninfo version\nhelp migrate_set_parameter\nhelp info status\n"
-              b"help nope\nhelp info nope\nhelp ?\nq\n")
+              b"help nope\nhelp info nope\nhelp ?\nhelp c\nquit|q\nq\n")
     got = b""
     while True:
         chunk = s.recv(4096)
@@ -150,6 +150,9 @@ def test_hmp_on_chardev_path(none_vm, tmp_path):
     assert blocks[5] == "unknown command: 'nope'\r\n"
     assert blocks[6] == "unknown command: 'info nope'\r\n"
     assert blocks[7].startswith("help|? [cmd]") and blocks[7].endswith("-- show the help\r\n")
+    # A command goes by any one of its names, never by the list of them.
+    assert blocks[8].startswith("cont|c ") and blocks[8].count("\n") == 1
+    assert blocks[9] == "unknown command: 'quit|q'\r\n"
     assert p.wait(timeout=10) == 0
 
 
