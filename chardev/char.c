@@ -299,11 +299,12 @@ static bool is_socket_spec(const char *spec)
 
 char *chardev_filename(Chardev *chr)
 {
-    g_autofree char *name = chardev_spec_filename(chr->spec);
+    g_autofree char *name = NULL;
 
     if (chr->cfg.kind == CHARDEV_PTY) {
         return g_strdup_printf("pty:%s", chr->pty_path);
     }
+    name = chardev_spec_filename(chr->spec);
     if (chr->cfg.kind != CHARDEV_UNIX) {
         return g_steal_pointer(&name);
     }

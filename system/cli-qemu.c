@@ -538,7 +538,6 @@ static bool opt_audiodev(CliParse *p, const char *arg, Error **errp)
     return props_known(props, "-audiodev none", known, errp);
 }
 
-/* The commands and devices that name a -chardev, once every -chardev is known. */
 /* ---- -add-fd and /dev/fdset/N ---------------------------------------------------- */
 
 void cli_fd_free(gpointer p)
@@ -616,6 +615,7 @@ static bool resolve_fdset(CliOptions *cli, char **spec, const char *what, Error 
     const char *colon = strchr(*spec, ':');
     const char *path = colon ? colon + 1 : "";
     bool append = g_str_has_prefix(*spec, "file-append:");
+    bool seen = false;
     guint64 set;
 
     if (!(append || g_str_has_prefix(*spec, "file:")) ||
@@ -627,8 +627,6 @@ static bool resolve_fdset(CliOptions *cli, char **spec, const char *what, Error 
         error_setg(errp, "%s: path=%s: not an fd set number", what, path);
         return false;
     }
-    bool seen = false;
-
     for (guint i = 0; i < cli->fds->len; i++) {
         CliFd *f = cli->fds->pdata[i];
         int mode = fcntl(f->fd, F_GETFL) & O_ACCMODE;
@@ -670,6 +668,7 @@ static bool resolve_fdsets(CliOptions *cli, Error **errp)
            resolve_fdset(cli, &cli->machine->serial, "-serial", errp);
 }
 
+/* The commands and devices that name a -chardev, once every -chardev is known. */
 bool cli_resolve_chardevs(CliParse *p, Error **errp)
 {
     CliOptions *cli = p->cli;
@@ -907,8 +906,8 @@ const CliOption cli_qemu_options[] = {
     { "global", "kvm-pit.lost_tick_policy=delay", "accepted: what the in-kernel PIT does",
       opt_global },
     { "chardev", "socket,id=ID,path=PATH|fd=N[,server=on][,wait=off] | file,id=ID,path=P"
-      "[,append=on] "
-      "| pty,id=ID | null,id=ID | stdio,id=ID", "a chardev for -mon or -device isa-serial", opt_chardev },
+      "[,append=on] | pty,id=ID | null,id=ID | stdio,id=ID",
+      "a chardev for -mon or -device isa-serial", opt_chardev },
     { "mon", "chardev=ID[,id=NAME][,mode=control|readline]",
       "a monitor on a -chardev (control: QMP, readline: HMP)", opt_mon },
     { "device", "isa-serial,chardev=ID[,id=NAME][,index=0]",

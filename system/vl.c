@@ -258,6 +258,7 @@ static bool setup_no_guest(Vl *vl, Error **errp)
 static bool setup(Vl *vl, Error **errp)
 {
     CliOptions *cli = vl->cli;
+    Chardev *com1;
 
     if (cli->logfile && !log_set_file(cli->logfile, errp)) {
         error_prepend(errp, "-D %s: ", cli->logfile);
@@ -290,8 +291,9 @@ static bool setup(Vl *vl, Error **errp)
     if (cli->incoming) {
         migration_incoming_prepare(vl->s);
     }
-    if (com1_chardev(vl)) {
-        chardev_labels_bind(vl->s->chardevs, com1_chardev(vl), vl->cli->serial_label);
+    com1 = com1_chardev(vl);
+    if (com1) {
+        chardev_labels_bind(vl->s->chardevs, com1, vl->cli->serial_label);
     }
     if (!add_monitors(vl, errp) || !chardev_labels_open_unused(vl->s->chardevs, errp) ||
         !machine_start(vl->s->machine, errp)) {
@@ -309,9 +311,11 @@ static void teardown(Vl *vl)
     if (vl->s) {
         remove_signals(vl);
         migration_shutdown(vl->s);
+        Chardev *com1 = com1_chardev(vl);
+
         monitor_cleanup_all(vl->s);
-        if (com1_chardev(vl)) {
-            chardev_labels_unbind(vl->s->chardevs, com1_chardev(vl));
+        if (com1) {
+            chardev_labels_unbind(vl->s->chardevs, com1);
         }
         machine_destroy(vl->s->machine);
         vl->s->machine = NULL;
