@@ -34,6 +34,13 @@ struct QEMUFile {
     size_t buf_index;       /* output: bytes used; input: read position */
     size_t buf_size;        /* input: bytes valid in buf */
     bool eof;               /* input: the source said end of file */
+    /*
+     * Memory input: buf is the caller's bytes, the whole stream, read in
+     * place (never written: eof is set, so nothing refills it).  Copying
+     * an image through a 512 KiB buffer cost amber-img a fault and a copy
+     * of every page it skimmed, and a buffer per file opened.
+     */
+    bool borrowed;
     struct iovec iov[MAX_IOV];
     int iovcnt;
 
@@ -58,8 +65,8 @@ static int64_t default_clock(void *opaque)
     return g_get_monotonic_time();
 }
 
-static QEMUFile *qemu_file_new(const QEMUFileOps *ops, void *opaque,
-                               const char *name, bool writable)
+static QEMUFile *qemu_file_new_unbuffered(const QEMUFileOps *ops, void *opaque,
+                                          const char *name, bool writable)
 {
     QEMUFile *f = g_new0(QEMUFile, 1);
 
@@ -67,8 +74,16 @@ static QEMUFile *qemu_file_new(const QEMUFileOps *ops, void *opaque,
     f->opaque = opaque;
     f->name = g_strdup(name ? name : "migration stream");
     f->writable = writable;
-    f->buf = g_malloc(IO_BUF_SIZE);
     f->clock = default_clock;
+    return f;
+}
+
+static QEMUFile *qemu_file_new(const QEMUFileOps *ops, void *opaque,
+                               const char *name, bool writable)
+{
+    QEMUFile *f = qemu_file_new_unbuffered(ops, opaque, name, writable);
+
+    f->buf = g_malloc(IO_BUF_SIZE);
     return f;
 }
 
@@ -508,6 +523,9 @@ int64_t qemu_file_tell(QEMUFile *f, Error **errp)
 {
     int64_t at;
 
+    if (f->borrowed) {
+        return f->buf_index;
+    }
     if (!f->ops->seek) {
         error_setg(errp, "%s cannot seek", f->name);
         return -1;
@@ -529,6 +547,16 @@ bool qemu_file_seek(QEMUFile *f, uint64_t pos, Error **errp)
 {
     int64_t old = qemu_file_tell(f, errp);
 
+    if (f->borrowed) {
+        if (pos > f->buf_size) {
+            error_setg(errp, "offset %" PRIu64 " is outside the stream (%zu bytes)", pos,
+                       f->buf_size);
+            return false;
+        }
+        f->buf_index = pos;
+        f->pos += (int64_t)pos - old;
+        return true;
+    }
     if (old < 0 || f->ops->seek(f->opaque, pos, SEEK_SET, errp) < 0) {
         return false;
     }
@@ -627,7 +655,9 @@ int qemu_fclose(QEMUFile *f)
         f->ops->release(f->opaque);
     }
     error_free(f->err);
-    g_free(f->buf);
+    if (!f->borrowed) {
+        g_free(f->buf);
+    }
     g_free(f->name);
     g_free(f);
     return ret;
@@ -635,101 +665,71 @@ int qemu_fclose(QEMUFile *f)
 
 /* ---- memory ------------------------------------------------------------ */
 
-typedef struct MemStream {
-    GByteArray *out;
-    const uint8_t *in;
-    size_t in_len;
-    size_t in_pos;
-} MemStream;
-
+/* Output: the bytes go into a GByteArray (the opaque). */
 static ssize_t mem_writev(void *opaque, const struct iovec *iov, int iovcnt, Error **errp)
 {
-    MemStream *s = opaque;
+    GByteArray *out = opaque;
     size_t total = 0;
 
     for (int i = 0; i < iovcnt; i++) {
-        g_byte_array_append(s->out, iov[i].iov_base, iov[i].iov_len);
+        g_byte_array_append(out, iov[i].iov_base, iov[i].iov_len);
         total += iov[i].iov_len;
     }
     return total;
 }
 
-static ssize_t mem_read(void *opaque, uint8_t *buf, size_t len, Error **errp)
-{
-    MemStream *s = opaque;
-    size_t n = MIN(len, s->in_len - s->in_pos);
-
-    memcpy(buf, s->in + s->in_pos, n);
-    s->in_pos += n;
-    return n;
-}
-
 static int64_t mem_seek(void *opaque, int64_t offset, int whence, Error **errp)
 {
-    MemStream *s = opaque;
-    size_t *at = s->out ? NULL : &s->in_pos;
-    int64_t base = whence == SEEK_CUR ? (int64_t)(at ? *at : s->out->len) : 0;
+    GByteArray *out = opaque;
 
-    if (!at) {
-        if (whence != SEEK_CUR || offset) {
-            error_setg(errp, "a memory output cannot seek");
-            return -1;
-        }
-        return base;
-    }
-    if (base + offset < 0 || (uint64_t)(base + offset) > s->in_len) {
-        error_setg(errp, "offset %" PRId64 " is outside the stream (%zu bytes)",
-                   base + offset, s->in_len);
+    if (whence != SEEK_CUR || offset) {
+        error_setg(errp, "a memory output cannot seek");
         return -1;
     }
-    *at = base + offset;
-    return *at;
+    return out->len;
 }
 
 static void mem_release(void *opaque)
 {
-    MemStream *s = opaque;
-
-    if (s->out) {
-        g_byte_array_unref(s->out);
-    }
-    g_free(s);
+    g_byte_array_unref(opaque);
 }
 
 static const QEMUFileOps mem_ops = {
     .writev = mem_writev,
-    .read = mem_read,
     .release = mem_release,
     .seek = mem_seek,
 };
 
+/* Input needs no operations: the file is borrowed bytes, read, told and sought in place. */
+static const QEMUFileOps mem_input_ops;
+
 QEMUFile *qemu_file_new_mem_output(const char *name)
 {
-    MemStream *s = g_new0(MemStream, 1);
-
-    s->out = g_byte_array_new();
-    return qemu_file_new_output(&mem_ops, s, name);
+    return qemu_file_new_output(&mem_ops, g_byte_array_new(), name);
 }
 
 QEMUFile *qemu_file_new_mem_input(const void *buf, size_t len, const char *name)
 {
-    MemStream *s = g_new0(MemStream, 1);
+    QEMUFile *f = qemu_file_new_unbuffered(&mem_input_ops, NULL, name, false);
 
-    s->in = buf;
-    s->in_len = len;
-    return qemu_file_new_input(&mem_ops, s, name);
+    f->borrowed = true;
+    /* Never written through: see `borrowed`. */
+    f->buf = (uint8_t *)buf;
+    f->buf_size = len;
+    f->eof = true;
+    return f;
 }
 
 const uint8_t *qemu_file_mem_data(QEMUFile *f, size_t *len)
 {
-    MemStream *s = f->opaque;
+    GByteArray *out = f->opaque;
 
-    g_assert(f->ops == &mem_ops && s->out);
+    g_assert(f->ops == &mem_ops);
     qemu_fflush(f);
     if (f->err) {
         *len = 0;
         return NULL;
     }
-    *len = s->out->len;
-    return s->out->data;
+    *len = out->len;
+    return out->data;
 }

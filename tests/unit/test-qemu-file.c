@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 #include <glib.h>
 
@@ -298,6 +299,56 @@ static void test_peek(void)
     qemu_fclose(f);
 }
 
+/*
+ * A memory input is read in place: from read-only pages (a write would
+ * fault), longer than the file's own buffer, told and sought like a file.
+ */
+static void test_mem_input_in_place(void)
+{
+    const size_t len = 3 * 512 * 1024 / 2 + 7;
+    g_autofree uint8_t *want = pattern(len, 3);
+    uint8_t *ro = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    g_autofree uint8_t *got = g_malloc(len);
+    Error *err = NULL;
+    QEMUFile *f;
+
+    g_assert_true(ro != MAP_FAILED);
+    memcpy(ro, want, len);
+    g_assert_cmpint(mprotect(ro, len, PROT_READ), ==, 0);
+    f = qemu_file_new_mem_input(ro, len, "ro");
+
+    g_assert_cmpint(qemu_file_tell(f, &error_abort), ==, 0);
+    g_assert_true(qemu_get_buffer(f, got, len, "all"));
+    g_assert_cmpmem(got, len, want, len);
+    g_assert_cmpint(qemu_file_tell(f, &error_abort), ==, (int64_t)len);
+
+    /* Back to the middle: what follows is read again, and pos counts it. */
+    g_assert_true(qemu_file_seek(f, 600 * 1024, &error_abort));
+    g_assert_cmpint(qemu_file_tell(f, &error_abort), ==, 600 * 1024);
+    g_assert_cmpint(qemu_peek_byte(f, 0), ==, want[600 * 1024]);
+    g_assert_cmpuint(qemu_get_be32(f, "word"), ==,
+                     (uint32_t)want[600 * 1024] << 24 | (uint32_t)want[600 * 1024 + 1] << 16 |
+                     (uint32_t)want[600 * 1024 + 2] << 8 | want[600 * 1024 + 3]);
+    g_assert_cmpuint(qemu_file_pos(f), ==, 600 * 1024 + 4);
+
+    /* The end is a place to seek to; past it is an error that leaves the file usable. */
+    g_assert_true(qemu_file_seek(f, len, &error_abort));
+    g_assert_false(qemu_file_seek(f, len + 1, &err));
+    g_assert_nonnull(strstr(error_get_pretty(err), "outside the stream"));
+    error_free(err);
+    g_assert_cmpint(qemu_file_get_error(f), ==, 0);
+    g_assert_cmpint(qemu_peek_byte(f, 0), ==, -1);
+
+    /* Reading past the end is the usual sticky end-of-stream error. */
+    g_assert_true(qemu_file_seek(f, len - 2, &error_abort));
+    qemu_get_be32(f, "tail");
+    g_assert_cmpint(qemu_file_get_error(f), ==, -EIO);
+    g_assert_nonnull(strstr(error_get_pretty(qemu_file_error(f)), "unexpected end of stream"));
+    g_assert_cmpint(qemu_fclose(f), ==, -EIO);
+    g_assert_cmpmem(ro, len, want, len);
+    munmap(ro, len);
+}
+
 static int64_t fake_now;
 
 static int64_t fake_clock(void *opaque)
@@ -377,6 +428,7 @@ int main(int argc, char **argv)
     g_test_add_func("/qemu-file/broken-pipe", test_broken_pipe);
     g_test_add_func("/qemu-file/truncated-every-offset", test_truncated_every_offset);
     g_test_add_func("/qemu-file/peek", test_peek);
+    g_test_add_func("/qemu-file/mem-input-in-place", test_mem_input_in_place);
     g_test_add_func("/qemu-file/rate-limit", test_rate_limit);
     return g_test_run();
 }
