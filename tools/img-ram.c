@@ -478,6 +478,38 @@ static void drop_page_cache(ImgRam *ram)
 }
 
 /*
+ * The first byte of [from, to) of the image that is not zero, or to.  The
+ * file's holes are zero without looking (reading one through the mapping
+ * faults in pages of zeros, up to a MiB before a block's pages); its data
+ * is compared a page at a time, and only a page that differs byte by byte.
+ */
+static uint64_t img_first_nonzero(Img *img, uint64_t from, uint64_t to)
+{
+    static const uint8_t zeros[PAGE];
+    uint64_t npages = (to - from + PAGE - 1) / PAGE;
+    g_autofree unsigned long *data = bitmap_new(MAX(npages, 1));
+
+    if (from >= to) {
+        return to;
+    }
+    if (!file_data_pages(img->fd, from, PAGE, npages, data)) {
+        bitmap_set(data, 0, npages);
+    }
+    for (uint64_t i = find_next_bit(data, npages, 0); i < npages;
+         i = find_next_bit(data, npages, i + 1)) {
+        uint64_t lo = from + i * PAGE, hi = MIN(lo + PAGE, to);
+
+        if (memcmp(img->data + lo, zeros, hi - lo)) {
+            while (!img->data[lo]) {
+                lo++;
+            }
+            return lo;
+        }
+    }
+    return to;
+}
+
+/*
  * verify, x-checksum: every present page against its checksum, and every
  * byte no loader reads (the gap after the checksum table, the holes) zero,
  * so that no byte of the image can change unnoticed.
@@ -490,12 +522,11 @@ static bool verify_mapped(ImgRam *ram, ImgBlock *b, const MappedRamBlock *mb, Er
     uint64_t bad = 0;
     int r;
 
-    for (; gap < mb->pages_offset; gap++) {
-        if (ram->img->data[gap]) {
-            error_setg(errp, "RAM block '%s': byte %" PRIu64 " between its checksum table "
-                       "and its pages is not zero: the image is corrupt", b->idstr, gap);
-            return false;
-        }
+    gap = img_first_nonzero(ram->img, gap, mb->pages_offset);
+    if (gap < mb->pages_offset) {
+        error_setg(errp, "RAM block '%s': byte %" PRIu64 " between its checksum table "
+                   "and its pages is not zero: the image is corrupt", b->idstr, gap);
+        return false;
     }
     if (!read_mapped(ram, b, mb, buf, errp)) {
         return false;

@@ -107,6 +107,24 @@ def test_page_checksum_names_the_page(tools, tmp_path):
     assert p.returncode == 1 and "fails its checksum" in p.stderr
 
 
+def test_gap_byte_named(tools, tmp_path):
+    """A byte set between a block's checksum table and its pages is named, the first of two."""
+    img, _ = make(tmp_path, True)
+    data = read(img)
+    _, (_, _, bitmap, pages) = block_header(data, "pc.ram")
+    assert pages - 5000 > bitmap + 16384 and not any(data[pages - 5000:pages])
+    for offs in ([pages - 1], [pages - 4095, pages - 1], [pages - 5000, pages - 4096]):
+        for off in offs:
+            flip(img, off, 0x80)
+        p = run(AMBER_IMG, "verify", img, check=False)
+        for off in offs:
+            flip(img, off, 0x80)
+        assert p.returncode == 1
+        assert ("block 'pc.ram': byte %d between its checksum table and its pages is not "
+                "zero" % offs[0]) in p.stderr, (offs, p.stderr)
+    assert run(AMBER_IMG, "verify", img).stdout == "OK\n"
+
+
 def test_without_checksum_a_flip_passes(tools, tmp_path):
     d = tmp_path / "nosum"
     d.mkdir()
