@@ -149,13 +149,14 @@ static RamBlockList *ram_list(uint64_t main_size)
     return &list;
 }
 
-/* A stopped save with every device type, into fd (a file) or memory. */
+/* A stopped save with every device type and two vCPUs, into fd (a file) or memory. */
 static GBytes *image(RamBlockList *l, bool mapped, bool sum)
 {
     SaveStateRegistry *r = savevm_registry_new();
     RamSaver *rs = ram_saver_new(l);
     RamStopped *st = ram_stopped_new();
     GPtrArray *states = g_ptr_array_new_with_free_func(g_free);
+    g_autoptr(GPtrArray) kvm = NULL;
     int fd = memfd_create("seed", MFD_CLOEXEC);
     MappedRamWriter *w = NULL;
     const DeviceInfo *info;
@@ -179,6 +180,8 @@ static GBytes *image(RamBlockList *l, bool mapped, bool sum)
             g_assert_nonnull(savevm_register_vmsd(r, info->name, 0, info->vmsd, state, NULL));
         }
     }
+    /* The vCPUs' subsections are what the tool steps over by the VMDESCRIPTION alone. */
+    kvm = fuzz_register_kvm_sections(r, true);
     g_assert_true(savevm_save_head(r, f, savevm_stream_caps(mapped, sum), &error_abort));
     while ((ret = savevm_save_iterate(r, f, &error_abort)) == 0) {
     }

@@ -1,8 +1,9 @@
 /*
  * The incoming stream, through the loader amber runs for -incoming: QEVM
  * framing, commands, the `ram` section's records placed into RAM (two small
- * blocks), and the state descriptions of every device type, up to where a
- * machine would apply them.  A stream is hostile: any bytes must end in a
+ * blocks), and the state descriptions of every device type and of the KVM
+ * accelerator (two vCPUs, the clock and chips), up to where a machine would
+ * apply them.  A stream is hostile: any bytes must end in a
  * load or an error, never a crash, a leak or a write outside the blocks.
  */
 #include <stdio.h>
@@ -55,13 +56,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     SaveStateRegistry *r = savevm_registry_new();
     RamLoader *ls = ram_loader_new_memcpy(ram_list());
-    GPtrArray *states;
+    GPtrArray *states, *kvm;
     QEMUFile *f = qemu_file_new_mem_input(data, size, "fuzz");
     char *vmdesc = NULL;
     Error *err = NULL;
 
     g_assert(ram_loader_register(ls, r, NULL));
     states = register_devices(r);
+    kvm = fuzz_register_kvm_sections(r, false);
     if (savevm_load(r, f, NULL, &vmdesc, &err)) {
         ram_loader_complete(ls, &err);
     }
@@ -73,6 +75,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     g_free(vmdesc);
     qemu_fclose(f);
     g_ptr_array_unref(states);
+    g_ptr_array_unref(kvm);
     ram_loader_free(ls);
     savevm_registry_free(r);
     return 0;
@@ -85,7 +88,7 @@ static GBytes *stream(bool devices)
     RamSaver *rs = ram_saver_new(ram_list());
     RamStopped *st = ram_stopped_new();
     QEMUFile *f = qemu_file_new_mem_output("seed");
-    GPtrArray *states = NULL;
+    GPtrArray *states = NULL, *kvm = NULL;
     const uint8_t *bytes;
     size_t len;
     GBytes *out;
@@ -93,6 +96,7 @@ static GBytes *stream(bool devices)
     g_assert(ram_stopped_register(st, rs, r, NULL));
     if (devices) {
         states = register_devices(r);
+        kvm = fuzz_register_kvm_sections(r, true);
     }
     g_assert(test_save_stream(r, f, NULL));
     bytes = qemu_file_mem_data(f, &len);
@@ -100,6 +104,7 @@ static GBytes *stream(bool devices)
     qemu_fclose(f);
     if (states) {
         g_ptr_array_unref(states);
+        g_ptr_array_unref(kvm);
     }
     ram_stopped_free(st);
     ram_saver_free(rs);

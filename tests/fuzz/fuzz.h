@@ -17,9 +17,19 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <glib.h>
+
+#include "migration/savevm.h"
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 /* Write the target's seeds into dir (existing) as files; false on failure. */
 bool fuzz_write_seeds(const char *dir);
+/*
+ * Registers the sections of a machine on KVM (two vCPUs and the VM-wide
+ * chips; kvm-sections.c) in r, each over its own state: zeroed for a load,
+ * plausible for a seed.  The array owns the states: unref it once r is done.
+ */
+GPtrArray *fuzz_register_kvm_sections(SaveStateRegistry *r, bool seed);
 /* For fuzz_write_seeds: dir/name holds len bytes of data. */
 bool fuzz_seed(const char *dir, const char *name, const void *data, size_t len);
 /* The same for n texts, named prefix-0, prefix-1, ... */
