@@ -12,6 +12,13 @@ set -euo pipefail
 build=${1:?usage: scripts/demo.sh BUILD_DIR}
 amber=$build/amber
 [ -x "$amber" ] || { echo "demo: $amber is not built (run make)" >&2; exit 1; }
+# Say it before starting anything: every part of the demo runs a guest.
+if [ ! -e /dev/kvm ]; then
+    echo "demo: this host has no /dev/kvm, and the demo runs the built-in guest on KVM." >&2
+    echo "      Without it: make check (its guest tests skip, saying so), amber -machine none" >&2
+    echo "      (QMP and HMP only), tests/bench/ramio.py (RAM to a file and back, no guest)." >&2
+    exit 1
+fi
 
 cpus=2
 mem=512M
@@ -32,8 +39,12 @@ pid=$!
 until grep -q '^vcpu=' "$serial" 2>/dev/null; do
     if ! kill -0 "$pid" 2>/dev/null; then
         wait "$pid" || true
-        echo "demo: amber exited before the guest reported; serial output:" >&2
-        cat "$serial" >&2 || true
+        if [ -s "$serial" ]; then
+            echo "demo: amber exited before the guest reported; serial output:" >&2
+            cat "$serial" >&2
+        else
+            echo "demo: amber exited before the guest said anything (its error is above)" >&2
+        fi
         exit 1
     fi
     sleep 0.01
