@@ -1,7 +1,8 @@
 /*
  * amber-img's reader: a file that claims to be a saved VM, read by the
  * tool's own code (tools/amber-img.c, tools/img-ram.c, built into this
- * target with its main renamed) through `verify` and `info --json`: QEVM
+ * target with its main renamed) through `verify`, and for a file that
+ * passes it `info --json`, `info` and `extract-ram`, which must pass too: QEVM
  * framing, the VMDESCRIPTION that steps it over device sections, the
  * `ram` section plain or mapped-ram (headers, bitmaps, and with
  * x-checksum the checksums and tables).  Any bytes must end in OK or one
@@ -28,6 +29,7 @@
  */
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -111,17 +113,61 @@ static void input_to_file(int fd, const uint8_t *data, size_t size)
     g_assert_cmpint(ftruncate(fd, end), ==, 0);
 }
 
+static char *extract_path;
+
+static void empty_dir(const char *dir)
+{
+    g_autoptr(GDir) d = g_dir_open(dir, 0, NULL);
+    const char *name;
+
+    g_assert_nonnull(d);
+    while ((name = g_dir_read_name(d))) {
+        g_autofree char *file = g_build_filename(dir, name, NULL);
+
+        g_assert_cmpint(unlink(file), ==, 0);
+    }
+}
+
+static void remove_extract_dir(void)
+{
+    empty_dir(extract_path);
+    rmdir(extract_path);
+}
+
+/*
+ * Where extract-ram writes, once per process and gone at its exit: in
+ * memory when the host has /dev/shm (block files are as long as the image
+ * says, sparse).
+ */
+static char *extract_dir(void)
+{
+    if (!extract_path) {
+        extract_path = g_strdup(g_file_test("/dev/shm", G_FILE_TEST_IS_DIR)
+                                ? "/dev/shm/fuzz-img-XXXXXX" : "/tmp/fuzz-img-XXXXXX");
+        g_assert_nonnull(g_mkdtemp(extract_path));
+        atexit(remove_extract_dir);
+    }
+    return extract_path;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     char path[64];
     int fd = input_fd(path);
+    char *dir = extract_dir();
     char *verify[] = { "amber-img", "verify", path, NULL };
     char *info[] = { "amber-img", "info", "--json", path, NULL };
+    char *text[] = { "amber-img", "info", path, NULL };
+    char *extract[] = { "amber-img", "extract-ram", path, dir, NULL };
 
     g_assert_cmpint(ftruncate(fd, 0), ==, 0);
     input_to_file(fd, data, size);
+    /* What verify accepts, the other commands read to the end as well. */
     if (amber_img_main(3, verify) == 0) {
         g_assert_cmpint(amber_img_main(4, info), ==, 0);
+        g_assert_cmpint(amber_img_main(3, text), ==, 0);
+        g_assert_cmpint(amber_img_main(4, extract), ==, 0);
+        empty_dir(dir);
     }
     return 0;
 }
