@@ -43,7 +43,7 @@ struct MigrationIncoming {
     LazyRestoreStats lazy_final;    /* once it ended: its last counters */
     bool lazy_ended;                /* atomic */
     char *error;                    /* under ms->lock: why a lazy restore failed */
-    int cur_fd;                     /* atomic: the connection migrate-pause shuts down */
+    int cur_fd;                     /* under ms->lock: what migrate-pause shuts down, or -1 */
     /* postcopy recovery, under ms->lock */
     ChannelListener *recover;       /* migrate-recover's, until the load thread takes it */
     ChannelListener *recovering;    /* the one the load thread accepts on */
@@ -275,6 +275,18 @@ typedef struct Reconnected {
     QEMUFile *f;
 } Reconnected;
 
+/*
+ * The connection migrate-pause shuts down (-1: none).  Under the lock, and
+ * cleared before the descriptor is closed: a pause must never shut down a
+ * number that closing made free for another socket.
+ */
+static void set_cur_fd(MigrationIncoming *mis, int fd)
+{
+    pthread_mutex_lock(&mis->ms->lock);
+    mis->cur_fd = fd;
+    pthread_mutex_unlock(&mis->ms->lock);
+}
+
 static void reconnected_close(Reconnected *rc)
 {
     if (rc->f) {
@@ -329,6 +341,7 @@ static bool recover(MigrationIncoming *mis, SaveVMLoader *l, Reconnected *rc, Er
         error_report("postcopy paused: %s", error_get_pretty(err));
         error_free(err);
         err = NULL;
+        set_cur_fd(mis, -1);
         postcopy_dest_pause(mis->postcopy);
         reconnected_close(rc);
         migration_set_status(mis->ms, &mis->status, MIGRATION_STATUS_POSTCOPY_PAUSED);
@@ -339,6 +352,8 @@ static bool recover(MigrationIncoming *mis, SaveVMLoader *l, Reconnected *rc, Er
         }
         rc->ch = channel_listener_accept(listener, &err);
         if (rc->ch) {
+            /* migrate-pause during the recovery breaks the new connection. */
+            set_cur_fd(mis, rc->ch->fd);
             migration_set_status(mis->ms, &mis->status, MIGRATION_STATUS_POSTCOPY_RECOVER);
         }
         if (rc->ch && migration_io_init(&rc->io, rc->ch->fd, mis->cancel_fd, &err) &&
@@ -346,9 +361,9 @@ static bool recover(MigrationIncoming *mis, SaveVMLoader *l, Reconnected *rc, Er
             recovered(mis, listener);
             rc->f = migration_io_input(&rc->io, "recovered stream");
             savevm_loader_set_file(l, rc->f);
-            __atomic_store_n(&mis->cur_fd, rc->ch->fd, __ATOMIC_RELEASE);
             return true;
         }
+        set_cur_fd(mis, -1);
         recovered(mis, listener);
         error_prepend(&err, "recovery: ");
     }
@@ -393,6 +408,17 @@ static bool load_stream(MigrationIncoming *mis, QEMUFile *f, Error **errp)
 
         if (res == SAVEVM_LOAD_EOF) {
             ok = savevm_loader_read_vmdesc(l, &json, errp);
+            if (!ok && postcopy_dest_running(mis->postcopy)) {
+                /*
+                 * Every page of the main stream came before its EOF and the
+                 * devices were applied at RUN: what follows only describes
+                 * them, and the guest runs on without it.
+                 */
+                warn_report("after the end of the postcopy stream: %s",
+                            error_get_pretty(*errp));
+                g_clear_pointer(errp, error_free);
+                ok = true;
+            }
             break;
         }
         if (res == SAVEVM_LOAD_STOPPED) {
@@ -407,6 +433,7 @@ static bool load_stream(MigrationIncoming *mis, QEMUFile *f, Error **errp)
     }
     g_free(json);
     savevm_loader_free(l);
+    set_cur_fd(mis, -1);
     reconnected_close(&rc);
     if (!ok || !postcopy_dest_drain(mis->postcopy, errp) ||
         !ram_loader_complete(mis->ram, errp)) {
@@ -505,9 +532,10 @@ static bool incoming_run(MigrationIncoming *mis, Error **errp)
                                        mis->ch->fd, mis->cancel_fd, &postcopy_dest_ops, mis),
                      __ATOMIC_RELEASE);
     postcopy_dest_set_listener(mis->postcopy, mis->listener);
-    __atomic_store_n(&mis->cur_fd, mis->ch->fd, __ATOMIC_RELEASE);
+    set_cur_fd(mis, mis->ch->fd);
     f = migration_io_input(&io, mis->uri);
     ok = load_stream(mis, f, errp);
+    set_cur_fd(mis, -1);
     qemu_fclose(f);
     migration_io_restore(&io);
     if (!ok) {
@@ -546,9 +574,14 @@ static gpointer incoming_thread(gpointer opaque)
         /*
          * The guest runs here on pages that exist nowhere else: stay up,
          * keep every page, and let vCPUs that wait for a missing one wait.
+         * Only a break before the stream's EOF can be recovered (the load
+         * waits for migrate-recover there); after it nothing reads a new
+         * connection, so this is no pause to recover from.
          */
-        error_report("postcopy paused: %s", error_get_pretty(err));
-        migration_set_status(mis->ms, &mis->status, MIGRATION_STATUS_POSTCOPY_PAUSED);
+        error_report("postcopy failed after the end of the stream: %s; the guest runs on, "
+                     "and a vCPU that touches a page that never came waits for it",
+                     error_get_pretty(err));
+        migration_set_status(mis->ms, &mis->status, MIGRATION_STATUS_FAILED);
         error_free(err);
         return NULL;
     }
@@ -701,8 +734,17 @@ bool migration_incoming_pause(MigrationState *ms)
     if (st != MIGRATION_STATUS_POSTCOPY_ACTIVE && st != MIGRATION_STATUS_POSTCOPY_RECOVER) {
         return false;
     }
-    /* As a broken link would: the load thread pauses. */
-    shutdown(__atomic_load_n(&ms->incoming->cur_fd, __ATOMIC_ACQUIRE), SHUT_RDWR);
+    /*
+     * As a broken link would: the load thread pauses.  So does the second
+     * channel, or a wait for its end (a source that keeps it open and
+     * silent) would hold the load for ever.
+     */
+    pthread_mutex_lock(&ms->lock);
+    if (ms->incoming->cur_fd >= 0) {
+        shutdown(ms->incoming->cur_fd, SHUT_RDWR);
+    }
+    pthread_mutex_unlock(&ms->lock);
+    postcopy_dest_shutdown(__atomic_load_n(&ms->incoming->postcopy, __ATOMIC_ACQUIRE));
     return true;
 }
 

@@ -26,6 +26,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 
 #include "postcopy.h"
@@ -70,6 +71,9 @@ struct PostcopyDest {
     ChannelListener *listener;      /* not ours */
     Channel *preempt_ch;            /* accepted at ADVISE, the reader's from LISTEN */
     PreemptReader *preempt;
+    /* Not rp_lock, which a write to a stalled return path holds. */
+    pthread_mutex_t preempt_fd_lock;
+    int preempt_fd;                 /* the reader's socket, or -1: postcopy_dest_shutdown() */
 
     uint64_t requests, zero_placed;                 /* atomics */
 };
@@ -94,8 +98,30 @@ PostcopyDest *postcopy_dest_new(MigrationState *ms, Machine *m, RamLoader *ram,
     pd->rp_io.fd = -1;
     pd->rp_last_block = -1;
     pd->fault_stop_fd = -1;
+    pd->preempt_fd = -1;
     pthread_mutex_init(&pd->rp_lock, NULL);
+    pthread_mutex_init(&pd->preempt_fd_lock, NULL);
     return pd;
+}
+
+/* Cleared before the reader (and its socket) goes, so no stale number is shut down. */
+static void set_preempt_fd(PostcopyDest *pd, int fd)
+{
+    pthread_mutex_lock(&pd->preempt_fd_lock);
+    pd->preempt_fd = fd;
+    pthread_mutex_unlock(&pd->preempt_fd_lock);
+}
+
+void postcopy_dest_shutdown(PostcopyDest *pd)
+{
+    if (!pd) {
+        return;
+    }
+    pthread_mutex_lock(&pd->preempt_fd_lock);
+    if (pd->preempt_fd >= 0) {
+        shutdown(pd->preempt_fd, SHUT_RDWR);
+    }
+    pthread_mutex_unlock(&pd->preempt_fd_lock);
 }
 
 static void stop_fault_thread(PostcopyDest *pd)
@@ -113,6 +139,7 @@ void postcopy_dest_free(PostcopyDest *pd)
         return;
     }
     stop_fault_thread(pd);
+    set_preempt_fd(pd, -1);
     preempt_reader_free(pd->preempt);
     channel_abort(pd->preempt_ch);
     /* Unregistering wakes any vCPU still waiting: the process is ending. */
@@ -127,6 +154,7 @@ void postcopy_dest_free(PostcopyDest *pd)
     }
     close_return_path(pd);
     pthread_mutex_destroy(&pd->rp_lock);
+    pthread_mutex_destroy(&pd->preempt_fd_lock);
     g_free(pd);
 }
 
@@ -309,6 +337,11 @@ static bool handle_advise(PostcopyDest *pd, const uint8_t *data, uint16_t len,
 {
     uint64_t summary, target;
 
+    /* Once per migration: a second would take (and leak) another preempt channel. */
+    if (pd->advised) {
+        error_setg(errp, "POSTCOPY_ADVISE twice");
+        return false;
+    }
     if (!postcopy_parse_advise(data, len, &summary, &target, errp)) {
         return false;
     }
@@ -450,12 +483,15 @@ static bool handle_listen(PostcopyDest *pd, Error **errp)
     ram_uffd_placement(pd->uffd, &ops, &opaque);
     ram_loader_set_placement(pd->loader, ops, opaque);
     if (pd->preempt_ch) {
+        int fd = pd->preempt_ch->fd;
+
         pd->preempt = preempt_reader_start(pd->preempt_ch, pd->uffd, pd->ram, pd->fd,
                                            pd->cancel_fd, errp);
         if (!pd->preempt) {
             return false;
         }
         pd->preempt_ch = NULL;
+        set_preempt_fd(pd, fd);
     }
     pd->fault_thread = g_thread_new("mig/fault", fault_thread, pd);
     pd->listening = true;
@@ -616,6 +652,7 @@ void postcopy_dest_pause(PostcopyDest *pd)
     close_return_path(pd);
     if (pd->preempt) {
         /* Its reader waits on a connection given up. */
+        set_preempt_fd(pd, -1);
         preempt_reader_shutdown(pd->preempt);
         g_clear_pointer(&pd->preempt, preempt_reader_free);
     }
@@ -635,12 +672,15 @@ bool postcopy_dest_resume(PostcopyDest *pd, int fd, ChannelListener *l, Error **
         if (!preempt_accept(l, POSTCOPY_PREEMPT_WAIT_MS, &ch, errp)) {
             return false;
         }
+        int fd = ch->fd;
+
         pd->preempt = preempt_reader_start(ch, pd->uffd, pd->ram, pd->fd, pd->cancel_fd,
                                            errp);
         if (!pd->preempt) {
             channel_abort(ch);
             return false;
         }
+        set_preempt_fd(pd, fd);
     }
     pd->recovering = true;
     return true;

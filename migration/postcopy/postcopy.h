@@ -98,6 +98,12 @@ void postcopy_dest_set_listener(PostcopyDest *pd, ChannelListener *l);
  * every page of the second channel is placed.
  */
 bool postcopy_dest_drain(PostcopyDest *pd, Error **errp);
+/*
+ * migrate-pause, from any thread: the second channel's reader fails now
+ * (a drain waiting on a source that keeps it open and silent ends).
+ * NULL, or no second channel: nothing.
+ */
+void postcopy_dest_shutdown(PostcopyDest *pd);
 /* Stops the fault thread, unregisters RAM (waking any waiter), closes the return path. */
 void postcopy_dest_free(PostcopyDest *pd);
 /* The loader's command handler (SaveVMCommandFn) for the main stream. */

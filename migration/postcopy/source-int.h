@@ -34,6 +34,7 @@ struct PostcopySource {
     pthread_mutex_t lock;           /* everything below */
     pthread_cond_t cond;
     GArray *queue;                  /* PageRequest */
+    uint64_t queue_max;             /* the guest's pages: no destination asks for more at once */
     bool rp_ended;
     bool advised;                   /* PONG POSTCOPY_PING_ADVISED came */
     bool shut;                      /* SHUT came, with shut_value */
@@ -55,6 +56,7 @@ struct PostcopySource {
     RamSaver *prs;                  /* its records (a CONTINUE of their own) */
     GThread *p_thread;
     bool p_stop;                    /* under lock */
+    int p_fd;                       /* under lock: pch's descriptor while its writer runs, or -1 */
     Error *p_err;                   /* the writer's, read after the join */
 
     /* recovery (source-recover.c) */
@@ -85,6 +87,11 @@ bool stop_preempt(PostcopySource *ps, Error **errp);
 bool preempt_connect(PostcopySource *ps, const char *uri, Error **errp);
 bool preempt_wait_ack(PostcopySource *ps, int cancel_fd, Error **errp);
 void preempt_start(PostcopySource *ps);
+/*
+ * The second channel's writer, blocked on a destination that does not
+ * read, fails now (any thread): a pause must not wait on it for ever.
+ */
+void preempt_shutdown(PostcopySource *ps);
 
 /* source-recover.c */
 /*

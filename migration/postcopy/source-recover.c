@@ -46,6 +46,7 @@ static void pause_migration(PostcopySource *ps, QEMUFile *orig, Error *err)
 {
     MigrationState *ms = ps->ms;
 
+    preempt_shutdown(ps);
     stop_preempt(ps, NULL);
     rp_stop(ps);
     /* The destination's bad message is the cause, not the write it broke. */
@@ -309,7 +310,11 @@ bool postcopy_source_pause(MigrationState *ms, Error **errp)
                 st != MIGRATION_STATUS_POSTCOPY_RECOVER)) {
         return false;
     }
-    /* As a broken link would: the migration thread pauses. */
+    /*
+     * As a broken link would: the migration thread pauses.  Its second
+     * channel goes too, or a writer stuck on it would hold the pause up.
+     */
     shutdown(__atomic_load_n(&ps->cur_fd, __ATOMIC_ACQUIRE), SHUT_RDWR);
+    preempt_shutdown(ps);
     return true;
 }

@@ -56,6 +56,10 @@ void postcopy_source_prepare(MigrationState *ms)
     pthread_mutex_init(&ps->todo_lock, NULL);
     pthread_cond_init(&ps->cond, NULL);
     ps->queue = g_array_new(FALSE, FALSE, sizeof(PageRequest));
+    ps->p_fd = -1;
+    for (int b = 0; b < ps->ram->nblocks; b++) {
+        ps->queue_max += ps->ram->blocks[b]->used_length / RAM_PAGE_SIZE;
+    }
     ms->postcopy = ps;
 }
 
@@ -124,13 +128,23 @@ static void rp_finish(PostcopySource *ps, Error *err, bool cause)
     error_free(err);
 }
 
-/* One request, checked against the blocks, onto the queue. */
+/*
+ * One request, checked against the blocks, onto the queue.  A destination
+ * asks only once the guest runs there, and for each missing page once
+ * (again after a resume at most): more requests waiting than the guest has
+ * pages is a peer flooding the queue, not faults.
+ */
 static bool rp_request(PostcopySource *ps, const RpMessage *m, int *last, Error **errp)
 {
     int b = rp_request_block(ps->ram, m, last, errp);
     PageRequest req;
+    bool full;
 
     if (b < 0) {
+        return false;
+    }
+    if (!__atomic_load_n(&ps->switched, __ATOMIC_ACQUIRE)) {
+        error_setg(errp, "a page request before the switch to postcopy");
         return false;
     }
     req = (PageRequest){ .block = b, .page = m->start / RAM_PAGE_SIZE,
@@ -139,10 +153,17 @@ static bool rp_request(PostcopySource *ps, const RpMessage *m, int *last, Error 
           req.npages);
     stat_add(&ps->requests, 1);
     pthread_mutex_lock(&ps->lock);
-    g_array_append_val(ps->queue, req);
-    pthread_cond_broadcast(&ps->cond);
+    full = ps->queue->len >= ps->queue_max;
+    if (!full) {
+        g_array_append_val(ps->queue, req);
+        pthread_cond_broadcast(&ps->cond);
+    }
     pthread_mutex_unlock(&ps->lock);
-    return true;
+    if (full) {
+        error_setg(errp, "%" PRIu64 " page requests are waiting, as many as the guest has "
+                   "pages", ps->queue_max);
+    }
+    return !full;
 }
 
 static gpointer rp_thread(gpointer opaque)
@@ -713,8 +734,20 @@ static gpointer preempt_thread(gpointer opaque)
 
 void preempt_start(PostcopySource *ps)
 {
+    pthread_mutex_lock(&ps->lock);
     ps->p_stop = false;
+    ps->p_fd = ps->pch->fd;
+    pthread_mutex_unlock(&ps->lock);
     ps->p_thread = g_thread_new("mig/preempt", preempt_thread, ps);
+}
+
+void preempt_shutdown(PostcopySource *ps)
+{
+    pthread_mutex_lock(&ps->lock);
+    if (ps->p_fd >= 0) {
+        shutdown(ps->p_fd, SHUT_RDWR);
+    }
+    pthread_mutex_unlock(&ps->lock);
 }
 
 /* Every page is out: the writer ends, the channel closes (the reader's EOF). */
@@ -730,6 +763,10 @@ bool stop_preempt(PostcopySource *ps, Error **errp)
         g_thread_join(ps->p_thread);
         ps->p_thread = NULL;
     }
+    /* No one may shut the descriptor down once it can be closed and its number reused. */
+    pthread_mutex_lock(&ps->lock);
+    ps->p_fd = -1;
+    pthread_mutex_unlock(&ps->lock);
     if (ps->p_err) {
         error_propagate(errp, ps->p_err);
         ps->p_err = NULL;

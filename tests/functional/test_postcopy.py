@@ -593,14 +593,24 @@ def test_bad_return_path_message(tmpvm, msg, words):
     assert sc.ok("query-status")["status"] == "finish-migrate"
 
 
-def test_bad_return_path_message_before_switch(tmpvm):
+@pytest.mark.parametrize("msg,words", [
+    (lambda b: rp_msg(77), "unknown message type 77"),
+    # A destination asks for pages once the guest runs there, never before.
+    (lambda b: req_pages_id(b, 0, 4096), "a page request before the switch to postcopy"),
+])
+def test_bad_return_path_message_before_switch(tmpvm, msg, words):
     s, sc = pc_source(tmpvm, smp=1)
     fake = FakeDestination()
     sc.ok("migrate", {"uri": fake.uri})
     wait_migration_status(sc, "active")
-    fake.send(rp_msg(77))
+    deadline = time.monotonic() + 30
+    while len(fake.bytes()) < 65536:    # the block list and pages after it are in
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    block = block_of(fake.bytes())
+    fake.send(msg(block))
     info = wait_migration(sc, timeout=30)
-    assert info["status"] == "failed" and "unknown message type 77" in info["error-desc"], info
+    assert info["status"] == "failed" and words in info["error-desc"], info
     assert sc.ok("query-status")["status"] == "running"
 
 
@@ -633,6 +643,7 @@ def discard(block, ranges, version=0):
     (lambda b: command(7, struct.pack(">I", 32 << 20)), "16777216"),
     (lambda b: command(7, struct.pack(">I", 5)) + command(5), "POSTCOPY_RUN before"),
     (lambda b: command(4), "not allowed here"),
+    (lambda b: command(3, struct.pack(">QQ", 4096, 4096)), "POSTCOPY_ADVISE twice"),
     (lambda b: command(7, struct.pack(">I", 5)) + command(4) + b"\0", "without POSTCOPY_RUN"),
 ])
 def test_bad_postcopy_command(tmpvm, tail, words):
