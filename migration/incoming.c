@@ -112,6 +112,22 @@ static void lazy_info(MigrationIncoming *mis, MigrationInfo *info)
     }
 }
 
+bool migration_incoming_pages_missing(MigrationState *ms)
+{
+    MigrationIncoming *mis = ms->incoming;
+    bool lazy;
+
+    if (!mis) {
+        return false;
+    }
+    /* A lazy restore is kept after a failure only, or while it runs. */
+    pthread_mutex_lock(&ms->lock);
+    lazy = mis->lazy_restore != NULL;
+    pthread_mutex_unlock(&ms->lock);
+    return lazy || postcopy_dest_pages_missing(__atomic_load_n(&mis->postcopy,
+                                                               __ATOMIC_ACQUIRE));
+}
+
 void migration_incoming_info(MigrationState *ms, MigrationInfo *info)
 {
     int st = migration_incoming_status(ms);
@@ -490,9 +506,10 @@ static bool incoming_lazy(MigrationIncoming *mis, Error **errp)
     if (!ok) {
         /*
          * Pages are missing that nothing can supply: keep them missing (no
-         * vCPU ever sees a wrong page), stop the guest, stay up.
+         * vCPU ever sees a wrong page), stop the guest, stay up.  Unless
+         * amber is exiting, which stopped the restore.
          */
-        if (!migration_call_main(ms, lazy_failed_main, mis, NULL)) {
+        if (!migration_exiting(ms) && !migration_call_main(ms, lazy_failed_main, mis, NULL)) {
             warn_report("lazy restore: the guest could not be stopped");
         }
         error_propagate(errp, err);
@@ -503,7 +520,7 @@ static bool incoming_lazy(MigrationIncoming *mis, Error **errp)
     mis->lazy_restore = NULL;
     pthread_mutex_unlock(&ms->lock);
     lazy_restore_free(lr);
-    if (!channel_close(mis->ch, &err)) {
+    if (!channel_close(mis->ch, mis->cancel_fd, &err)) {
         warn_report("after a lazy restore: %s", error_get_pretty(err));
         error_free(err);
     }
@@ -546,7 +563,7 @@ static bool incoming_run(MigrationIncoming *mis, Error **errp)
         return incoming_lazy(mis, errp);
     }
     /* The stream is whole and checked; a failing exec reader changes nothing now. */
-    if (!channel_close(mis->ch, &cerr)) {
+    if (!channel_close(mis->ch, mis->cancel_fd, &cerr)) {
         warn_report("after loading the migration stream: %s", error_get_pretty(cerr));
         error_free(cerr);
     }
@@ -762,10 +779,17 @@ void migration_incoming_shutdown(MigrationState *ms)
     if (mis->listener) {
         shutdown(channel_listener_fd(mis->listener), SHUT_RDWR);
     }
-    /* ... and one waiting for a paused postcopy's source to reconnect. */
+    /*
+     * ... and one waiting for a paused postcopy's source to reconnect, or
+     * for a lazy restore to place its last page (it is freed only under
+     * the lock, after the pointer is cleared).
+     */
     pthread_mutex_lock(&ms->lock);
     if (mis->recovering) {
         shutdown(channel_listener_fd(mis->recovering), SHUT_RDWR);
+    }
+    if (mis->lazy_restore) {
+        lazy_restore_stop(mis->lazy_restore);
     }
     pthread_mutex_unlock(&ms->lock);
     g_thread_join(mis->thread);

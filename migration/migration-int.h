@@ -81,6 +81,11 @@ void migration_incoming_free(MigrationIncoming *mis);
 /* Status of the incoming side, MIGRATION_STATUS_NONE when there is none. */
 int migration_incoming_status(MigrationState *ms);
 bool migration_incoming_running(MigrationState *ms);
+/*
+ * An incoming postcopy or lazy restore failed once the guest ran here,
+ * before every page came: the pages missing would be saved as zeros.
+ */
+bool migration_incoming_pages_missing(MigrationState *ms);
 void migration_incoming_shutdown(MigrationState *ms);
 void migration_incoming_info(MigrationState *ms, MigrationInfo *info);
 /* migrate-pause on a destination in postcopy: false when there is none. */

@@ -426,7 +426,7 @@ out:
         ok = channel_wait_peer_close(ms->ch, ms->cancel_fd, PEER_CLOSE_WAIT_MS, errp);
     }
     if (ok) {
-        ok = channel_close(ms->ch, errp);
+        ok = channel_close(ms->ch, ms->cancel_fd, errp);
     } else {
         channel_abort(ms->ch);
     }
@@ -645,6 +645,12 @@ void qmp_migrate(Amber *s, const char *uri, bool has_blk, bool blk, bool has_inc
     }
     if (migration_is_running(ms)) {
         error_setg(errp, "There's a migration process in progress");
+        return;
+    }
+    if (migration_incoming_pages_missing(ms)) {
+        error_setg(errp, "the guest's memory is incomplete: the incoming migration failed "
+                   "after the guest started here, before every page came, and a save would "
+                   "write the missing pages as zeros");
         return;
     }
     rs = machine_runstate(s->machine);

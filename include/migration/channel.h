@@ -98,10 +98,11 @@ bool channel_wait_peer_close(Channel *ch, int cancel_fd, int timeout_ms, Error *
 
 /*
  * Close the descriptor, then: fsync (outgoing file, before the close) and
- * wait for an exec child.  Returns false with *errp set when any of that
- * failed.  Always frees ch.  NULL is a no-op that succeeds.
+ * wait for an exec child, which a signal on cancel_fd (-1: none) kills
+ * instead.  Returns false with *errp set when any of that failed or was
+ * cancelled.  Always frees ch.  NULL is a no-op that succeeds.
  */
-bool channel_close(Channel *ch, Error **errp);
+bool channel_close(Channel *ch, int cancel_fd, Error **errp);
 /* Close without reporting: kill an exec child (SIGTERM) and reap it. */
 void channel_abort(Channel *ch);
 

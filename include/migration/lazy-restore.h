@@ -65,6 +65,12 @@ void lazy_restore_start(LazyRestore *lr);
  * that were not placed stay missing, and vCPUs that touch one wait).
  */
 bool lazy_restore_wait(LazyRestore *lr, Error **errp);
+/*
+ * From any thread while the restore lives (amber is exiting): the threads
+ * end without placing more, and wait() returns false at once.  Pages not
+ * placed stay missing until free().
+ */
+void lazy_restore_stop(LazyRestore *lr);
 /* Stop the threads and unregister (vCPUs still waiting then see zero pages). */
 void lazy_restore_free(LazyRestore *lr);
 void lazy_restore_stats(LazyRestore *lr, LazyRestoreStats *st);

@@ -168,6 +168,12 @@ bool postcopy_dest_drain(PostcopyDest *pd, Error **errp)
     return !pd || !pd->preempt || preempt_reader_finish(pd->preempt, errp);
 }
 
+bool postcopy_dest_pages_missing(PostcopyDest *pd)
+{
+    /* Registered from LISTEN until finish() has every page: read once the load ended. */
+    return pd && postcopy_dest_running(pd) && pd->uffd;
+}
+
 bool postcopy_dest_running(PostcopyDest *pd)
 {
     return pd && __atomic_load_n(&pd->running, __ATOMIC_ACQUIRE);

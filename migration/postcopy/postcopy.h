@@ -111,6 +111,8 @@ int postcopy_dest_command(void *opaque, QEMUFile *f, uint16_t cmd, const uint8_t
                           uint16_t len, Error **errp);
 /* RUN was handled: the guest may run here, so a failure must not end the process. */
 bool postcopy_dest_running(PostcopyDest *pd);
+/* After the load thread ended: RAM is still registered, some page may never have come. */
+bool postcopy_dest_pages_missing(PostcopyDest *pd);
 /* After the stream's EOF: every page placed, unregister, SHUT to the source. */
 bool postcopy_dest_finish(PostcopyDest *pd, Error **errp);
 /*

@@ -73,6 +73,7 @@ struct LazyRestore {
     pthread_mutex_t lock;
     pthread_cond_t cond;
     bool done;                      /* every page placed */
+    bool stopped;                   /* lazy_restore_stop(): the owner is going */
     Error *err;                     /* the first failure */
 
     /* counters, atomics */
@@ -490,27 +491,39 @@ bool lazy_restore_wait(LazyRestore *lr, Error **errp)
     bool ok;
 
     pthread_mutex_lock(&lr->lock);
-    while (!lr->done && !lr->err) {
+    while (!lr->done && !lr->err && !lr->stopped) {
         pthread_cond_wait(&lr->cond, &lr->lock);
     }
     ok = lr->done;
-    if (!ok) {
+    if (!ok && lr->err) {
         error_propagate(errp, error_copy(lr->err));
+    } else if (!ok) {
+        error_setg(errp, "the restore was stopped before every page was placed");
     }
     pthread_mutex_unlock(&lr->lock);
     return ok;
 }
 
-void lazy_restore_free(LazyRestore *lr)
+void lazy_restore_stop(LazyRestore *lr)
 {
     uint64_t one = 1;
 
-    if (!lr) {
-        return;
-    }
+    /* The loader sees it before its next chunk, a paced wait within 10 ms. */
     if (lr->stop_fd >= 0 && write(lr->stop_fd, &one, sizeof(one)) < 0) {
         /* Already signalled enough to overflow: still readable. */
     }
+    pthread_mutex_lock(&lr->lock);
+    lr->stopped = true;
+    pthread_cond_broadcast(&lr->cond);
+    pthread_mutex_unlock(&lr->lock);
+}
+
+void lazy_restore_free(LazyRestore *lr)
+{
+    if (!lr) {
+        return;
+    }
+    lazy_restore_stop(lr);
     if (lr->loader_thread) {
         g_thread_join(lr->loader_thread);
     }

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <glib.h>
@@ -272,14 +273,55 @@ static Channel *exec_open(const ChannelAddress *addr, const char *uri, bool outg
     return ch;
 }
 
-static bool exec_wait(Channel *ch, Error **errp)
+/* A child given SIGTERM this long before SIGKILL. */
+#define EXEC_TERM_WAIT_MS 1000
+
+/*
+ * Until the child exits, or cancel_fd (if any) is signalled.  True: it
+ * exited (waitpid will not block).  False: cancelled.  Without a pidfd
+ * (an old kernel) the wait cannot be cancelled.
+ */
+static bool exec_exited(pid_t pid, int cancel_fd, int timeout_ms)
 {
+    int pidfd = cancel_fd >= 0 || timeout_ms >= 0 ? (int)syscall(SYS_pidfd_open, pid, 0) : -1;
+    struct pollfd p[2] = { { .fd = pidfd, .events = POLLIN },
+                           { .fd = cancel_fd, .events = POLLIN } };
+    int n;
+
+    if (pidfd < 0) {
+        return true;
+    }
+    do {
+        n = poll(p, cancel_fd >= 0 ? 2 : 1, timeout_ms);
+    } while (n < 0 && errno == EINTR);
+    close(pidfd);
+    return n > 0 && (p[0].revents & POLLIN);
+}
+
+/*
+ * The child's exit status; a cancel (a child that does not end: a hung
+ * ssh, a full remote disk) kills it instead, SIGTERM then SIGKILL.
+ */
+static bool exec_wait(Channel *ch, int cancel_fd, Error **errp)
+{
+    bool cancelled = !exec_exited(ch->child, cancel_fd, -1);
     int status;
     pid_t r;
 
+    if (cancelled) {
+        kill(ch->child, SIGTERM);
+        if (!exec_exited(ch->child, -1, EXEC_TERM_WAIT_MS)) {
+            kill(ch->child, SIGKILL);
+        }
+    }
     do {
         r = waitpid(ch->child, &status, 0);
     } while (r < 0 && errno == EINTR);
+    if (cancelled) {
+        ch->child = -1;
+        error_setg(errp, "cancelled while exec command '%s' had not finished", ch->command);
+        return false;
+    }
     ch->child = -1;
     if (r < 0) {
         error_setg_errno(errp, errno, "cannot get the exit status of exec command '%s'",
@@ -499,7 +541,7 @@ bool channel_wait_peer_close(Channel *ch, int cancel_fd, int timeout_ms, Error *
     }
 }
 
-bool channel_close(Channel *ch, Error **errp)
+bool channel_close(Channel *ch, int cancel_fd, Error **errp)
 {
     Error *err = NULL;
 
@@ -516,7 +558,7 @@ bool channel_close(Channel *ch, Error **errp)
     if (ch->child > 0) {
         Error *werr = NULL;
 
-        if (!exec_wait(ch, &werr)) {
+        if (!exec_wait(ch, cancel_fd, &werr)) {
             if (err) {
                 error_free(werr);
             } else {

@@ -408,7 +408,7 @@ static bool sock_load(SockRun *run, Blocks *src, Blocks *dst, SockCase *c, const
     *st = faults_disarm();
     faults_reset();
     if (ok) {
-        ok = channel_close(ch, errp);
+        ok = channel_close(ch, -1, errp);
     } else {
         channel_abort(ch);
     }

@@ -360,5 +360,9 @@ def test_truncated_during_a_lazy_load(tmpvm, tmp_path):
     st = dc.ok("query-status")
     assert st["running"] is False and st["status"] == "paused", st
     assert d.proc.poll() is None
+    # Its missing pages would be saved as zeros: no save may start.
+    err = dc.error("migrate", {"uri": "file:" + os.path.join(tmp, "again.img")})
+    assert "the guest's memory is incomplete" in err["desc"], err
+    assert not os.path.exists(os.path.join(tmp, "again.img"))
     dc.ok("quit")
     assert d.proc.wait(timeout=30) == 0

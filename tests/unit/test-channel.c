@@ -153,7 +153,7 @@ static void test_exec_round_trip(void)
     g_assert_nonnull(ch);
     g_assert_cmpint(ch->child, >, 0);
     send_bytes(ch, "hello through a shell");
-    g_assert_true(channel_close(ch, &err));
+    g_assert_true(channel_close(ch, -1, &err));
     g_assert_true(g_file_get_contents(out, &got, NULL, NULL));
     g_assert_cmpstr(got, ==, "hello through a shell");
     g_clear_pointer(&got, g_free);
@@ -162,7 +162,7 @@ static void test_exec_round_trip(void)
     g_assert_nonnull(ch);
     got = recv_all(ch);
     g_assert_cmpstr(got, ==, "hello through a shell");
-    g_assert_true(channel_close(ch, &err));
+    g_assert_true(channel_close(ch, -1, &err));
 }
 
 static void test_exec_failing_child(void)
@@ -172,19 +172,64 @@ static void test_exec_failing_child(void)
 
     g_assert_nonnull(ch);
     send_bytes(ch, "data");
-    g_assert_false(channel_close(ch, &err));
+    g_assert_false(channel_close(ch, -1, &err));
     assert_error_contains(&err, "failed with exit status 3");
 
     ch = channel_open_outgoing("exec:kill -TERM $$", NULL, NULL, &err);
     g_assert_nonnull(ch);
-    g_assert_false(channel_close(ch, &err));
+    g_assert_false(channel_close(ch, -1, &err));
     assert_error_contains(&err, "killed by signal 15");
 
     ch = channel_open_incoming("exec:echo partial; exit 1", NULL, NULL, &err);
     g_assert_nonnull(ch);
     g_free(recv_all(ch));
-    g_assert_false(channel_close(ch, &err));
+    g_assert_false(channel_close(ch, -1, &err));
     assert_error_contains(&err, "exit status 1");
+}
+
+static gpointer signal_later(gpointer fd)
+{
+    g_usleep(100 * 1000);
+    migration_cancel_fd_signal(GPOINTER_TO_INT(fd));
+    return NULL;
+}
+
+/*
+ * A child that does not end after the last byte (a hung ssh) holds the
+ * close until a cancel, which kills it; one that ends is waited for as
+ * before, cancel descriptor or not.  "trap '' TERM" makes it need SIGKILL.
+ */
+static void test_exec_close_cancelled(void)
+{
+    Error *err = NULL;
+    int cancel_fd = migration_cancel_fd_new(&error_abort);
+    Channel *ch = channel_open_outgoing("exec:cat > /dev/null; exit 0", NULL, NULL, &err);
+    GThread *t;
+    gint64 start;
+
+    g_assert_nonnull(ch);
+    send_bytes(ch, "data");
+    g_assert_true(channel_close(ch, cancel_fd, &err));
+
+    for (int ignore_term = 0; ignore_term < 2; ignore_term++) {
+        ch = channel_open_outgoing(ignore_term ? "exec:trap '' TERM; exec sleep 60"
+                                               : "exec:exec sleep 60", NULL, NULL, &err);
+        g_assert_nonnull(ch);
+        pid_t child = ch->child;
+
+        t = g_thread_new("cancel", signal_later, GINT_TO_POINTER(cancel_fd));
+        start = g_get_monotonic_time();
+        g_assert_false(channel_close(ch, cancel_fd, &err));
+        assert_error_contains(&err, "exec sleep 60' had not finished");
+        g_assert_cmpint(g_get_monotonic_time() - start, <, 30 * G_USEC_PER_SEC);
+        g_thread_join(t);
+        /* Reaped: nothing of it is left. */
+        g_assert_cmpint(kill(child, 0), ==, -1);
+        /* Drain the eventfd for the next round. */
+        uint64_t v;
+        g_assert_cmpint(read(cancel_fd, &v, sizeof(v)), ==, sizeof(v));
+    }
+    close(cancel_fd);
 }
 
 static void test_exec_missing_command(void)
@@ -200,7 +245,7 @@ static void test_exec_missing_command(void)
     f = test_fd_file(&io, ch->fd, true, ch->uri);
     qemu_put_buffer(f, big, 1 << 20);
     g_assert_cmpint(test_fd_close(&io, f), <, 0);
-    g_assert_false(channel_close(ch, &err));
+    g_assert_false(channel_close(ch, -1, &err));
     assert_error_contains(&err, "exec command 'amber-no-such-command-here' failed: "
                           "command not found (exit status 127)");
 }
@@ -222,13 +267,13 @@ static void test_file_offset(void)
     ch = channel_open_outgoing(uri, NULL, NULL, &err);
     g_assert_nonnull(ch);
     send_bytes(ch, "header");
-    g_assert_true(channel_close(ch, &err));
+    g_assert_true(channel_close(ch, -1, &err));
 
     /* With an offset: no truncation, bytes land at the offset. */
     ch = channel_open_outgoing(uri_off, NULL, NULL, &err);
     g_assert_nonnull(ch);
     send_bytes(ch, "stream");
-    g_assert_true(channel_close(ch, &err));
+    g_assert_true(channel_close(ch, -1, &err));
     g_assert_true(g_file_get_contents(path, &contents, &len, NULL));
     g_assert_cmpuint(len, ==, 4096 + 6);
     g_assert_cmpmem(contents, 6, "header", 6);
@@ -238,7 +283,7 @@ static void test_file_offset(void)
     g_assert_nonnull(ch);
     got = recv_all(ch);
     g_assert_cmpstr(got, ==, "stream");
-    g_assert_true(channel_close(ch, &err));
+    g_assert_true(channel_close(ch, -1, &err));
 
     g_assert_null(channel_open_incoming(uri_far, NULL, NULL, &err));
     assert_error_contains(&err, "offset 999999 is beyond the end");
@@ -246,7 +291,7 @@ static void test_file_offset(void)
     /* Without an offset the file is truncated. */
     ch = channel_open_outgoing(uri, NULL, NULL, &err);
     send_bytes(ch, "x");
-    g_assert_true(channel_close(ch, &err));
+    g_assert_true(channel_close(ch, -1, &err));
     g_clear_pointer(&contents, g_free);
     g_assert_true(g_file_get_contents(path, &contents, &len, NULL));
     g_assert_cmpuint(len, ==, 1);
@@ -294,7 +339,7 @@ static void test_fd(void)
     g_assert_nonnull(ch);
     g_assert_cmpint(fcntl(ch->fd, F_GETFL) & O_NONBLOCK, ==, 0);   /* made blocking */
     send_bytes(ch, "via fd");
-    g_assert_true(channel_close(ch, &err));
+    g_assert_true(channel_close(ch, -1, &err));
     g_assert_cmpint(read(p[0], buf, sizeof(buf) - 1), ==, 6);
     g_assert_cmpstr(buf, ==, "via fd");
 
@@ -309,13 +354,13 @@ static void test_fd(void)
     numeric = g_strdup_printf("fd:%d", dup(p[1]));
     ch = channel_open_outgoing(numeric, NULL, NULL, &err);
     g_assert_nonnull(ch);
-    g_assert_true(channel_close(ch, &err));
+    g_assert_true(channel_close(ch, -1, &err));
     /* ... and from a monitor, which libvirt's restore does (migrate-incoming fd:N). */
     g_free(numeric);
     numeric = g_strdup_printf("fd:%d", dup(p[1]));
     ch = channel_open_incoming(numeric, lookup_fd, &p[1], &err);
     g_assert_nonnull(ch);
-    g_assert_true(channel_close(ch, &err));
+    g_assert_true(channel_close(ch, -1, &err));
     g_assert_null(channel_open_incoming("fd:999", lookup_fd, &p[1], &err));
     assert_error_contains(&err, "not an open file descriptor");
     g_assert_null(channel_open_incoming("fd:9x", lookup_fd, &p[1], &err));
@@ -339,13 +384,13 @@ static void socket_round_trip(ChannelListener *l, const char *connect_uri)
     }
     g_assert_nonnull(out);
     send_bytes(out, "over a socket");
-    g_assert_true(channel_close(out, &err));
+    g_assert_true(channel_close(out, -1, &err));
     in = channel_listener_accept(l, &err);
     g_assert_nonnull(in);
     g_assert_false(in->outgoing);
     got = recv_all(in);
     g_assert_cmpstr(got, ==, "over a socket");
-    g_assert_true(channel_close(in, &err));
+    g_assert_true(channel_close(in, -1, &err));
 }
 
 static void test_unix(void)
@@ -482,7 +527,7 @@ static void test_wait_peer_close(void)
     g_assert_cmpint(read(peer, buf, sizeof(buf)), ==, sizeof(buf));
     close(peer);
     g_assert_true(channel_wait_peer_close(ch, -1, 10000, &error_abort));
-    g_assert_true(channel_close(ch, &error_abort));
+    g_assert_true(channel_close(ch, -1, &error_abort));
 
     /* Closed with the stream unread: the kernel resets the connection. */
     peer = tcp_pair(&ch);
@@ -499,7 +544,7 @@ static void test_wait_peer_close(void)
     t0 = g_get_monotonic_time();
     g_assert_true(channel_wait_peer_close(ch, -1, 100, &error_abort));
     g_assert_cmpint(g_get_monotonic_time() - t0, >=, 100000);
-    g_assert_true(channel_close(ch, &error_abort));
+    g_assert_true(channel_close(ch, -1, &error_abort));
     close(peer);
 
     /* Not a socket: nothing to wait for. */
@@ -523,6 +568,7 @@ int main(int argc, char **argv)
     g_test_add_func("/channel/exec-round-trip", test_exec_round_trip);
     g_test_add_func("/channel/exec-failing-child", test_exec_failing_child);
     g_test_add_func("/channel/exec-missing-command", test_exec_missing_command);
+    g_test_add_func("/channel/exec-close-cancelled", test_exec_close_cancelled);
     g_test_add_func("/channel/file-offset", test_file_offset);
     g_test_add_func("/channel/file-errors", test_file_errors);
     g_test_add_func("/channel/fd", test_fd);

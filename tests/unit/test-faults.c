@@ -478,7 +478,7 @@ out:
         ok = channel_wait_peer_close(ch, -1, 5000, errp);
     }
     if (ok) {
-        ok = channel_close(ch, errp);
+        ok = channel_close(ch, -1, errp);
     } else {
         channel_abort(ch);
     }

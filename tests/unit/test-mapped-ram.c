@@ -646,6 +646,50 @@ static void test_lazy_truncated(gconstpointer data)
     blocks_free(&dst);
 }
 
+static gpointer wait_thread(gpointer lr)
+{
+    Error *err = NULL;
+    bool ok = lazy_restore_wait(lr, &err);
+
+    g_assert_false(ok);
+    assert_error_contains(&err, "stopped before every page was placed");
+    return GINT_TO_POINTER(1);
+}
+
+/*
+ * Exit during a slow lazy restore (8 KiB/s: minutes for this image): the
+ * waiter returns at once when the restore is stopped, and free() ends it.
+ */
+static void test_lazy_stopped(void)
+{
+    static const uint64_t slow = 8192;
+    g_autofree char *path = tmp_image();
+    const MappedRamBlock *mbs[2];
+    Blocks src, dst;
+    RamLoader *ls = NULL;
+    LazyRestore *lr;
+    LazyRestoreStats st;
+    GThread *waiter;
+    int fd = -1;
+
+    lazy_setup(RAM_BACKEND_RAM, path, &src, &dst, &fd, &ls, mbs);
+    lr = lazy_restore_new(&dst.l, fd, mbs, &error_abort);
+    lazy_restore_set_bandwidth(lr, &slow);
+    lazy_restore_start(lr);
+    waiter = g_thread_new("waiter", wait_thread, lr);
+    g_usleep(50 * 1000);
+    lazy_restore_stop(lr);
+    g_assert_cmpint(GPOINTER_TO_INT(g_thread_join(waiter)), ==, 1);
+    lazy_restore_stats(lr, &st);
+    g_assert_cmpuint(st.placed_pages, <, st.total_pages);
+    lazy_restore_free(lr);
+    ram_loader_free(ls);
+    close(fd);
+    unlink(path);
+    blocks_free(&src);
+    blocks_free(&dst);
+}
+
 /* ---- zero-copy --------------------------------------------------------------------- */
 
 /*
@@ -825,6 +869,7 @@ int main(int argc, char **argv)
     g_test_add_func("/mapped-ram/zero-copy/refused", test_zero_copy_refused);
     g_test_add_data_func("/mapped-ram/lazy/anon", GINT_TO_POINTER(RAM_BACKEND_RAM), test_lazy);
     g_test_add_func("/mapped-ram/lazy/huge-refused", test_lazy_huge_refused);
+    g_test_add_func("/mapped-ram/lazy/stopped", test_lazy_stopped);
     g_test_add_data_func("/mapped-ram/lazy/memfd", GINT_TO_POINTER(RAM_BACKEND_MEMFD),
                          test_lazy);
     g_test_add_data_func("/mapped-ram/lazy/truncated/anon", GINT_TO_POINTER(RAM_BACKEND_RAM),
