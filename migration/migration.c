@@ -352,7 +352,7 @@ static bool outgoing_run(MigrationState *ms, Error **errp)
     bool ok = false;
 
     if (!ms->ch) {
-        ms->ch = channel_open_outgoing(ms->uri, NULL, NULL, errp);
+        ms->ch = channel_connect(ms->uri, ms->cancel_fd, errp);
     }
     if (ms->ch && migrate_mapped_ram(&ms->opts)) {
         ms->mapped = mapped_ram_writer_new(ms->ch->fd, machine_ram(m),

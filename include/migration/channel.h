@@ -78,6 +78,11 @@ typedef struct Channel {
 Channel *channel_open_outgoing(const char *uri, ChannelFdLookup lookup,
                                void *lookup_opaque, Error **errp);
 /*
+ * The same without fd: names, for a thread that may be cancelled: a
+ * unix: or tcp: connect ends when cancel_fd is signalled (ECANCELED).
+ */
+Channel *channel_connect(const char *uri, int cancel_fd, Error **errp);
+/*
  * Incoming side.  unix: and tcp: listen and block until one peer
  * connects; a caller that must keep a main loop running uses
  * channel_listen() and accepts when the listener fd is readable.
@@ -124,7 +129,8 @@ void channel_listener_free(ChannelListener *l);
 
 /* ---- used by channel.c and channel-socket.c --------------------------------- */
 
-Channel *channel_socket_connect(const ChannelAddress *addr, const char *uri, Error **errp);
+Channel *channel_socket_connect(const ChannelAddress *addr, const char *uri, int cancel_fd,
+                                Error **errp);
 ChannelListener *channel_socket_listen(const ChannelAddress *addr, const char *uri,
                                        Error **errp);
 Channel *channel_new(int fd, ChannelKind kind, bool outgoing, const char *uri);

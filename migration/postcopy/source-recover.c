@@ -128,7 +128,7 @@ static bool resume(PostcopySource *ps, const char *uri, Error **errp)
     MigrationState *ms = ps->ms;
 
     migration_set_status(ms, &ms->status, MIGRATION_STATUS_POSTCOPY_RECOVER_SETUP);
-    ps->rch = channel_open_outgoing(uri, NULL, NULL, errp);
+    ps->rch = channel_connect(uri, ms->cancel_fd, errp);
     if (!ps->rch || !migration_io_init(&ps->r_io, ps->rch->fd, ms->cancel_fd, errp)) {
         return false;
     }

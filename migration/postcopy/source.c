@@ -279,7 +279,7 @@ void rp_stop(PostcopySource *ps)
 
 bool preempt_connect(PostcopySource *ps, const char *uri, Error **errp)
 {
-    ps->pch = channel_open_outgoing(uri, NULL, NULL, errp);
+    ps->pch = channel_connect(uri, ps->ms->cancel_fd, errp);
     if (!ps->pch) {
         error_prepend(errp, "postcopy-preempt: second channel: ");
         return false;

@@ -2,7 +2,9 @@
  * Migration channels over sockets: unix: and tcp:, connect and listen.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +25,45 @@ struct ChannelListener {
     uint16_t port;
 };
 
+/*
+ * connect(), which a signal on cancel_fd (-1: none) ends with ECANCELED:
+ * to a host that drops the SYNs it takes the kernel two minutes to give
+ * up, and migrate_cancel or quit must not wait that long.  The socket is
+ * blocking again afterwards.  False with errno set.
+ */
+static bool connect_cancellable(int fd, const struct sockaddr *sa, socklen_t len, int cancel_fd)
+{
+    int fl = fcntl(fd, F_GETFL);
+    int err = 0, n;
+    socklen_t elen = sizeof(err);
+
+    if (cancel_fd < 0 || fl < 0) {
+        return connect(fd, sa, len) == 0;
+    }
+    fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+    if (connect(fd, sa, len) < 0) {
+        err = errno;
+    }
+    if (err == EINPROGRESS || err == EAGAIN) {
+        struct pollfd p[2] = { { .fd = fd, .events = POLLOUT },
+                               { .fd = cancel_fd, .events = POLLIN } };
+
+        do {
+            n = poll(p, 2, -1);
+        } while (n < 0 && errno == EINTR);
+        if (n < 0) {
+            err = errno;
+        } else if (p[1].revents & POLLIN) {
+            err = ECANCELED;
+        } else if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &elen) < 0) {
+            err = errno;
+        }
+    }
+    fcntl(fd, F_SETFL, fl);
+    errno = err;
+    return err == 0;
+}
+
 /* ---- unix: --------------------------------------------------------------- */
 
 static bool unix_sockaddr(const char *path, struct sockaddr_un *sa, Error **errp)
@@ -38,7 +79,8 @@ static bool unix_sockaddr(const char *path, struct sockaddr_un *sa, Error **errp
     return true;
 }
 
-static Channel *unix_connect(const ChannelAddress *addr, const char *uri, Error **errp)
+static Channel *unix_connect(const ChannelAddress *addr, const char *uri, int cancel_fd,
+                             Error **errp)
 {
     struct sockaddr_un sa;
     int fd;
@@ -51,7 +93,7 @@ static Channel *unix_connect(const ChannelAddress *addr, const char *uri, Error 
         error_setg_errno(errp, errno, "cannot create a unix socket");
         return NULL;
     }
-    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+    if (!connect_cancellable(fd, (struct sockaddr *)&sa, sizeof(sa), cancel_fd)) {
         error_setg_errno(errp, errno, "cannot connect to %s", uri);
         close(fd);
         return NULL;
@@ -121,7 +163,8 @@ static struct addrinfo *tcp_resolve(const ChannelAddress *addr, const char *uri,
     return res;
 }
 
-static Channel *tcp_connect(const ChannelAddress *addr, const char *uri, Error **errp)
+static Channel *tcp_connect(const ChannelAddress *addr, const char *uri, int cancel_fd,
+                            Error **errp)
 {
     struct addrinfo *res, *ai;
     int fd = -1, last_errno = 0;
@@ -141,12 +184,15 @@ static Channel *tcp_connect(const ChannelAddress *addr, const char *uri, Error *
             last_errno = errno;
             continue;
         }
-        if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0) {
+        if (connect_cancellable(fd, ai->ai_addr, ai->ai_addrlen, cancel_fd)) {
             break;
         }
         last_errno = errno;
         close(fd);
         fd = -1;
+        if (last_errno == ECANCELED) {
+            break;
+        }
     }
     freeaddrinfo(res);
     if (fd < 0) {
@@ -224,10 +270,11 @@ static ChannelListener *tcp_listen(const ChannelAddress *addr, const char *uri,
 
 /* ---- entry points -------------------------------------------------------- */
 
-Channel *channel_socket_connect(const ChannelAddress *addr, const char *uri, Error **errp)
+Channel *channel_socket_connect(const ChannelAddress *addr, const char *uri, int cancel_fd,
+                                Error **errp)
 {
-    return addr->kind == CHANNEL_UNIX ? unix_connect(addr, uri, errp)
-                                      : tcp_connect(addr, uri, errp);
+    return addr->kind == CHANNEL_UNIX ? unix_connect(addr, uri, cancel_fd, errp)
+                                      : tcp_connect(addr, uri, cancel_fd, errp);
 }
 
 ChannelListener *channel_socket_listen(const ChannelAddress *addr, const char *uri,

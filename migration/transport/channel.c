@@ -433,7 +433,7 @@ static Channel *fd_open(const ChannelAddress *addr, const char *uri, bool outgoi
 /* ---- open / close -------------------------------------------------------- */
 
 static Channel *channel_open(const char *uri, bool outgoing, ChannelFdLookup lookup,
-                             void *opaque, Error **errp)
+                             void *opaque, int cancel_fd, Error **errp)
 {
     ChannelAddress addr;
     Channel *ch = NULL;
@@ -455,7 +455,7 @@ static Channel *channel_open(const char *uri, bool outgoing, ChannelFdLookup loo
     case CHANNEL_UNIX:
     case CHANNEL_TCP:
         if (outgoing) {
-            ch = channel_socket_connect(&addr, uri, errp);
+            ch = channel_socket_connect(&addr, uri, cancel_fd, errp);
             break;
         }
         l = channel_socket_listen(&addr, uri, errp);
@@ -472,13 +472,18 @@ static Channel *channel_open(const char *uri, bool outgoing, ChannelFdLookup loo
 Channel *channel_open_outgoing(const char *uri, ChannelFdLookup lookup,
                                void *lookup_opaque, Error **errp)
 {
-    return channel_open(uri, true, lookup, lookup_opaque, errp);
+    return channel_open(uri, true, lookup, lookup_opaque, -1, errp);
+}
+
+Channel *channel_connect(const char *uri, int cancel_fd, Error **errp)
+{
+    return channel_open(uri, true, NULL, NULL, cancel_fd, errp);
 }
 
 Channel *channel_open_incoming(const char *uri, ChannelFdLookup lookup,
                                void *lookup_opaque, Error **errp)
 {
-    return channel_open(uri, false, lookup, lookup_opaque, errp);
+    return channel_open(uri, false, lookup, lookup_opaque, -1, errp);
 }
 
 ChannelListener *channel_listen(const char *uri, Error **errp)

@@ -454,6 +454,42 @@ static void test_tcp_ipv6(void)
     channel_listener_free(l);
 }
 
+/*
+ * A connect that does not complete (a listener whose backlog is full drops
+ * the SYNs, as a black-holed host does) ends when cancelled; one that can
+ * complete does, cancel descriptor or not.
+ */
+static void test_tcp_connect_cancelled(void)
+{
+    Error *err = NULL;
+    int cancel_fd = migration_cancel_fd_new(&error_abort);
+    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    socklen_t len = sizeof(sa);
+    g_autofree char *uri = NULL;
+    Channel *first, *ch;
+    GThread *t;
+    gint64 start;
+
+    g_assert_cmpint(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)), ==, 0);
+    g_assert_cmpint(listen(lfd, 0), ==, 0);
+    g_assert_cmpint(getsockname(lfd, (struct sockaddr *)&sa, &len), ==, 0);
+    uri = g_strdup_printf("tcp:127.0.0.1:%u", ntohs(sa.sin_port));
+    first = channel_connect(uri, cancel_fd, &err);     /* fills the backlog */
+    g_assert_nonnull(first);
+
+    t = g_thread_new("cancel", signal_later, GINT_TO_POINTER(cancel_fd));
+    start = g_get_monotonic_time();
+    ch = channel_connect(uri, cancel_fd, &err);
+    g_thread_join(t);
+    g_assert_null(ch);
+    assert_error_contains(&err, "Operation canceled");
+    g_assert_cmpint(g_get_monotonic_time() - start, <, 20 * G_USEC_PER_SEC);
+    channel_abort(first);
+    close(lfd);
+    close(cancel_fd);
+}
+
 static void test_tcp_refused(void)
 {
     Error *err = NULL;
@@ -577,6 +613,7 @@ int main(int argc, char **argv)
     g_test_add_func("/channel/tcp", test_tcp);
     g_test_add_func("/channel/tcp-ipv6", test_tcp_ipv6);
     g_test_add_func("/channel/tcp-refused", test_tcp_refused);
+    g_test_add_func("/channel/tcp-connect-cancelled", test_tcp_connect_cancelled);
     ret = g_test_run();
     rm_tmpdir();
     g_free(tmpdir);
