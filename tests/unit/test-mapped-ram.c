@@ -500,24 +500,44 @@ static bool minor_shmem(void)
     return have & UFFD_FEATURE_MINOR_SHMEM;
 }
 
+/* A lazy restore's two sides: the image at path, open in fd, its headers in ls and mbs. */
+typedef struct LazyFx {
+    char *path;
+    int fd;
+    Blocks src, dst;
+    RamLoader *ls;
+    const MappedRamBlock *mbs[2];
+} LazyFx;
+
 /*
- * src filled and saved to path; dst (of the same kind, with something
- * written at creation) loaded lazily: the headers and bitmaps in *ls and
- * mbs, the image open in *fd.
+ * src filled and saved; dst (of the same kind, with something written at
+ * creation) loaded lazily up to the pages: the headers and bitmaps read.
  */
-static void lazy_setup(RamBackendKind kind, const char *path, Blocks *src, Blocks *dst,
-                       int *fd, RamLoader **ls, const MappedRamBlock *mbs[2])
+static void lazy_setup(LazyFx *fx, RamBackendKind kind)
 {
-    blocks_new(src, kind);
-    blocks_new(dst, kind);
-    fill(src->rb[0], 1);
-    fill(src->rb[1], 2);
-    save(&src->l, path, 2, false, NULL);
+    fx->path = tmp_image();
+    fx->fd = -1;
+    fx->ls = NULL;
+    blocks_new(&fx->src, kind);
+    blocks_new(&fx->dst, kind);
+    fill(fx->src.rb[0], 1);
+    fill(fx->src.rb[1], 2);
+    save(&fx->src.l, fx->path, 2, false, NULL);
     /* What the machine wrote at creation must not survive: the image decides. */
-    memset(dst->rb[0]->host, 0x77, 16 * PAGE);
-    g_assert_null(load(&dst->l, path, 2, LOAD_LAZY, fd, ls));
-    mbs[0] = ram_loader_mapped_block(*ls, 0);
-    mbs[1] = ram_loader_mapped_block(*ls, 1);
+    memset(fx->dst.rb[0]->host, 0x77, 16 * PAGE);
+    g_assert_null(load(&fx->dst.l, fx->path, 2, LOAD_LAZY, &fx->fd, &fx->ls));
+    fx->mbs[0] = ram_loader_mapped_block(fx->ls, 0);
+    fx->mbs[1] = ram_loader_mapped_block(fx->ls, 1);
+}
+
+static void lazy_teardown(LazyFx *fx)
+{
+    ram_loader_free(fx->ls);
+    close(fx->fd);
+    unlink(fx->path);
+    g_free(fx->path);
+    blocks_free(&fx->src);
+    blocks_free(&fx->dst);
 }
 
 /* Huge pages: a lazy restore's 1 MiB chunks could not place one whole, so it refuses them. */
@@ -540,22 +560,18 @@ static void test_lazy_huge_refused(void)
 static void test_lazy(gconstpointer data)
 {
     RamBackendKind kind = GPOINTER_TO_INT(data);
-    g_autofree char *path = tmp_image();
-    const MappedRamBlock *mbs[2];
-    Blocks src, dst;
+    LazyFx fx;
     Toucher t[4];
     pthread_t th[4];
     LazyRestoreStats st;
-    RamLoader *ls = NULL;
     LazyRestore *lr;
     Error *err = NULL;
-    int fd = -1;
 
-    lazy_setup(kind, path, &src, &dst, &fd, &ls, mbs);
-    lr = lazy_restore_new(&dst.l, fd, mbs, &error_abort);
+    lazy_setup(&fx, kind);
+    lr = lazy_restore_new(&fx.dst.l, fx.fd, fx.mbs, &error_abort);
     /* The "vCPUs" start before the loader: their first pages are faults. */
     for (int i = 0; i < 4; i++) {
-        t[i] = (Toucher){ .src = src.rb[0], .dst = dst.rb[0], .seed = i + 1 };
+        t[i] = (Toucher){ .src = fx.src.rb[0], .dst = fx.dst.rb[0], .seed = i + 1 };
         pthread_create(&th[i], NULL, toucher, &t[i]);
     }
     /*
@@ -587,7 +603,7 @@ static void test_lazy(gconstpointer data)
     /* The guest's writes stay; every other page is as saved. */
     for (int i = 0; i < 4; i++) {
         for (uint64_t k = 0; k < t[i].written; k++) {
-            uint8_t *pg = dst.rb[0]->host + t[i].pages[k] * PAGE;
+            uint8_t *pg = fx.dst.rb[0]->host + t[i].pages[k] * PAGE;
             uint8_t want[8];
 
             memset(want, 0xa0 + t[i].seed, 8);
@@ -598,34 +614,25 @@ static void test_lazy(gconstpointer data)
         for (uint64_t k = 0; k < t[i].written; k++) {
             uint64_t off = t[i].pages[k] * PAGE + 100;
 
-            memcpy(dst.rb[0]->host + off, src.rb[0]->host + off, 8);
+            memcpy(fx.dst.rb[0]->host + off, fx.src.rb[0]->host + off, 8);
         }
     }
-    assert_same(&src.l, &dst.l);
-    ram_loader_free(ls);
-    close(fd);
-    unlink(path);
-    blocks_free(&src);
-    blocks_free(&dst);
+    assert_same(&fx.src.l, &fx.dst.l);
+    lazy_teardown(&fx);
 }
 
 /* The image cut short under a lazy restore: it fails saying so; no page is wrong. */
 static void test_lazy_truncated(gconstpointer data)
 {
-    RamBackendKind kind = GPOINTER_TO_INT(data);
-    g_autofree char *path = tmp_image();
-    const MappedRamBlock *mbs[2];
-    Blocks src, dst;
-    RamLoader *ls = NULL;
+    LazyFx fx;
     LazyRestore *lr;
     LazyRestoreStats st;
     Error *err = NULL;
-    int fd = -1;
 
-    lazy_setup(kind, path, &src, &dst, &fd, &ls, mbs);
+    lazy_setup(&fx, GPOINTER_TO_INT(data));
     /* Inside a page: a read into a memfd's page cache stops half way through it. */
-    g_assert_cmpint(truncate(path, mbs[0]->pages_offset + MAIN_SIZE / 2 + 1000), ==, 0);
-    lr = lazy_restore_new(&dst.l, fd, mbs, &error_abort);
+    g_assert_cmpint(truncate(fx.path, fx.mbs[0]->pages_offset + MAIN_SIZE / 2 + 1000), ==, 0);
+    lr = lazy_restore_new(&fx.dst.l, fx.fd, fx.mbs, &error_abort);
     lazy_restore_start(lr);
     g_assert_false(lazy_restore_wait(lr, &err));
     assert_error_contains(&err, "the file ends at offset");
@@ -634,16 +641,12 @@ static void test_lazy_truncated(gconstpointer data)
     lazy_restore_free(lr);
     /* What was placed is as saved; the rest reads zero now that it is unregistered. */
     for (uint64_t p = 0; p < MAIN_SIZE / PAGE; p++) {
-        const uint8_t *d = dst.rb[0]->host + p * PAGE;
+        const uint8_t *d = fx.dst.rb[0]->host + p * PAGE;
 
-        g_assert_true(!memcmp(d, src.rb[0]->host + p * PAGE, PAGE) ||
+        g_assert_true(!memcmp(d, fx.src.rb[0]->host + p * PAGE, PAGE) ||
                       buffer_is_zero(d, PAGE));
     }
-    ram_loader_free(ls);
-    close(fd);
-    unlink(path);
-    blocks_free(&src);
-    blocks_free(&dst);
+    lazy_teardown(&fx);
 }
 
 static gpointer wait_thread(gpointer lr)
@@ -663,17 +666,13 @@ static gpointer wait_thread(gpointer lr)
 static void test_lazy_stopped(void)
 {
     static const uint64_t slow = 8192;
-    g_autofree char *path = tmp_image();
-    const MappedRamBlock *mbs[2];
-    Blocks src, dst;
-    RamLoader *ls = NULL;
+    LazyFx fx;
     LazyRestore *lr;
     LazyRestoreStats st;
     GThread *waiter;
-    int fd = -1;
 
-    lazy_setup(RAM_BACKEND_RAM, path, &src, &dst, &fd, &ls, mbs);
-    lr = lazy_restore_new(&dst.l, fd, mbs, &error_abort);
+    lazy_setup(&fx, RAM_BACKEND_RAM);
+    lr = lazy_restore_new(&fx.dst.l, fx.fd, fx.mbs, &error_abort);
     lazy_restore_set_bandwidth(lr, &slow);
     lazy_restore_start(lr);
     waiter = g_thread_new("waiter", wait_thread, lr);
@@ -683,11 +682,7 @@ static void test_lazy_stopped(void)
     lazy_restore_stats(lr, &st);
     g_assert_cmpuint(st.placed_pages, <, st.total_pages);
     lazy_restore_free(lr);
-    ram_loader_free(ls);
-    close(fd);
-    unlink(path);
-    blocks_free(&src);
-    blocks_free(&dst);
+    lazy_teardown(&fx);
 }
 
 /* ---- zero-copy --------------------------------------------------------------------- */
