@@ -56,7 +56,7 @@ struct Chardev {
     guint in_watch;
     guint open_idle;
     int listen_fd;
-    guint listen_watch;
+    guint listen_watch;         /* the listening fd's watch, or the timer to add it again */
     char *unlink_path;          /* absolute path of a listening socket */
     int fds[CHARDEV_MAX_FDS];   /* SCM_RIGHTS fds of the last read */
     int nfds;

@@ -24,11 +24,32 @@ static void fill_addr(struct sockaddr_un *sa, const char *path)
     g_strlcpy(sa->sun_path, path, sizeof(sa->sun_path));
 }
 
+/* Out of descriptors or memory: accept again after this long. */
+#define ACCEPT_RETRY_MS 100
+
+static gboolean accept_retry(gpointer opaque)
+{
+    Chardev *chr = opaque;
+
+    chr->listen_watch = 0;
+    chardev_unix_peer_gone(chr);
+    return G_SOURCE_REMOVE;
+}
+
 static gboolean on_accept(gint fd, GIOCondition cond, gpointer opaque)
 {
     Chardev *chr = opaque;
     int cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
+    if (cfd < 0 && (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+                    errno == ENOMEM)) {
+        /*
+         * The client stays in the backlog and the socket readable: watched,
+         * it would spin the main loop until a descriptor is free.
+         */
+        chr->listen_watch = g_timeout_add(ACCEPT_RETRY_MS, accept_retry, chr);
+        return G_SOURCE_REMOVE;
+    }
     if (cfd < 0) {
         return G_SOURCE_CONTINUE;   /* the client gave up already, or EINTR */
     }

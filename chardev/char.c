@@ -476,17 +476,24 @@ static gboolean out_writable(gint fd, GIOCondition cond, gpointer opaque)
     return again;
 }
 
-/* Keep what did not fit, within the bound, and have the main loop flush it. */
+/*
+ * Keep what did not fit and have the main loop flush it.  A write is kept
+ * whole or dropped whole: each is one message (a QMP reply or event, an
+ * HMP answer, a serial byte), and a message cut short would run into the
+ * next one and leave a client's parser lost for good.  So a write is kept
+ * when it fits within the bound, or when nothing is queued (what a write
+ * began directly must end: the bound then gives way by one message).
+ */
 static void queue_locked(Chardev *chr, const uint8_t *buf, size_t len)
 {
     size_t room = CHARDEV_OUT_MAX - MIN(chr->out_buf->len, CHARDEV_OUT_MAX);
-    size_t keep = MIN(room, len);
 
-    g_byte_array_append(chr->out_buf, buf, keep);
-    if (keep < len) {
-        trace(chardev_drop, "%s: %zu bytes, peer too slow", chr->spec, len - keep);
+    if (chr->out_buf->len && len > room) {
+        trace(chardev_drop, "%s: %zu bytes, peer too slow", chr->spec, len);
+        chr->dropped += len;
+        return;
     }
-    chr->dropped += len - keep;
+    g_byte_array_append(chr->out_buf, buf, len);
     if (chr->out_buf->len && !chr->out_watch) {
         chr->out_watch = g_unix_fd_source_new(chr->out_fd, G_IO_OUT);
         g_source_set_callback(chr->out_watch, (GSourceFunc)(void (*)(void))out_writable,
@@ -728,6 +735,21 @@ static bool open_stdio(Chardev *chr, Error **errp)
     return true;
 }
 
+/*
+ * A file may be a pipe or FIFO (libvirt hands over virtlogd's pipe): a
+ * reader that stalls must not block the writer, a vCPU at its serial port
+ * or the main loop at a monitor.  Its output queues and drops as a
+ * socket's does.  A regular file is not affected.
+ */
+static void file_nonblock(int fd)
+{
+    int fl = fcntl(fd, F_GETFL);
+
+    if (fl >= 0) {
+        fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+    }
+}
+
 static bool open_file(Chardev *chr, Error **errp)
 {
     int fd;
@@ -751,6 +773,7 @@ static bool open_file(Chardev *chr, Error **errp)
             close(fd);
             return false;
         }
+        file_nonblock(fd);
         chardev_attach_peer(chr, -1, fd, false);
         return true;
     }
@@ -760,6 +783,7 @@ static bool open_file(Chardev *chr, Error **errp)
         error_setg_errno(errp, errno, "cannot open '%s' for writing", chr->cfg.path);
         return false;
     }
+    file_nonblock(fd);
     chardev_attach_peer(chr, -1, fd, false);
     return true;
 }

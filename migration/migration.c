@@ -33,6 +33,7 @@
 #include "savers/precopy.h"
 #include "postcopy/postcopy.h"
 #include "util/trace.h"
+#include "util/main-loop.h"
 
 /*
  * How long a socket save waits after its last byte for the destination to
@@ -186,7 +187,7 @@ bool migration_call_main(MigrationState *ms, MigrationMainFn fn, void *data, Err
     pthread_mutex_lock(&ms->lock);
     if (!ms->shutting_down) {
         ms->call = &c;
-        ms->call_source = g_idle_add(main_call_dispatch, ms);
+        ms->call_source = main_loop_call_soon(main_call_dispatch, ms);
         while (!c.done && !ms->shutting_down) {
             pthread_cond_wait(&ms->cond, &ms->lock);
         }

@@ -14,6 +14,7 @@
 #include "qapi-events.h"
 #include "qapi-introspect.h"
 #include "util/cutils.h"
+#include "util/main-loop.h"
 
 static Machine *need_machine(Amber *s, Error **errp)
 {
@@ -93,7 +94,7 @@ static gboolean quit_idle(gpointer opaque)
 void qmp_quit(Amber *s, Error **errp)
 {
     /* From the main loop, so the reply goes out before SHUTDOWN, as in QEMU. */
-    g_idle_add(quit_idle, s);
+    main_loop_call_soon(quit_idle, s);
 }
 
 StatusInfo *qmp_query_status(Amber *s, Error **errp)

@@ -12,6 +12,7 @@
 
 #include "system/amber.h"
 #include "util/trace.h"
+#include "util/main-loop.h"
 
 typedef struct AmberEventSinkEntry {
     AmberEventSink fn;
@@ -139,7 +140,7 @@ void amber_emit_event(Amber *s, const char *event, JsonObject *data)
     pthread_mutex_lock(&s->event_lock);
     g_queue_push_tail(&s->pending_events, ev);
     if (!s->event_source) {
-        s->event_source = g_idle_add(deliver_pending, s);
+        s->event_source = main_loop_call_soon(deliver_pending, s);
     }
     pthread_mutex_unlock(&s->event_lock);
 }

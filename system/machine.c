@@ -7,6 +7,7 @@
 #include <glib.h>
 
 #include "machine-int.h"
+#include "util/main-loop.h"
 
 static const char *const shutdown_cause_names[] = {
     [SHUTDOWN_CAUSE_NONE] = "none",
@@ -281,7 +282,7 @@ static gboolean deliver_requests(gpointer opaque)
 static void schedule_notify(Machine *m)
 {
     if (m->notify && !m->notify_source) {
-        m->notify_source = g_idle_add(deliver_requests, m);
+        m->notify_source = main_loop_call_soon(deliver_requests, m);
     }
 }
 

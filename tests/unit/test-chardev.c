@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -382,6 +383,138 @@ static void test_slow_peer(void)
     g_string_free(ev.data, TRUE);
 }
 
+/*
+ * A peer too slow for the output: each write (a message) arrives whole or
+ * not at all, never cut short into the next one.
+ */
+static void test_slow_peer_whole_messages(void)
+{
+    g_autofree char *path = tmp_path("whole.sock");
+    g_autofree char *spec = g_strdup_printf("unix:%s,server=on,wait=off", path);
+    Events ev = { .data = g_string_new("") };
+    Chardev *chr = chardev_new(spec, &error_abort);
+    GString *all = g_string_new("");
+    g_auto(GStrv) lines = NULL;
+    char buf[65536];
+    int sock, got = 0, n;
+
+    chardev_set_handlers(chr, &ev_handlers, &ev);
+    sock = connect_unix(path);
+    LOOP_UNTIL(ev.opened == 1);
+    /* Messages of 1-3 KiB each, far more than the socket and the queue hold. */
+    for (int i = 0; i < 4000; i++) {
+        GString *m = g_string_new("");
+
+        g_string_append_printf(m, "<%d:", i);
+        for (int k = 0; k < 100 + (i * 37) % 200; k++) {
+            g_string_append(m, "0123456789");
+        }
+        g_string_append_printf(m, ":%d>\n", i);
+        g_assert_true(chardev_write(chr, m->str, m->len));
+        g_string_free(m, TRUE);
+    }
+    g_assert_cmpuint(chardev_dropped_bytes(chr), >, 0);
+    /* Now the peer reads: what was queued comes out, then nothing. */
+    fcntl(sock, F_SETFL, O_NONBLOCK);
+    for (int idle = 0; idle < 200; idle++) {
+        g_main_context_iteration(NULL, FALSE);
+        while ((n = read(sock, buf, sizeof(buf))) > 0) {
+            g_string_append_len(all, buf, n);
+            idle = 0;
+        }
+        g_usleep(1000);
+    }
+    lines = g_strsplit(all->str, "\n", -1);
+    for (int i = 0; lines[i] && lines[i][0]; i++) {
+        int a = -1, b = -2;
+        size_t len = strlen(lines[i]);
+
+        g_assert_cmpint(sscanf(lines[i], "<%d:", &a), ==, 1);
+        g_assert_true(len > 4 && lines[i][len - 1] == '>');
+        g_assert_cmpint(sscanf(strrchr(lines[i], ':'), ":%d>", &b), ==, 1);
+        g_assert_cmpint(a, ==, b);
+        g_autofree char *ends = g_strdup_printf("<%d::%d>", a, a);
+
+        g_assert_cmpuint(len, ==, strlen(ends) + 10 * (100 + (a * 37) % 200));
+        got++;
+    }
+    g_assert_cmpint(got, >, 0);
+    g_assert_cmpint(got, <, 4000);
+    close(sock);
+    LOOP_UNTIL(ev.closed == 1);
+    chardev_free(chr);
+    g_string_free(ev.data, TRUE);
+    g_string_free(all, TRUE);
+}
+
+/* A file that is a FIFO nobody drains: writers must not block (libvirt's log pipe). */
+static void test_file_fifo_stalled(void)
+{
+    g_autofree char *path = tmp_path("log.fifo");
+    g_autofree char *spec = g_strdup_printf("file:%s", path);
+    static char block[4096];
+    Chardev *chr;
+    int reader;
+
+    g_assert_cmpint(mkfifo(path, 0600), ==, 0);
+    reader = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    g_assert_cmpint(reader, >=, 0);
+    chr = chardev_new(spec, &error_abort);
+    gint64 start = g_get_monotonic_time();
+    for (int i = 0; i < 1024; i++) {        /* 4 MiB against a 64 KiB pipe */
+        g_assert_true(chardev_write(chr, block, sizeof(block)));
+    }
+    g_assert_cmpint(g_get_monotonic_time() - start, <, 2 * G_USEC_PER_SEC);
+    g_assert_cmpuint(chardev_dropped_bytes(chr), >, 2 * 1024 * 1024);
+    chardev_free(chr);
+    close(reader);
+}
+
+static gboolean set_flag(gpointer flag)
+{
+    *(bool *)flag = true;
+    return G_SOURCE_REMOVE;
+}
+
+/*
+ * Out of descriptors when a client comes: the server neither spins on the
+ * readable socket nor loses the client; it accepts once one is free.
+ */
+static void test_accept_out_of_fds(void)
+{
+    g_autofree char *path = tmp_path("emfile.sock");
+    g_autofree char *spec = g_strdup_printf("unix:%s,server=on,wait=off", path);
+    Events ev = { .data = g_string_new("") };
+    Chardev *chr = chardev_new(spec, &error_abort);
+    struct rlimit old, low;
+    int next, sock, iterations = 0;
+    bool done = false;
+
+    chardev_set_handlers(chr, &ev_handlers, &ev);
+    sock = connect_unix(path);                  /* waits in the backlog */
+    next = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    close(next);
+    g_assert_cmpint(getrlimit(RLIMIT_NOFILE, &old), ==, 0);
+    low = old;
+    low.rlim_cur = next;                        /* no descriptor left for accept() */
+    g_assert_cmpint(setrlimit(RLIMIT_NOFILE, &low), ==, 0);
+    /* Half a second of the main loop, each iteration waiting for something to do. */
+    g_timeout_add(500, set_flag, &done);
+    while (!done) {
+        g_main_context_iteration(NULL, TRUE);
+        iterations++;
+    }
+    g_assert_cmpint(ev.opened, ==, 0);
+    g_assert_cmpint(setrlimit(RLIMIT_NOFILE, &old), ==, 0);
+    /* A retry every 100 ms; a watched socket that stays readable: thousands. */
+    g_assert_cmpint(iterations, <, 50);
+    LOOP_UNTIL(ev.opened == 1);
+    close(sock);
+    LOOP_UNTIL(ev.closed == 1);
+    chardev_free(chr);
+    g_string_free(ev.data, TRUE);
+}
+
 static void test_unix_client(void)
 {
     g_autofree char *path = tmp_path("cli.sock");
@@ -619,6 +752,9 @@ int main(int argc, char **argv)
     g_test_add_func("/chardev/unix-one-client", test_unix_one_client);
     g_test_add_func("/chardev/unix-fd-passing", test_unix_fd_passing);
     g_test_add_func("/chardev/slow-peer", test_slow_peer);
+    g_test_add_func("/chardev/slow-peer-whole-messages", test_slow_peer_whole_messages);
+    g_test_add_func("/chardev/file-fifo-stalled", test_file_fifo_stalled);
+    g_test_add_func("/chardev/accept-out-of-fds", test_accept_out_of_fds);
     g_test_add_func("/chardev/unix-client", test_unix_client);
     g_test_add_func("/chardev/unix-path-taken", test_unix_path_taken);
     g_test_add_func("/chardev/pty", test_pty);
