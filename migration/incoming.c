@@ -591,13 +591,16 @@ static gpointer incoming_thread(gpointer opaque)
         /*
          * The guest runs here on pages that exist nowhere else: stay up,
          * keep every page, and let vCPUs that wait for a missing one wait.
-         * Only a break before the stream's EOF can be recovered (the load
-         * waits for migrate-recover there); after it nothing reads a new
-         * connection, so this is no pause to recover from.
+         * A broken stream waits for migrate-recover in the load itself; a
+         * failure that ends the load (after the stream's EOF: a second
+         * channel that broke, a huge page sent in part) leaves nothing to
+         * read a new connection, so it is no pause to recover from.
          */
-        error_report("postcopy failed after the end of the stream: %s; the guest runs on, "
-                     "and a vCPU that touches a page that never came waits for it",
-                     error_get_pretty(err));
+        if (!migration_exiting(mis->ms)) {
+            error_report("postcopy failed and cannot be recovered: %s; the guest runs on, "
+                         "and a vCPU that touches a page that never came waits for it",
+                         error_get_pretty(err));
+        }
         migration_set_status(mis->ms, &mis->status, MIGRATION_STATUS_FAILED);
         error_free(err);
         return NULL;
