@@ -43,7 +43,7 @@ struct MigrationIncoming {
     LazyRestoreStats lazy_final;    /* once it ended: its last counters */
     bool lazy_ended;                /* atomic */
     char *error;                    /* under ms->lock: why a lazy restore failed */
-    int cur_fd;                     /* under ms->lock: what migrate-pause shuts down, or -1 */
+    MigrationLink cur;              /* the stream's connection: migrate-pause shuts it down */
     /* postcopy recovery, under ms->lock */
     ChannelListener *recover;       /* migrate-recover's, until the load thread takes it */
     ChannelListener *recovering;    /* the one the load thread accepts on */
@@ -177,7 +177,7 @@ void migration_incoming_prepare(Amber *s)
     mis->ms = ms;
     mis->status = MIGRATION_STATUS_NONE;
     mis->cancel_fd = -1;
-    mis->cur_fd = -1;
+    migration_link_init(&mis->cur);
     mis->autostart = !machine_options(s->machine)->start_paused;
     ms->incoming = mis;
     /* machine_start() leaves the vCPUs parked in any state but prelaunch. */
@@ -202,6 +202,7 @@ void migration_incoming_free(MigrationIncoming *mis)
     savevm_registry_free(mis->r);
     ram_loader_free(mis->ram);
     machine_state_image_free(mis->img);
+    migration_link_destroy(&mis->cur);
     g_free(mis->uri);
     g_free(mis);
 }
@@ -291,18 +292,6 @@ typedef struct Reconnected {
     QEMUFile *f;
 } Reconnected;
 
-/*
- * The connection migrate-pause shuts down (-1: none).  Under the lock, and
- * cleared before the descriptor is closed: a pause must never shut down a
- * number that closing made free for another socket.
- */
-static void set_cur_fd(MigrationIncoming *mis, int fd)
-{
-    pthread_mutex_lock(&mis->ms->lock);
-    mis->cur_fd = fd;
-    pthread_mutex_unlock(&mis->ms->lock);
-}
-
 static void reconnected_close(Reconnected *rc)
 {
     if (rc->f) {
@@ -357,7 +346,7 @@ static bool recover(MigrationIncoming *mis, SaveVMLoader *l, Reconnected *rc, Er
         error_report("postcopy paused: %s", error_get_pretty(err));
         error_free(err);
         err = NULL;
-        set_cur_fd(mis, -1);
+        migration_link_set(&mis->cur, -1);
         postcopy_dest_pause(mis->postcopy);
         reconnected_close(rc);
         migration_set_status(mis->ms, &mis->status, MIGRATION_STATUS_POSTCOPY_PAUSED);
@@ -369,7 +358,7 @@ static bool recover(MigrationIncoming *mis, SaveVMLoader *l, Reconnected *rc, Er
         rc->ch = channel_listener_accept(listener, &err);
         if (rc->ch) {
             /* migrate-pause during the recovery breaks the new connection. */
-            set_cur_fd(mis, rc->ch->fd);
+            migration_link_set(&mis->cur, rc->ch->fd);
             migration_set_status(mis->ms, &mis->status, MIGRATION_STATUS_POSTCOPY_RECOVER);
         }
         if (rc->ch && migration_io_init(&rc->io, rc->ch->fd, mis->cancel_fd, &err) &&
@@ -379,7 +368,7 @@ static bool recover(MigrationIncoming *mis, SaveVMLoader *l, Reconnected *rc, Er
             savevm_loader_set_file(l, rc->f);
             return true;
         }
-        set_cur_fd(mis, -1);
+        migration_link_set(&mis->cur, -1);
         recovered(mis, listener);
         error_prepend(&err, "recovery: ");
     }
@@ -449,7 +438,7 @@ static bool load_stream(MigrationIncoming *mis, QEMUFile *f, Error **errp)
     }
     g_free(json);
     savevm_loader_free(l);
-    set_cur_fd(mis, -1);
+    migration_link_set(&mis->cur, -1);
     reconnected_close(&rc);
     if (!ok || !postcopy_dest_drain(mis->postcopy, errp) ||
         !ram_loader_complete(mis->ram, errp)) {
@@ -549,10 +538,10 @@ static bool incoming_run(MigrationIncoming *mis, Error **errp)
                                        mis->ch->fd, mis->cancel_fd, &postcopy_dest_ops, mis),
                      __ATOMIC_RELEASE);
     postcopy_dest_set_listener(mis->postcopy, mis->listener);
-    set_cur_fd(mis, mis->ch->fd);
+    migration_link_set(&mis->cur, mis->ch->fd);
     f = migration_io_input(&io, mis->uri);
     ok = load_stream(mis, f, errp);
-    set_cur_fd(mis, -1);
+    migration_link_set(&mis->cur, -1);
     qemu_fclose(f);
     migration_io_restore(&io);
     if (!ok) {
@@ -759,11 +748,7 @@ bool migration_incoming_pause(MigrationState *ms)
      * channel, or a wait for its end (a source that keeps it open and
      * silent) would hold the load for ever.
      */
-    pthread_mutex_lock(&ms->lock);
-    if (ms->incoming->cur_fd >= 0) {
-        shutdown(ms->incoming->cur_fd, SHUT_RDWR);
-    }
-    pthread_mutex_unlock(&ms->lock);
+    migration_link_shutdown(&ms->incoming->cur);
     postcopy_dest_shutdown(__atomic_load_n(&ms->incoming->postcopy, __ATOMIC_ACQUIRE));
     return true;
 }

@@ -16,6 +16,7 @@
 #ifndef AMBER_MIGRATION_MIGRATION_IO_H
 #define AMBER_MIGRATION_MIGRATION_IO_H
 
+#include <pthread.h>
 #include <stdbool.h>
 
 #include "migration/direct-io.h"
@@ -39,5 +40,22 @@ QEMUFile *migration_io_input(MigrationIO *io, const char *name);
 /* An eventfd for cancel_fd; -1 with errp on failure. */
 int migration_cancel_fd_new(Error **errp);
 void migration_cancel_fd_signal(int fd);
+
+/*
+ * A connection another thread may shut down (migrate-pause, a pause that
+ * must not wait on a stalled peer): set once it is open, and set to -1
+ * before it is closed, so that a shutdown never reaches a descriptor
+ * number that closing made free for another socket.
+ */
+typedef struct MigrationLink {
+    pthread_mutex_t lock;
+    int fd;                     /* -1: none */
+} MigrationLink;
+
+void migration_link_init(MigrationLink *l);
+void migration_link_destroy(MigrationLink *l);
+void migration_link_set(MigrationLink *l, int fd);
+/* shutdown(SHUT_RDWR) of the connection, if any: its reader and writer fail now. */
+void migration_link_shutdown(MigrationLink *l);
 
 #endif

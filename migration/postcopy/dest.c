@@ -26,7 +26,6 @@
 #include <string.h>
 #include <unistd.h>
 #include <sys/mman.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 
 #include "postcopy.h"
@@ -71,9 +70,7 @@ struct PostcopyDest {
     ChannelListener *listener;      /* not ours */
     Channel *preempt_ch;            /* accepted at ADVISE, the reader's from LISTEN */
     PreemptReader *preempt;
-    /* Not rp_lock, which a write to a stalled return path holds. */
-    pthread_mutex_t preempt_fd_lock;
-    int preempt_fd;                 /* the reader's socket, or -1: postcopy_dest_shutdown() */
+    MigrationLink preempt_link;     /* the reader's socket: postcopy_dest_shutdown() */
 
     uint64_t requests, zero_placed;                 /* atomics */
 };
@@ -98,30 +95,16 @@ PostcopyDest *postcopy_dest_new(MigrationState *ms, Machine *m, RamLoader *ram,
     pd->rp_io.fd = -1;
     pd->rp_last_block = -1;
     pd->fault_stop_fd = -1;
-    pd->preempt_fd = -1;
     pthread_mutex_init(&pd->rp_lock, NULL);
-    pthread_mutex_init(&pd->preempt_fd_lock, NULL);
+    migration_link_init(&pd->preempt_link);
     return pd;
-}
-
-/* Cleared before the reader (and its socket) goes, so no stale number is shut down. */
-static void set_preempt_fd(PostcopyDest *pd, int fd)
-{
-    pthread_mutex_lock(&pd->preempt_fd_lock);
-    pd->preempt_fd = fd;
-    pthread_mutex_unlock(&pd->preempt_fd_lock);
 }
 
 void postcopy_dest_shutdown(PostcopyDest *pd)
 {
-    if (!pd) {
-        return;
+    if (pd) {
+        migration_link_shutdown(&pd->preempt_link);
     }
-    pthread_mutex_lock(&pd->preempt_fd_lock);
-    if (pd->preempt_fd >= 0) {
-        shutdown(pd->preempt_fd, SHUT_RDWR);
-    }
-    pthread_mutex_unlock(&pd->preempt_fd_lock);
 }
 
 static void stop_fault_thread(PostcopyDest *pd)
@@ -139,7 +122,7 @@ void postcopy_dest_free(PostcopyDest *pd)
         return;
     }
     stop_fault_thread(pd);
-    set_preempt_fd(pd, -1);
+    migration_link_set(&pd->preempt_link, -1);
     preempt_reader_free(pd->preempt);
     channel_abort(pd->preempt_ch);
     /* Unregistering wakes any vCPU still waiting: the process is ending. */
@@ -154,7 +137,7 @@ void postcopy_dest_free(PostcopyDest *pd)
     }
     close_return_path(pd);
     pthread_mutex_destroy(&pd->rp_lock);
-    pthread_mutex_destroy(&pd->preempt_fd_lock);
+    migration_link_destroy(&pd->preempt_link);
     g_free(pd);
 }
 
@@ -497,7 +480,7 @@ static bool handle_listen(PostcopyDest *pd, Error **errp)
             return false;
         }
         pd->preempt_ch = NULL;
-        set_preempt_fd(pd, fd);
+        migration_link_set(&pd->preempt_link, fd);
     }
     pd->fault_thread = g_thread_new("mig/fault", fault_thread, pd);
     pd->listening = true;
@@ -658,7 +641,7 @@ void postcopy_dest_pause(PostcopyDest *pd)
     close_return_path(pd);
     if (pd->preempt) {
         /* Its reader waits on a connection given up. */
-        set_preempt_fd(pd, -1);
+        migration_link_set(&pd->preempt_link, -1);
         preempt_reader_shutdown(pd->preempt);
         g_clear_pointer(&pd->preempt, preempt_reader_free);
     }
@@ -686,7 +669,7 @@ bool postcopy_dest_resume(PostcopyDest *pd, int fd, ChannelListener *l, Error **
             channel_abort(ch);
             return false;
         }
-        set_preempt_fd(pd, fd);
+        migration_link_set(&pd->preempt_link, fd);
     }
     pd->recovering = true;
     return true;

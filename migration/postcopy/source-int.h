@@ -56,7 +56,7 @@ struct PostcopySource {
     RamSaver *prs;                  /* its records (a CONTINUE of their own) */
     GThread *p_thread;
     bool p_stop;                    /* under lock */
-    int p_fd;                       /* under lock: pch's descriptor while its writer runs, or -1 */
+    MigrationLink p_link;           /* pch while its writer runs: a pause shuts it down */
     Error *p_err;                   /* the writer's, read after the join */
 
     /* recovery (source-recover.c) */
@@ -87,11 +87,6 @@ bool stop_preempt(PostcopySource *ps, Error **errp);
 bool preempt_connect(PostcopySource *ps, const char *uri, Error **errp);
 bool preempt_wait_ack(PostcopySource *ps, int cancel_fd, Error **errp);
 void preempt_start(PostcopySource *ps);
-/*
- * The second channel's writer, blocked on a destination that does not
- * read, fails now (any thread): a pause must not wait on it for ever.
- */
-void preempt_shutdown(PostcopySource *ps);
 
 /* source-recover.c */
 /*

@@ -46,7 +46,8 @@ static void pause_migration(PostcopySource *ps, QEMUFile *orig, Error *err)
 {
     MigrationState *ms = ps->ms;
 
-    preempt_shutdown(ps);
+    /* A writer blocked on a destination that does not read must not hold the pause. */
+    migration_link_shutdown(&ps->p_link);
     stop_preempt(ps, NULL);
     rp_stop(ps);
     /* The destination's bad message is the cause, not the write it broke. */
@@ -315,6 +316,6 @@ bool postcopy_source_pause(MigrationState *ms, Error **errp)
      * channel goes too, or a writer stuck on it would hold the pause up.
      */
     shutdown(__atomic_load_n(&ps->cur_fd, __ATOMIC_ACQUIRE), SHUT_RDWR);
-    preempt_shutdown(ps);
+    migration_link_shutdown(&ps->p_link);
     return true;
 }

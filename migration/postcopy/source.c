@@ -56,7 +56,7 @@ void postcopy_source_prepare(MigrationState *ms)
     pthread_mutex_init(&ps->todo_lock, NULL);
     pthread_cond_init(&ps->cond, NULL);
     ps->queue = g_array_new(FALSE, FALSE, sizeof(PageRequest));
-    ps->p_fd = -1;
+    migration_link_init(&ps->p_link);
     for (int b = 0; b < ps->ram->nblocks; b++) {
         ps->queue_max += ps->ram->blocks[b]->used_length / RAM_PAGE_SIZE;
     }
@@ -78,6 +78,7 @@ void postcopy_source_free(MigrationState *ms)
     g_array_free(ps->queue, TRUE);
     savevm_vmdesc_free(ps->desc);
     g_clear_pointer(&ps->prs, ram_saver_free);
+    migration_link_destroy(&ps->p_link);
     pthread_mutex_destroy(&ps->todo_lock);
     pthread_mutex_destroy(&ps->lock);
     pthread_cond_destroy(&ps->cond);
@@ -734,20 +735,9 @@ static gpointer preempt_thread(gpointer opaque)
 
 void preempt_start(PostcopySource *ps)
 {
-    pthread_mutex_lock(&ps->lock);
     ps->p_stop = false;
-    ps->p_fd = ps->pch->fd;
-    pthread_mutex_unlock(&ps->lock);
+    migration_link_set(&ps->p_link, ps->pch->fd);
     ps->p_thread = g_thread_new("mig/preempt", preempt_thread, ps);
-}
-
-void preempt_shutdown(PostcopySource *ps)
-{
-    pthread_mutex_lock(&ps->lock);
-    if (ps->p_fd >= 0) {
-        shutdown(ps->p_fd, SHUT_RDWR);
-    }
-    pthread_mutex_unlock(&ps->lock);
 }
 
 /* Every page is out: the writer ends, the channel closes (the reader's EOF). */
@@ -763,10 +753,7 @@ bool stop_preempt(PostcopySource *ps, Error **errp)
         g_thread_join(ps->p_thread);
         ps->p_thread = NULL;
     }
-    /* No one may shut the descriptor down once it can be closed and its number reused. */
-    pthread_mutex_lock(&ps->lock);
-    ps->p_fd = -1;
-    pthread_mutex_unlock(&ps->lock);
+    migration_link_set(&ps->p_link, -1);
     if (ps->p_err) {
         error_propagate(errp, ps->p_err);
         ps->p_err = NULL;

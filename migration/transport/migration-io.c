@@ -14,6 +14,7 @@
 #include <poll.h>
 #include <unistd.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <sys/uio.h>
 
 #include <glib.h>
@@ -37,6 +38,33 @@ void migration_cancel_fd_signal(int fd)
     if (fd >= 0 && write(fd, &one, sizeof(one)) < 0) {
         /* Already signalled enough to overflow: still readable. */
     }
+}
+
+void migration_link_init(MigrationLink *l)
+{
+    pthread_mutex_init(&l->lock, NULL);
+    l->fd = -1;
+}
+
+void migration_link_destroy(MigrationLink *l)
+{
+    pthread_mutex_destroy(&l->lock);
+}
+
+void migration_link_set(MigrationLink *l, int fd)
+{
+    pthread_mutex_lock(&l->lock);
+    l->fd = fd;
+    pthread_mutex_unlock(&l->lock);
+}
+
+void migration_link_shutdown(MigrationLink *l)
+{
+    pthread_mutex_lock(&l->lock);
+    if (l->fd >= 0) {
+        shutdown(l->fd, SHUT_RDWR);
+    }
+    pthread_mutex_unlock(&l->lock);
 }
 
 bool migration_io_init(MigrationIO *io, int fd, int cancel_fd, Error **errp)
